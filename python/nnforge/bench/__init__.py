@@ -1,0 +1,1 @@
+"""Kernel microbenchmarks behind `nnforge bench FAMILY` (shared with benchmarks/)."""

@@ -1,0 +1,90 @@
+"""Timing and table helpers shared by every benchmark family.
+
+Method: warm-up first, then the median of repeats, peers timed in the same
+process and run so that ratios hold while absolute times drift.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+
+def median_seconds(fn: Callable[[], object], *, repeats: int = 7, warmup: int = 2,
+                   min_time: float = 0.05) -> float:
+    """Median wall time of fn(); each sample loops fn enough to last >= min_time."""
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, int(min_time / one))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples)
+
+
+def torch_or_none():
+    """PyTorch if installed (never a dependency), set to the same thread count as nnforge."""
+    try:
+        import torch  # type: ignore
+    except Exception:
+        return None
+    import nnforge
+
+    torch.set_num_threads(nnforge.get_num_threads())
+    return torch
+
+
+def triad_gbs(n: int = 20_000_000, repeats: int = 5) -> float:
+    """STREAM-style triad a = b + s*c through nnforge's kernel if present, else NumPy.
+
+    Bytes counted: read b, c and write a = 12 bytes per element.
+    """
+    import nnforge
+
+    b = np.random.default_rng(0).random(n, dtype=np.float32)
+    c = np.random.default_rng(1).random(n, dtype=np.float32)
+    a = np.empty_like(b)
+    triad = getattr(nnforge._core, "stream_triad", None)
+    if triad is not None:
+        fn = lambda: triad(a, b, c, 3.0)
+    else:
+        def fn():
+            np.multiply(c, np.float32(3.0), out=a)
+            np.add(a, b, out=a)
+    t = median_seconds(fn, repeats=repeats, warmup=1)
+    return 12.0 * n / t / 1e9
+
+
+def fmt(value: Optional[float], spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> str:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
+              for i, h in enumerate(headers)]
+    line = "  ".join(str(h).rjust(w) for h, w in zip(headers, widths))
+    out = []
+    if title:
+        out.append(title)
+    out.append(line)
+    out.append("-" * len(line))
+    for r in rows:
+        out.append("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
+    text = "\n".join(out)
+    print(text, flush=True)
+    return text
+
+
+def machine_line() -> str:
+    import nnforge
+
+    return (f"isa={nnforge.get_isa()} threads={nnforge.get_num_threads()} "
+            f"numpy={np.__version__}")

@@ -1,0 +1,72 @@
+"""The `nnforge` command: `nnforge train ...` and `nnforge bench FAMILY ...`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
+BENCH_FAMILIES = ("gemm", "optim", "train", "conv")
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nnforge", description="nnforge kernels: train models, benchmark kernels.")
+    parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: all allowed CPUs)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="kernel microbenchmarks against NumPy and PyTorch")
+    fam = bench.add_subparsers(dest="family", required=True)
+    for name in BENCH_FAMILIES:
+        try:
+            mod = importlib.import_module(f"nnforge.bench.{name}")
+        except ModuleNotFoundError:
+            continue
+        p = fam.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
+        mod.add_arguments(p)
+        p.set_defaults(bench_module=mod)
+
+    try:
+        train_mod = importlib.import_module("nnforge.train_cli")
+    except ModuleNotFoundError:
+        train_mod = None
+    if train_mod is not None:
+        tp = sub.add_parser("train", help="train a model on the bundled digits (or MNIST IDX files)")
+        train_mod.add_arguments(tp)
+        tp.set_defaults(train_module=train_mod)
+
+    sub.add_parser("config", help="print nnforge.show_config()")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    import nnforge
+
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise CliError(f"--threads must be >= 1, got {args.threads}")
+            nnforge.set_num_threads(args.threads)
+        if args.command == "bench":
+            return int(args.bench_module.run(args) or 0)
+        if args.command == "train":
+            return int(args.train_module.run(args) or 0)
+        if args.command == "config":
+            nnforge.show_config()
+            return 0
+    except CliError as exc:
+        print(f"nnforge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnforge: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
