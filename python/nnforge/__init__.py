@@ -18,6 +18,7 @@ from ._config import (
     use_isa,
 )
 from . import cuda, ops
+from ._random import seed
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "ops",
+    "seed",
     "set_isa",
     "set_num_threads",
     "show_config",
