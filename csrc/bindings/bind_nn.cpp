@@ -392,15 +392,15 @@ py::tuple batch_norm_backward(const py::object& dyo, const py::object& xo, const
 }
 
 // ---- dropout ----------------------------------------------------------------------
-float checked_p(double p) {
+double checked_p(double p) {
   if (!(p >= 0.0 && p < 1.0)) throw py::value_error("dropout p must be in [0, 1), got " + std::to_string(p));
-  return float(p);
+  return p;
 }
 
 py::tuple dropout(const py::object& xo, double p_d, const py::int_& seed_o) {
   py::array x = float_input(xo, "x");
   require_c_contiguous(x, "x");
-  const float p = checked_p(p_d);
+  const double p = checked_p(p_d);
   if (py::int_(0).attr("__gt__")(seed_o).cast<bool>() ||
       seed_o.attr("bit_length")().cast<int>() > 64)
     throw py::value_error("seed must be an int in [0, 2**64)");
@@ -428,7 +428,7 @@ py::array dropout_backward(const py::object& dyo, const py::object& mask_o, doub
                          dtype_str(mask) + " with shape " + shape_str(mask));
   require_same_shape(dy, "dy", mask, "mask");
   require_c_contiguous(mask, "mask");
-  const float p = checked_p(p_d);
+  const double p = checked_p(p_d);
   py::array dx = make_out(out, shape_of(dy), {&dy, &mask}, false);
   const float* dyp = cdata(dy);
   const uint8_t* mp = static_cast<const uint8_t*>(mask.data());

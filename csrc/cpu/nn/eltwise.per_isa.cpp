@@ -120,12 +120,10 @@ void eltwise(EltOp op, int64_t n, const float* a, const float* b, float param, f
   }
 }
 
-// Keep element i iff the top 32 bits of hash(seed, i) >= p * 2^32; kept values
-// are scaled by 1/(1-p) (inverted dropout). mask[i] = 1 when kept.
-void dropout_forward(int64_t n, const float* x, float p, uint64_t seed, float* y, uint8_t* mask,
-                     int nt) {
-  const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(p) * 4294967296.0);
-  const float scale = 1.0f / (1.0f - p);
+// Keep element i iff the top 32 bits of hash(seed, i) >= threshold (= p * 2^32);
+// kept values are scaled by scale (= 1/(1-p), inverted dropout). mask[i] = 1 when kept.
+void dropout_forward(int64_t n, const float* x, uint64_t threshold, float scale, uint64_t seed,
+                     float* y, uint8_t* mask, int nt) {
   const uint64_t key = mix64(seed ^ 0x6A09E667F3BCC909ull);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {

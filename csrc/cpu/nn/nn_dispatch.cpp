@@ -216,16 +216,18 @@ void batch_norm_backward(int64_t n, int64_t c, int64_t s, const float* dy, const
                   save_mean, off.data(), dx, nt);
 }
 
-void dropout(int64_t n, const float* x, float p, uint64_t seed, float* y, uint8_t* mask) {
+void dropout(int64_t n, const float* x, double p, uint64_t seed, float* y, uint8_t* mask) {
   if (n == 0) return;
   const int nt = threads_for(double(n) * 6.0);
-  NNF_NN_DISPATCH(dropout_forward, n, x, p, seed, y, mask, nt);
+  // p < 1, so p * 2^32 < 2^32 and the threshold fits the 32-bit hash range.
+  const uint64_t threshold = static_cast<uint64_t>(p * 4294967296.0);
+  NNF_NN_DISPATCH(dropout_forward, n, x, threshold, float(1.0 / (1.0 - p)), seed, y, mask, nt);
 }
 
-void dropout_backward(int64_t n, const float* dy, const uint8_t* mask, float p, float* dx) {
+void dropout_backward(int64_t n, const float* dy, const uint8_t* mask, double p, float* dx) {
   if (n == 0) return;
   const int nt = threads_for(double(n));
-  NNF_NN_DISPATCH(dropout_backward, n, dy, mask, 1.0f / (1.0f - p), dx, nt);
+  NNF_NN_DISPATCH(dropout_backward, n, dy, mask, float(1.0 / (1.0 - p)), dx, nt);
 }
 
 void sum_rows(int64_t rows, int64_t f, const float* x, int64_t ldx, float* out, bool accumulate) {

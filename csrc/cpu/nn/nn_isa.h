@@ -54,7 +54,7 @@ enum class EltOp : int {
   void channel_affine(int64_t n, int64_t c, int64_t s, const float* p, const float* coef_p,      \
                       const float* q, const float* coef_q, const float* shift_q,                 \
                       const float* offset, float* out, int nt);                                  \
-  void dropout_forward(int64_t n, const float* x, float p, uint64_t seed, float* y,              \
+  void dropout_forward(int64_t n, const float* x, uint64_t threshold, float scale, uint64_t seed, float* y,              \
                        uint8_t* mask, int nt);                                                   \
   void dropout_backward(int64_t n, const float* dy, const uint8_t* mask, float scale, float* dx, \
                         int nt);                                                                 \

@@ -62,8 +62,8 @@ void batch_norm_backward(int64_t n, int64_t c, int64_t s, const float* dy, const
                          const float* gamma, const float* save_mean, const float* save_rstd,
                          bool training, float* dx, float* dgamma, float* dbeta);
 
-void dropout(int64_t n, const float* x, float p, uint64_t seed, float* y, uint8_t* mask);
-void dropout_backward(int64_t n, const float* dy, const uint8_t* mask, float p, float* dx);
+void dropout(int64_t n, const float* x, double p, uint64_t seed, float* y, uint8_t* mask);
+void dropout_backward(int64_t n, const float* dy, const uint8_t* mask, double p, float* dx);
 
 // out (f,) = [out +] column sums of x (rows, f).
 void sum_rows(int64_t rows, int64_t f, const float* x, int64_t ldx, float* out, bool accumulate);
