@@ -1,0 +1,23 @@
+// Packing of A and B micro-panels for the blocked GEMM (gemm.cpp).
+//
+// Packed layouts (what the micro-kernels read, see gemm_kernel.h):
+//   A micro-panel: kc x mr, element (i, p) at dst[p*mr + i]
+//   B micro-panel: kc x nr, element (p, j) at dst[p*nr + j]
+// Sources are read in place through element strides (any sign); rows/columns past
+// `rows`/`cols` (edge panels) are written as zeros so kernels never read garbage.
+#pragma once
+#include <cstdint>
+
+namespace nnf {
+namespace gemm {
+
+// a: rows x kc block, element (i, p) at a[i*rs + p*cs]; rows <= mr.
+void pack_a_panel(int mr, int64_t kc, int64_t rows, const float* a, int64_t rs, int64_t cs,
+                  float* dst);
+
+// b: kc x cols block, element (p, j) at b[p*rs + j*cs]; cols <= nr.
+void pack_b_panel(int nr, int64_t kc, int64_t cols, const float* b, int64_t rs, int64_t cs,
+                  float* dst);
+
+}  // namespace gemm
+}  // namespace nnf

@@ -1,0 +1,76 @@
+// AVX2+FMA micro-kernel, 6 x 16 tile (see gemm_kernel.h for the contract).
+//
+// Registers: 12 ymm accumulators (6 rows x 2 vectors of 8 columns), 2 for the B row,
+// 1 broadcast = 15 of 16 (the classic Haswell shape, cf. BLIS bli_sgemm_haswell_asm_6x16).
+//
+// Variants:
+//   avx2_6x16  v1: plain intrinsics, compiler-unrolled rows, prefetch of A/B ahead.
+#include <immintrin.h>
+
+#include "cpu/gemm/activation_avx2.h"
+#include "cpu/gemm/gemm_kernel.h"
+
+namespace nnf {
+namespace avx2 {
+
+namespace {
+constexpr int MR = 6;
+
+// Stores row i of the tile: v = alpha*acc (+ beta*c) (+ bias) -> activation.
+inline void store_row(float* c, __m256 acc0, __m256 acc1, __m256 valpha, const gemm::TileEpilogue& ep,
+                      float brow, bool has_brow, __m256 bc0, __m256 bc1, bool has_bcol) {
+  __m256 v0 = _mm256_mul_ps(acc0, valpha), v1 = _mm256_mul_ps(acc1, valpha);
+  if (ep.beta != 0.0f) {
+    const __m256 vb = _mm256_set1_ps(ep.beta);
+    v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), v0);
+    v1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), v1);
+  }
+  if (has_brow) {
+    v0 = _mm256_add_ps(v0, _mm256_set1_ps(brow));
+    v1 = _mm256_add_ps(v1, _mm256_set1_ps(brow));
+  }
+  if (has_bcol) {
+    v0 = _mm256_add_ps(v0, bc0);
+    v1 = _mm256_add_ps(v1, bc1);
+  }
+  if (ep.activation != 0) {
+    v0 = activate_ps(v0, ep.activation);
+    v1 = activate_ps(v1, ep.activation);
+  }
+  _mm256_storeu_ps(c, v0);
+  _mm256_storeu_ps(c + 8, v1);
+}
+}  // namespace
+
+void sgemm_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
+                        int64_t ldc, const gemm::TileEpilogue& ep) {
+  __m256 acc[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+
+  for (int64_t p = 0; p < kc; ++p) {
+    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MR), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * ldb), _MM_HINT_T0);
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const __m256 ai = _mm256_set1_ps(a[i]);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
+    a += MR;
+    b += ldb;
+  }
+
+  const __m256 valpha = _mm256_set1_ps(ep.alpha);
+  const bool has_bcol = ep.bias_col != nullptr, has_brow = ep.bias_row != nullptr;
+  const __m256 bc0 = has_bcol ? _mm256_loadu_ps(ep.bias_col) : _mm256_setzero_ps();
+  const __m256 bc1 = has_bcol ? _mm256_loadu_ps(ep.bias_col + 8) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i)
+    store_row(c + i * ldc, acc[i][0], acc[i][1], valpha, ep, has_brow ? ep.bias_row[i] : 0.0f,
+              has_brow, bc0, bc1, has_bcol);
+}
+
+}  // namespace avx2
+}  // namespace nnf
