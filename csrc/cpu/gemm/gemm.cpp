@@ -144,7 +144,9 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   const bool a_rowmajor = a.cs == 1, a_direct = direct && (a.cs == 1 || a.rs == 1);
   const bool b_direct = direct && b.cs == 1;
   const int MR = cfg.mr, NR = cfg.nr;
-  const int64_t KC = std::min<int64_t>(cfg.kc, k);
+  // Equal k-blocks (784 -> 4 x 196, not 3 x 256 + 16): a thin last block would reload and
+  // store every C tile for little work. Depends on k only, so thread-count invariant.
+  const int64_t KC = ceil_div(k, ceil_div(k, cfg.kc));
   const int64_t MC = std::min<int64_t>(cfg.mc, round_up(m, MR));
   const int64_t NC = std::min<int64_t>(cfg.nc, round_up(n, NR));
 
