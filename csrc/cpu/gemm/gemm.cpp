@@ -298,7 +298,9 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
     if (e.bias_mode == BiasMode::per_row) e.bias_mode = BiasMode::per_column;
     else if (e.bias_mode == BiasMode::per_column) e.bias_mode = BiasMode::per_row;
   }
-  int nt = nthreads > 0 ? nthreads : threads_for(2.0 * double(m) * double(n) * double(k));
+  // Below ~1 MFLOP per thread (64^3 is 0.5) a second thread saves less than the fork-join
+  // costs, and loses badly when a peer library's spinning threads hold the other core.
+  int nt = nthreads > 0 ? nthreads : threads_for(2.0 * double(m) * double(n) * double(k), 1.0e6);
   // In place when the operands (A + B) fit comfortably in L2.
   const bool direct = double(m) * double(k) + double(k) * double(n) <= 48.0 * 1024;
   gemm_blocked(cfg, m, n, k, alpha, a, b, beta, c, e, std::max(1, nt), direct);
