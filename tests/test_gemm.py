@@ -151,8 +151,8 @@ def test_matmul_strided_inputs(isa, rng, m, k, n):
 
 
 def test_matmul_strided_inputs_packed_path(isa, rng):
-    # Large enough that operands are packed rather than read in place (A + B > 48K floats).
-    m, k, n = 150, 300, 170
+    # Large enough that operands are packed rather than read in place (A + B > 320K floats).
+    m, k, n = 300, 600, 310
     for _, a in list(_views(rng, m, k))[1:3]:
         for _, b in list(_views(rng, k, n))[1:3]:
             bias = randn(rng, n)

@@ -301,8 +301,9 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
   // Below ~1 MFLOP per thread (64^3 is 0.5) a second thread saves less than the fork-join
   // costs, and loses badly when a peer library's spinning threads hold the other core.
   int nt = nthreads > 0 ? nthreads : threads_for(2.0 * double(m) * double(n) * double(k), 1.0e6);
-  // In place when the operands (A + B) fit comfortably in L2.
-  const bool direct = double(m) * double(k) + double(k) * double(n) <= 48.0 * 1024;
+  // In place when A + B <= 1.25 MiB (measured: MLP shapes such as 128x784x256 gain
+  // ~40% over packing; 512^3 and up still pack).
+  const bool direct = double(m) * double(k) + double(k) * double(n) <= 320.0 * 1024;
   gemm_blocked(cfg, m, n, k, alpha, a, b, beta, c, e, std::max(1, nt), direct);
 }
 
