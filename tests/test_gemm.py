@@ -150,6 +150,15 @@ def test_matmul_strided_inputs(isa, rng, m, k, n):
             check(matmul(a, b), a, b)
 
 
+def test_matmul_strided_inputs_packed_path(isa, rng):
+    # Large enough that operands are packed rather than read in place (A + B > 320K floats).
+    m, k, n = 300, 600, 310
+    for _, a in list(_views(rng, m, k))[1:3]:
+        for _, b in list(_views(rng, k, n))[1:3]:
+            bias = randn(rng, n)
+            check(matmul(a, b, bias=bias, activation="relu"), a, b, bias=bias, activation="relu")
+
+
 @pytest.mark.parametrize("layout", ["sliced", "transposed", "negative", "column"])
 def test_matmul_strided_out(isa, rng, layout):
     m, k, n = 29, 45, 35

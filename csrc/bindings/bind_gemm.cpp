@@ -61,10 +61,12 @@ py::array matmul(const py::object& a_obj, const py::object& b_obj, const py::obj
   const Activation act = parse_activation(act_obj);
   GemmEpilogue ep;
   ep.activation = act;
-  py::array bias;
+  // py::array's default constructor allocates an empty array; hold handles instead.
+  py::object bias_keep;
   const bool has_bias = !bias_obj.is_none();
   if (has_bias) {
-    bias = as_array(bias_obj, "bias");
+    py::array bias = as_array(bias_obj, "bias");
+    bias_keep = bias;
     require_float32(bias, "bias");
     require_ndim(bias, "bias", 1, 1);
     if (bias.shape(0) != n)
@@ -76,30 +78,32 @@ py::array matmul(const py::object& a_obj, const py::object& b_obj, const py::obj
     ep.bias_stride = elem_stride(bias, 0, "bias");
   }
 
-  const std::string want = shape_of(bsz, m, n, batched);
-  py::array out;
-  if (out_obj.is_none()) {
+  auto new_out = [&]() -> py::array {
     if (beta != 0.0)
       throw py::value_error("matmul: beta=" + std::to_string(beta) +
                             " needs out= (the C it scales); pass out or beta=0");
-    std::vector<py::ssize_t> shape = batched ? std::vector<py::ssize_t>{bsz, m, n}
-                                             : std::vector<py::ssize_t>{m, n};
-    out = py::array(py::dtype::of<float>(), shape);
-  } else {
-    out = as_array(out_obj, "out");
-    require_float32(out, "out");
-    if (shape_str(out) != want)
-      throw py::value_error("out has shape " + shape_str(out) + " but a " + shape_str(a) + " @ b " +
-                            shape_str(b) + " has shape " + want);
-    require_writeable(out, "out");
-    if (may_share_memory(out, a) || may_share_memory(out, b))
+    if (batched) return py::array_t<float>({bsz, m, n});
+    return py::array_t<float>({m, n});
+  };
+  auto given_out = [&]() -> py::array {
+    py::array o = as_array(out_obj, "out");
+    require_float32(o, "out");
+    const bool shape_ok = o.ndim() == (batched ? 3 : 2) && (!batched || o.shape(0) == bsz) &&
+                          o.shape(o.ndim() - 2) == m && o.shape(o.ndim() - 1) == n;
+    if (!shape_ok)
+      throw py::value_error("out has shape " + shape_str(o) + " but a " + shape_str(a) + " @ b " +
+                            shape_str(b) + " has shape " + shape_of(bsz, m, n, batched));
+    require_writeable(o, "out");
+    if (may_share_memory(o, a) || may_share_memory(o, b))
       throw py::value_error("out overlaps an input (a or b); pass a separate array");
-    if (has_bias && may_share_memory(out, bias))
+    if (has_bias && may_share_memory(o, py::reinterpret_borrow<py::array>(bias_keep)))
       throw py::value_error("out overlaps bias; pass a separate array");
-    for (py::ssize_t d = 0; d < out.ndim(); ++d)
-      if (out.strides(d) == 0 && out.shape(d) > 1)
+    for (py::ssize_t d = 0; d < o.ndim(); ++d)
+      if (o.strides(d) == 0 && o.shape(d) > 1)
         throw py::value_error("out has a zero stride (its elements overlap); pass a real array");
-  }
+    return o;
+  };
+  py::array out = out_obj.is_none() ? new_out() : given_out();
 
   const int oa = a3 ? 1 : 0, ob = b3 ? 1 : 0, oc = batched ? 1 : 0;
   MatRef ar{cdata(a), elem_stride(a, oa, "a"), elem_stride(a, oa + 1, "a")};
@@ -120,7 +124,24 @@ void bind_gemm(py::module_& m) {
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("out") = py::none(), py::kw_only(),
         py::arg("alpha") = 1.0, py::arg("beta") = 0.0, py::arg("bias") = py::none(),
         py::arg("activation") = py::none(),
-        "out = activation(alpha * a @ b + beta * out + bias); see nnforge.ops.matmul.");
+        R"doc(matmul(a, b, out=None, *, alpha=1.0, beta=0.0, bias=None, activation=None)
+
+out = act(alpha * a @ b + beta * out + bias), float32, on nnforge's own GEMM.
+
+Shapes: a (m, k) @ b (k, n) -> (m, n); batched a (B, m, k) with b (k, n) or
+(B, k, n), and a (m, k) with b (B, k, n) -> (B, m, n) (a batch of 1 broadcasts,
+as in numpy.matmul). Any strides (a.T, slices, negative steps) are read in place.
+
+out:        float32, writeable, exactly the result shape, any strides, not
+            overlapping a, b or bias; written in place and returned. Without it a
+            new C-contiguous array is returned (beta must then be 0).
+beta:       0 means out is not read (its old contents, even NaN, do not matter).
+bias:       float32 (n,), added to every row after the alpha/beta terms.
+activation: None; "relu" max(x, 0); "gelu" or "gelu_tanh"
+            0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))); "gelu_erf" 0.5x(1 + erf(x/sqrt2)).
+k == 0 gives beta * out (+ bias, activation). Inputs are never cast: float64 or
+integer arrays raise TypeError (convert with .astype(numpy.float32)). The GIL is
+released while the kernel runs.)doc");
   m.def("gemm_variants", &gemm_variants, "GEMM kernel variants this CPU can run ('auto' first).");
   m.def("get_gemm_variant", &get_gemm_variant);
   m.def("set_gemm_variant", [](const std::string& name) {

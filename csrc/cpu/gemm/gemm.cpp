@@ -40,9 +40,12 @@ constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
 // Block sizes: kc*nr*4 B micro-panel ~ L1 (32 KiB); mc*kc*4 A block well inside the
 // 1 MiB L2; kc*nc*4 B block in L2/L3.
 const KernelConfig kKernels[] = {
-    {"generic_4x8", int(Isa::generic), 4, 8, 256, 128, 1024, generic::sgemm_generic_4x8},
-    {"avx2_6x16", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16},
-    {"avx512_14x32", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32},
+    {"generic_4x8", int(Isa::generic), 4, 8, 256, 128, 1024, generic::sgemm_generic_4x8,
+     generic::sgemm_generic_4x8_rowa},
+    {"avx2_6x16", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16,
+     avx2::sgemm_avx2_6x16_rowa},
+    {"avx512_14x32", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32,
+     avx512::sgemm_avx512_14x32_rowa},
 };
 constexpr int kNumKernels = sizeof(kKernels) / sizeof(kKernels[0]);
 
@@ -107,12 +110,13 @@ void scale_only(int64_t m, int64_t n, float beta, MutMatRef c, const GemmEpilogu
 
 // One C tile at (i0, j0) of extent rows x cols (<= MR x NR). Full tiles with unit
 // column stride go straight to C; others through `tmp` so nothing outside C is touched.
-inline void run_tile(const KernelConfig& cfg, int64_t kc, const float* ap, const float* bp,
-                     int64_t ldb, MutMatRef c, int64_t i0, int64_t j0, int64_t rows, int64_t cols,
-                     const TileEpilogue& te, float* tmp) {
+// ukr/ap/lda: the kernel entry and A addressing chosen by the caller (packed or in place).
+inline void run_tile(const KernelConfig& cfg, gemm::MicroKernel ukr, int64_t kc, const float* ap,
+                     int64_t lda, const float* bp, int64_t ldb, MutMatRef c, int64_t i0, int64_t j0,
+                     int64_t rows, int64_t cols, const TileEpilogue& te, float* tmp) {
   float* cij = c.data + i0 * c.rs + j0 * c.cs;
   if (rows == cfg.mr && cols == cfg.nr && c.cs == 1) {
-    cfg.ukr(kc, ap, bp, ldb, cij, c.rs, te);
+    ukr(kc, ap, lda, bp, ldb, cij, c.rs, te);
     return;
   }
   const int nr = cfg.nr;
@@ -120,7 +124,7 @@ inline void run_tile(const KernelConfig& cfg, int64_t kc, const float* ap, const
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t j = 0; j < cols; ++j) tmp[i * nr + j] = cij[i * c.rs + j * c.cs];
   }
-  cfg.ukr(kc, ap, bp, ldb, tmp, nr, te);
+  ukr(kc, ap, lda, bp, ldb, tmp, nr, te);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) cij[i * c.rs + j * c.cs] = tmp[i * nr + j];
 }
@@ -131,10 +135,18 @@ inline void share(int64_t count, int tid, int team, int64_t& lo, int64_t& hi) {
   hi = count * (tid + 1) / team;
 }
 
+// direct: read full A micro-panels and full B micro-panels in place where the strides
+// allow (A row- or column-major, B row-major) instead of packing them; edge panels are
+// still packed (zero-padded). Worth it for small problems, where packing is a large
+// share of the time and everything sits in L1/L2 anyway.
 void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, float alpha, MatRef a,
-                  MatRef b, float beta, MutMatRef c, const GemmEpilogue& ep, int nt) {
+                  MatRef b, float beta, MutMatRef c, const GemmEpilogue& ep, int nt, bool direct) {
+  const bool a_rowmajor = a.cs == 1, a_direct = direct && (a.cs == 1 || a.rs == 1);
+  const bool b_direct = direct && b.cs == 1;
   const int MR = cfg.mr, NR = cfg.nr;
-  const int64_t KC = std::min<int64_t>(cfg.kc, k);
+  // Equal k-blocks (784 -> 4 x 196, not 3 x 256 + 16): a thin last block would reload and
+  // store every C tile for little work. Depends on k only, so thread-count invariant.
+  const int64_t KC = ceil_div(k, ceil_div(k, cfg.kc));
   const int64_t MC = std::min<int64_t>(cfg.mc, round_up(m, MR));
   const int64_t NC = std::min<int64_t>(cfg.nc, round_up(n, NR));
 
@@ -153,9 +165,7 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   }
   const int act = int(ep.activation);
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+  auto body = [&](int tid, int team) {
     alignas(64) float tmp[kMaxTile];
     int buf = 0;
     for (int64_t jc = 0; jc < n; jc += NC) {
@@ -166,11 +176,14 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
         int64_t lo, hi;
         share(nbp, tid, team, lo, hi);
         for (int64_t jp = lo; jp < hi; ++jp) {
-          const int64_t j0 = jp * NR;
-          gemm::pack_b_panel(NR, kc, std::min<int64_t>(NR, nc - j0),
-                             b.data + pc * b.rs + (jc + j0) * b.cs, b.rs, b.cs, bpack + jp * NR * kc);
+          const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
+          if (b_direct && cols == NR) continue;
+          gemm::pack_b_panel(NR, kc, cols, b.data + pc * b.rs + (jc + j0) * b.cs, b.rs, b.cs,
+                             bpack + jp * NR * kc);
         }
+        if (team > 1) {
 #pragma omp barrier
+        }
         TileEpilogue te;
         te.alpha = alpha;
         te.beta = first ? beta : 1.0f;
@@ -181,11 +194,14 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
           buf ^= 1;
           share(nap, tid, team, lo, hi);
           for (int64_t ip = lo; ip < hi; ++ip) {
-            const int64_t i0 = ip * MR;
-            gemm::pack_a_panel(MR, kc, std::min<int64_t>(MR, mc - i0),
-                               a.data + (ic + i0) * a.rs + pc * a.cs, a.rs, a.cs, ablk + ip * MR * kc);
+            const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
+            if (a_direct && rows == MR) continue;
+            gemm::pack_a_panel(MR, kc, rows, a.data + (ic + i0) * a.rs + pc * a.cs, a.rs, a.cs,
+                               ablk + ip * MR * kc);
           }
+          if (team > 1) {
 #pragma omp barrier
+          }
           // Split the nap x nbp tile grid along the dimension that balances better.
           const bool split_n = ceil_div(nbp, team) * nap <= ceil_div(nap, team) * nbp;
           int64_t jlo = 0, jhi = nbp, ilo = 0, ihi = nap;
@@ -194,17 +210,35 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
           for (int64_t jp = jlo; jp < jhi; ++jp) {
             const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
             te.bias_col = (last && bias_col) ? bias_col + jc + j0 : nullptr;
+            const bool bd = b_direct && cols == NR;
+            const float* bp = bd ? b.data + pc * b.rs + jc + j0 : bpack + jp * NR * kc;
+            const int64_t ldb = bd ? b.rs : NR;
             for (int64_t ip = ilo; ip < ihi; ++ip) {
               const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
               te.bias_row = (last && bias_row) ? bias_row + ic + i0 : nullptr;
-              run_tile(cfg, kc, ablk + ip * MR * kc, bpack + jp * NR * kc, NR, c, ic + i0, jc + j0,
-                       rows, cols, te, tmp);
+              if (a_direct && rows == MR) {
+                const float* ap = a.data + (ic + i0) * a.rs + pc * a.cs;
+                run_tile(cfg, a_rowmajor ? cfg.ukr_rowa : cfg.ukr, kc, ap, a_rowmajor ? a.rs : a.cs,
+                         bp, ldb, c, ic + i0, jc + j0, rows, cols, te, tmp);
+              } else {
+                run_tile(cfg, cfg.ukr, kc, ablk + ip * MR * kc, MR, bp, ldb, c, ic + i0, jc + j0,
+                         rows, cols, te, tmp);
+              }
             }
           }
         }
+        if (team > 1) {
 #pragma omp barrier
+        }
       }
     }
+  };
+  // A one-thread call skips the OpenMP runtime entirely (~1 us per call otherwise).
+  if (nt <= 1) {
+    body(0, 1);
+  } else {
+#pragma omp parallel num_threads(nt)
+    body(omp_get_thread_num(), omp_get_num_threads());
   }
 }
 
@@ -243,9 +277,19 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
   // A single row / column has no meaningful stride in that direction.
   if (n == 1) c.cs = 1;
   if (m == 1) c.rs = 1;
-  // Column-major C (e.g. out.T): compute C^T = B^T A^T so tiles store contiguous rows.
+  const KernelConfig& cfg = pick_kernel();
+  // Orientation: C^T = B^T A^T is the same arithmetic, element by element. Take it when
+  // C is column-major (e.g. out.T) so tiles store contiguous rows, or when it pads far
+  // less (n = 10 wastes 22 of 32 tile columns; as rows it wastes 4 of 14).
+  auto padded = [&](int64_t rows, int64_t cols) {
+    return double(round_up(rows, cfg.mr)) * double(round_up(cols, cfg.nr));
+  };
+  const bool col_major_c = c.cs != 1 && c.rs == 1;
+  const bool row_major_c = c.cs == 1;
+  const bool swap = col_major_c ? padded(n, m) <= 1.5 * padded(m, n)
+                                : (row_major_c && padded(n, m) < 0.6 * padded(m, n));
   GemmEpilogue e = ep;
-  if (c.cs != 1 && c.rs == 1) {
+  if (swap) {
     std::swap(m, n);
     MatRef at{b.data, b.cs, b.rs}, bt{a.data, a.cs, a.rs};
     a = at;
@@ -254,9 +298,13 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
     if (e.bias_mode == BiasMode::per_row) e.bias_mode = BiasMode::per_column;
     else if (e.bias_mode == BiasMode::per_column) e.bias_mode = BiasMode::per_row;
   }
-  const KernelConfig& cfg = pick_kernel();
-  int nt = nthreads > 0 ? nthreads : threads_for(2.0 * double(m) * double(n) * double(k));
-  gemm_blocked(cfg, m, n, k, alpha, a, b, beta, c, e, std::max(1, nt));
+  // Below ~1 MFLOP per thread (64^3 is 0.5) a second thread saves less than the fork-join
+  // costs, and loses badly when a peer library's spinning threads hold the other core.
+  int nt = nthreads > 0 ? nthreads : threads_for(2.0 * double(m) * double(n) * double(k), 1.0e6);
+  // In place when A + B <= 1.25 MiB (measured: MLP shapes such as 128x784x256 gain
+  // ~40% over packing; 512^3 and up still pack).
+  const bool direct = double(m) * double(k) + double(k) * double(n) <= 320.0 * 1024;
+  gemm_blocked(cfg, m, n, k, alpha, a, b, beta, c, e, std::max(1, nt), direct);
 }
 
 }  // namespace nnf

@@ -2,7 +2,9 @@
 // per-ISA micro-kernels (sgemm_<MR>x<NR>_<isa>.cpp: the CMake glob picks ISA flags from the suffix).
 //
 // A micro-kernel computes one MR x NR tile of C from
-//   a: packed A micro-panel, kc x MR, element (i, p) at a[p*MR + i]   (always packed)
+//   a: A micro-panel, element (i, p) at a[p*lda + i] (packed: lda == MR; or a transposed
+//      view read in place); the *_rowa entry point reads a[i*lda + p] instead
+//      (row-major A read in place, no packing)
 //   b: B rows, kc x NR, element (p, j) at b[p*ldb + j]  (ldb == NR when packed; the
 //      frame may pass an unpacked row-major B with ldb = its row stride)
 // and writes the whole tile to c (row stride ldc, unit column stride):
@@ -24,8 +26,8 @@ struct TileEpilogue {
   int activation;         // nnf::Activation as int; 0 unless this is the last k-block
 };
 
-using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
-                             int64_t ldc, const TileEpilogue& ep);
+using MicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                             float* c, int64_t ldc, const TileEpilogue& ep);
 
 // One selectable kernel variant with the block sizes it was tuned for.
 //   kc: k-block (packed B micro-panel kc*NR floats stays in L1/L2)
@@ -36,22 +38,27 @@ struct KernelConfig {
   int isa;  // nnf::Isa as int
   int mr, nr;
   int64_t kc, mc, nc;
-  MicroKernel ukr;
+  MicroKernel ukr;       // A element (i, p) at a[p*lda + i]
+  MicroKernel ukr_rowa;  // A element (i, p) at a[i*lda + p]
 };
 
 }  // namespace gemm
 
+#define NNF_SGEMM_UKR(name)                                                                    \
+  void name(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, \
+            int64_t ldc, const gemm::TileEpilogue& ep)
 namespace generic {
-void sgemm_generic_4x8(int64_t, const float*, const float*, int64_t, float*, int64_t,
-                       const gemm::TileEpilogue&);
-}
+NNF_SGEMM_UKR(sgemm_generic_4x8);
+NNF_SGEMM_UKR(sgemm_generic_4x8_rowa);
+}  // namespace generic
 namespace avx2 {
-void sgemm_avx2_6x16(int64_t, const float*, const float*, int64_t, float*, int64_t,
-                     const gemm::TileEpilogue&);
-}
+NNF_SGEMM_UKR(sgemm_avx2_6x16);
+NNF_SGEMM_UKR(sgemm_avx2_6x16_rowa);
+}  // namespace avx2
 namespace avx512 {
-void sgemm_avx512_14x32(int64_t, const float*, const float*, int64_t, float*, int64_t,
-                        const gemm::TileEpilogue&);
-}
+NNF_SGEMM_UKR(sgemm_avx512_14x32);
+NNF_SGEMM_UKR(sgemm_avx512_14x32_rowa);
+}  // namespace avx512
+#undef NNF_SGEMM_UKR
 
 }  // namespace nnf

@@ -45,26 +45,29 @@ inline void store_row(float* c, __m512 acc0, __m512 acc1, __m512 valpha, const g
   _mm512_storeu_ps(c, v0);
   _mm512_storeu_ps(c + 16, v1);
 }
-}  // namespace
 
-void sgemm_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
-                        int64_t ldc, const gemm::TileEpilogue& ep) {
+// kRowA: A element (i, p) at a[i*lda + p] (row-major A read in place), else at
+// a[p*lda + i] (packed micro-panel with lda == MR, or a transposed view).
+template <bool kRowA>
+inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, int64_t lda,
+                                                const float* b, int64_t ldb, float* c, int64_t ldc,
+                                                const gemm::TileEpilogue& ep) {
   __m512 acc[MR][2];
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 
   for (int64_t p = 0; p < kc; ++p) {
-    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MR), _MM_HINT_T0);
+    if (!kRowA) _mm_prefetch(reinterpret_cast<const char*>(a + 8 * lda), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * ldb), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * ldb + 16), _MM_HINT_T0);
     const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
     for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i]);
+      const __m512 ai = _mm512_set1_ps(kRowA ? a[i * lda] : a[i]);
       acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
     }
-    a += MR;
+    a += kRowA ? 1 : lda;
     b += ldb;
   }
 
@@ -76,6 +79,18 @@ void sgemm_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb,
   for (int i = 0; i < MR; ++i)
     store_row(c + i * ldc, acc[i][0], acc[i][1], valpha, ep, has_brow ? ep.bias_row[i] : 0.0f,
               has_brow, bc0, bc1, has_bcol);
+}
+
+}  // namespace
+
+void sgemm_avx512_14x32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                        float* c, int64_t ldc, const gemm::TileEpilogue& ep) {
+  tile<false>(kc, a, lda, b, ldb, c, ldc, ep);
+}
+
+void sgemm_avx512_14x32_rowa(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                             float* c, int64_t ldc, const gemm::TileEpilogue& ep) {
+  tile<true>(kc, a, lda, b, ldb, c, ldc, ep);
 }
 
 }  // namespace avx512

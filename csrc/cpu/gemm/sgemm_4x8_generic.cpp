@@ -11,14 +11,18 @@
 namespace nnf {
 namespace generic {
 
-void sgemm_generic_4x8(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
-                       int64_t ldc, const gemm::TileEpilogue& ep) {
+namespace {
+
+// kRowA: A element (i, p) at a[i*lda + p], else at a[p*lda + i] (packed: lda == MR).
+template <bool kRowA>
+inline void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                 int64_t ldc, const gemm::TileEpilogue& ep) {
   constexpr int MR = 4, NR = 8;
   float acc[MR][NR] = {};
   for (int64_t p = 0; p < kc; ++p) {
     for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-    a += MR;
+      for (int j = 0; j < NR; ++j) acc[i][j] += (kRowA ? a[i * lda] : a[i]) * b[j];
+    a += kRowA ? 1 : lda;
     b += ldb;
   }
   for (int i = 0; i < MR; ++i) {
@@ -31,6 +35,18 @@ void sgemm_generic_4x8(int64_t kc, const float* a, const float* b, int64_t ldb, 
       ci[j] = gemm::activate_scalar(v, ep.activation);
     }
   }
+}
+
+}  // namespace
+
+void sgemm_generic_4x8(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                       float* c, int64_t ldc, const gemm::TileEpilogue& ep) {
+  tile<false>(kc, a, lda, b, ldb, c, ldc, ep);
+}
+
+void sgemm_generic_4x8_rowa(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                            float* c, int64_t ldc, const gemm::TileEpilogue& ep) {
+  tile<true>(kc, a, lda, b, ldb, c, ldc, ep);
 }
 
 }  // namespace generic
