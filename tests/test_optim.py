@@ -602,3 +602,23 @@ def test_matches_torch_optim(rng, case):
         got = tparams[i].detach().numpy()
         assert_within(got, ref.p[i], ref.tol(i), f"torch tensor {i}")
         assert_within(params[i], got.astype(np.float64), ref.tol(i, implementations=2), f"tensor {i}")
+
+
+@pytest.mark.parametrize("schedule", ["static", "dynamic"])
+def test_schedules_bitwise_equal(threads, seed, schedule):
+    """Both ways of sharing chunks among threads give the 1-thread result exactly."""
+    from nnforge import _core
+
+    opt, cfg = VARIANTS[8]
+    nnforge.set_num_threads(1)
+    want = _run_steps(opt, cfg, seed, 2)
+    nnforge.set_num_threads(2)
+    before = _core._optim_schedule(schedule)
+    try:
+        got = _run_steps(opt, cfg, seed, 2)
+        norms = ops.grad_norm(got[2]), ops.grad_norm(want[2])
+    finally:
+        _core._optim_schedule(before)
+    for a, b in zip(want[0] + want[1]["exp_avgs"], got[0] + got[1]["exp_avgs"]):
+        np.testing.assert_array_equal(a, b)
+    assert norms[0] == norms[1]

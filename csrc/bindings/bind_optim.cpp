@@ -347,6 +347,14 @@ void bind_optim(py::module_& m) {
         "separate scaling pass.");
   m.def("stream_triad", &stream_triad, "a"_a, "b"_a, "c"_a, "s"_a,
         "a = b + s * c on 1-D float32 arrays (STREAM triad, the bandwidth yardstick).");
+  m.def("_optim_schedule", [](const std::string& name) {
+    const std::string before = optim::get_schedule() == optim::Schedule::static_split ? "static" : "dynamic";
+    if (name == "static") optim::set_schedule(optim::Schedule::static_split);
+    else if (name == "dynamic") optim::set_schedule(optim::Schedule::dynamic_chunks);
+    else if (!name.empty()) throw py::value_error("schedule must be 'static' or 'dynamic', got '" + name + "'");
+    return before;
+  }, "name"_a = "", "Benchmark hook: how optimizer chunks are shared among threads ('static' / 'dynamic'; "
+     "'' only reads it). Returns the previous schedule.");
 }
 
 static BindingRegistrar reg("optim", &bind_optim);

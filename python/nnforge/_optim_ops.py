@@ -13,6 +13,15 @@ Clip and step with one gradient read for the norm and one in the step:
     n = grad_norm(grads)
     adamw_step(params, grads, m, v, step=t, lr=lr, grad_scale=clip_coef(n, max_norm))
 
+grad_norm doubles as the finite check (a finite float64 norm means every
+gradient is finite), so clip + skip-on-overflow reads the gradients once for both:
+
+    n = grad_norm(grads)
+    if math.isfinite(n):
+        adamw_step(..., grad_scale=clip_coef(n, max_norm))   # check_finite not needed
+
+check_finite=True on its own costs one extra read of the gradients.
+
 The functions are the compiled ones themselves (no Python wrapper per call);
 their signatures and docstrings live in csrc/bindings/bind_optim.cpp.
 """

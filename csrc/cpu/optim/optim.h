@@ -57,6 +57,13 @@ double clip_coef(double norm, double max_norm, double eps);
 // Scales every .g by clip_coef(norm) when it is not >= 1; returns the pre-clip norm.
 double clip_grad_norm(const std::vector<OptTensor>& ts, double max_norm, double eps);
 
+// How chunks are shared among threads (variants kept for benchmarks; results are
+// identical either way): static_split = equal elements per thread up front;
+// dynamic_chunks = threads take chunks one at a time from a shared counter.
+enum class Schedule : int { static_split = 0, dynamic_chunks = 1 };
+void set_schedule(Schedule s);
+Schedule get_schedule();
+
 // a = b + s * c (n floats), STREAM triad.
 void stream_triad(float* a, const float* b, const float* c, float s, int64_t n);
 

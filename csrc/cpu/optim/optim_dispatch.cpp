@@ -3,6 +3,7 @@
 // dispatch around the per-ISA loops in this folder.
 #include <omp.h>
 
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -67,33 +68,48 @@ WorkList& work_list() {
   return w;
 }
 
+// static_split measured faster (AdamW 10M: ~17.5 vs ~11 GB/s median on a busy machine;
+// 1M in 50, L3-resident: ~120 vs ~70 GB/s), so it is the default.
+std::atomic<int> g_schedule{int(Schedule::static_split)};
+
+// Runs body(first_chunk, count) over the whole work list on w.nt threads.
+// static_split: thread t takes chunks bounds[t] .. bounds[t+1] (equal elements).
+// dynamic_chunks: threads take one chunk at a time from a shared counter, so a
+// thread the OS preempts (a busy machine) does not hold the other one up.
+// Either way every chunk is processed by the same code, so results are the same.
 template <typename Body>
 void parallel_chunks(const WorkList& w, Body body) {
   if (w.nt <= 1) {
     body(w.begin(0), w.count(0));
     return;
   }
+  if (Schedule(g_schedule.load(std::memory_order_relaxed)) == Schedule::static_split) {
+#pragma omp parallel num_threads(w.nt)
+    {
+      const int t = omp_get_thread_num();
+      if (t < w.nt) body(w.begin(t), w.count(t));
+    }
+    return;
+  }
+  const int64_t total = int64_t(w.chunks.size());
+  const OptChunk* first = w.chunks.data();
+  std::atomic<int64_t> next{0};
 #pragma omp parallel num_threads(w.nt)
   {
-    const int t = omp_get_thread_num();
-    if (t < w.nt) body(w.begin(t), w.count(t));
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < total;
+         c = next.fetch_add(1, std::memory_order_relaxed))
+      body(first + c, 1);
   }
 }
 
 bool grads_finite(const WorkList& w) {
-  bool ok = true;
-  if (w.nt <= 1) {
-    NNF_OPTIM_CALL(ok =, finite_chunks, w.begin(0), w.count(0));
-    return ok;
-  }
-#pragma omp parallel num_threads(w.nt) reduction(&& : ok)
-  {
-    const int t = omp_get_thread_num();
-    bool mine = true;
-    NNF_OPTIM_CALL(mine =, finite_chunks, w.begin(t), w.count(t));
-    ok = ok && mine;
-  }
-  return ok;
+  std::atomic<bool> finite{true};
+  parallel_chunks(w, [&](const OptChunk* c, int64_t n) {
+    bool ok = true;
+    NNF_OPTIM_CALL(ok =, finite_chunks, c, n);
+    if (!ok) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
 }
 
 // Builds the work list and runs the finite pre-pass when asked; false = skip.
@@ -110,6 +126,9 @@ float signed_scale(const GradOptions& o) {
 }
 
 }  // namespace
+
+void set_schedule(Schedule s) { g_schedule.store(int(s)); }
+Schedule get_schedule() { return Schedule(g_schedule.load()); }
 
 bool sgd_step(const std::vector<OptTensor>& ts, const SgdHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
