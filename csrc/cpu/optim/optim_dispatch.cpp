@@ -163,7 +163,7 @@ bool adam_step(const std::vector<OptTensor>& ts, const AdamHyper& h, const GradO
   s.one_minus_beta1 = float(1.0 - h.beta1);
   s.beta2 = float(h.beta2);
   s.one_minus_beta2 = float(1.0 - h.beta2);
-  s.bias_correction2_sqrt = float(std::sqrt(bc2));
+  s.inv_bias_correction2_sqrt = float(1.0 / std::sqrt(bc2));
   s.eps = float(h.eps);
   s.neg_step_size = float(-(h.lr / bc1));
   s.amsgrad = h.amsgrad;

@@ -47,7 +47,7 @@ struct AdamScalars {
   float weight_decay;    // L2 (Adam): g += wd * p
   float param_decay;     // decoupled (AdamW): p *= 1 - lr * wd (1 when unused)
   float one_minus_beta1, beta2, one_minus_beta2;
-  float bias_correction2_sqrt, eps, neg_step_size;
+  float inv_bias_correction2_sqrt, eps, neg_step_size;  // 1 / sqrt(1 - beta2^step)
   bool l2, amsgrad, zero_grad;
 };
 

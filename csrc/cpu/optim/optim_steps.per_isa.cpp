@@ -47,7 +47,7 @@ void adam_chunk(const AdamScalars& s, float* __restrict p, float* __restrict g,
                 float* __restrict m, float* __restrict v, float* __restrict vmax, int64_t n) {
   const float gs = s.grad_scale, wd = s.weight_decay, decay = s.param_decay,
               omb1 = s.one_minus_beta1, b2 = s.beta2, omb2 = s.one_minus_beta2,
-              bc2s = s.bias_correction2_sqrt, eps = s.eps, nss = s.neg_step_size;
+              inv_bc2s = s.inv_bias_correction2_sqrt, eps = s.eps, nss = s.neg_step_size;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float d = gs * g[i];
@@ -64,7 +64,10 @@ void adam_chunk(const AdamScalars& s, float* __restrict p, float* __restrict g,
       vd = vmax[i] > vi ? vmax[i] : vi;
       vmax[i] = vd;
     }
-    const float denom = sqrtf(vd) / bc2s + eps;
+    // torch divides by sqrt(bias_correction2); multiplying by its reciprocal differs by
+    // <= 1 ulp and drops one of the three divider-unit ops (sqrt, div, div) that bound
+    // this loop when the buffers are cache-resident (~1.3-1.5 G elem/s/core before).
+    const float denom = sqrtf(vd) * inv_bc2s + eps;
     p[i] = pi + nss * (mi / denom);
   }
 }
