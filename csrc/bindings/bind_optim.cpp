@@ -141,12 +141,14 @@ Collected collect(const ListArg& params_arg, std::initializer_list<ListArg> othe
   return out;
 }
 
+// Python's repr of a float (0.9, 1e-08, inf, nan) for error messages.
+std::string num(double v) { return py::repr(py::float_(v)).cast<std::string>(); }
+
 void require_range(double v, const char* name, double lo, double hi, bool hi_open) {
   const bool ok = v >= lo && (hi_open ? v < hi : v <= hi);
   if (!ok)
-    throw py::value_error(std::string(name) + " must be in [" + std::to_string(lo) + ", " +
-                          (std::isinf(hi) ? std::string("inf") : std::to_string(hi)) +
-                          (hi_open ? ")" : "]") + ", got " + std::to_string(v));
+    throw py::value_error(std::string(name) + " must be in [" + num(lo) + ", " + num(hi) +
+                          (hi_open ? ")" : "]") + ", got " + num(v));
 }
 constexpr double kInf = HUGE_VAL;
 void require_nonneg(double v, const char* name) { require_range(v, name, 0.0, kInf, true); }
@@ -175,10 +177,10 @@ bool sgd_step(py::object params, py::object grads, py::object momentum_buffers, 
   if (!std::isfinite(dampening)) throw py::value_error("dampening must be finite");
   if (nesterov && (momentum <= 0.0 || dampening != 0.0))
     throw py::value_error("nesterov requires momentum > 0 and dampening == 0, got momentum=" +
-                          std::to_string(momentum) + " dampening=" + std::to_string(dampening));
+                          num(momentum) + " dampening=" + num(dampening));
   const bool mom = momentum != 0.0;
   if (mom && momentum_buffers.is_none())
-    throw py::value_error("momentum=" + std::to_string(momentum) + " needs momentum_buffers");
+    throw py::value_error("momentum=" + num(momentum) + " needs momentum_buffers");
   Collected c = collect({"params", params, true, -1},
                         {{"grads", grads, zero_grad, -2},
                          {"momentum_buffers", mom ? momentum_buffers : py::none(), true, 0}});
@@ -238,7 +240,7 @@ bool rmsprop_step(py::object params, py::object grads, py::object square_avgs,
   require_nonneg(momentum, "momentum");
   const bool mom = momentum > 0.0;
   if (mom && momentum_buffers.is_none())
-    throw py::value_error("momentum=" + std::to_string(momentum) + " needs momentum_buffers");
+    throw py::value_error("momentum=" + num(momentum) + " needs momentum_buffers");
   if (centered && grad_avgs.is_none()) throw py::value_error("centered=True needs grad_avgs");
   Collected c = collect({"params", params, true, -1},
                         {{"grads", grads, zero_grad, -2},
