@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
-BENCH_FAMILIES = ("gemm", "optim", "train", "conv")
+BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn")
 
 
 class CliError(Exception):

@@ -14,3 +14,10 @@ __all__: list[str] = ["matmul"]
 # arguments would cost ~0.6 us per call, as much as a whole 32^3 product.
 # Its docstring (nnforge.ops.matmul.__doc__) is set in csrc/bindings/bind_gemm.cpp.
 matmul = _core.matmul
+
+
+# Training kernels other than GEMM (softmax, losses, activations, norms, dropout, ...).
+from . import _nn_ops  # noqa: E402
+from ._nn_ops import *  # noqa: E402,F401,F403
+
+__all__ += _nn_ops.__all__
