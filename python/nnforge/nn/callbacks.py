@@ -83,7 +83,7 @@ class EarlyStopping(_Monitor):
                 self._best_state = self.trainer.model.state_dict()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
 
