@@ -109,16 +109,24 @@ def read(path) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # our own file handle: np.load leaks its handle when a truncated zip fails to open
+        with open(path, "rb") as fh:
+            npz = np.load(fh, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise CheckpointError(f"checkpoint {path} is a single .npy array, not an .npz archive")
             out = {}
-            for key in npz.files:
-                try:
-                    out[key] = npz[key]
-                except ValueError as exc:
-                    if "allow_pickle" in str(exc):
-                        raise CheckpointError(f"checkpoint {path} entry '{key}' is a pickled object array; refusing "
-                                              f"to load it (loading a checkpoint must never execute code)") from None
-                    raise
+            try:
+                for key in npz.files:
+                    try:
+                        out[key] = npz[key]
+                    except ValueError as exc:
+                        if "allow_pickle" in str(exc):
+                            raise CheckpointError(f"checkpoint {path} entry '{key}' is a pickled object array; "
+                                                  f"refusing to load it (loading a checkpoint must never execute "
+                                                  f"code)") from None
+                        raise
+            finally:
+                npz.close()
     except CheckpointError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
