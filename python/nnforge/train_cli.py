@@ -239,19 +239,17 @@ def run(args) -> int:
         """checkpoint.npz after each epoch with the full history so far (for --resume)."""
 
         def on_epoch_end(self, epoch, logs):
-            full = {k: list(v) for k, v in history.items()}
             for k, v in logs.items():
-                full.setdefault(k, []).append(v)
+                history.setdefault(k, []).append(v)
             checkpoint.save(ckpt_path, model, model.optimizer, schedule=sched,
-                            extra={"epoch": epoch + 1, "model": args.model, "history": json.dumps(full)})
+                            extra={"epoch": epoch + 1, "model": args.model, "history": json.dumps(history)})
 
     callbacks = ([nn.LRScheduler(sched)] if sched is not None else []) + [_SaveEachEpoch()]
     t0 = time.perf_counter()
     h = model.fit(*train, epochs=opts["epochs"], batch_size=opts["batch_size"], validation_data=val,
                   callbacks=callbacks, verbose=verbose, initial_epoch=start)
     elapsed = time.perf_counter() - t0
-    for k, v in h.items():
-        history.setdefault(k, []).extend(v)
+    del h  # the callback above already appended every epoch to `history`
     result = model.evaluate(*test)
     with open(os.path.join(out, "history.json"), "w") as f:
         json.dump({"history": history, "test": result, "options": {**opts, "model": args.model,
