@@ -164,10 +164,17 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   auto b_in_place = [&](int64_t cols) {
     return b_direct && (cols == NR || (cfg.edge && cfg.edge(MR, int(cols), false).cols == cols));
   };
+  // Whether a block needs packing at all (else its barrier is skipped): depends on the
+  // shape only, so every thread takes the same barriers.
+  // (a block of mc rows / nc columns: full panels plus a remainder)
+  auto a_packs = [&](int64_t mc) { return !a_in_place(MR) || (mc % MR && !a_in_place(mc % MR)); };
+  auto b_packs = [&](int64_t nc) { return !b_in_place(NR) || (nc % NR && !b_in_place(nc % NR)); };
+  // A read wholly in place needs no L2-sized block: one ic block, fewer barriers and
+  // a better split of the tile grid (256 rows: 1 x 19 panels, not 12 + 7).
+  const int64_t MC = a_packs(m) ? std::min<int64_t>(cfg.mc, round_up(m, MR)) : round_up(m, MR);
   // Equal k-blocks (784 -> 4 x 196, not 3 x 256 + 16): a thin last block would reload and
   // store every C tile for little work. Depends on k only, so thread-count invariant.
   const int64_t KC = ceil_div(k, ceil_div(k, cfg.kc));
-  const int64_t MC = std::min<int64_t>(cfg.mc, round_up(m, MR));
   const int64_t NC = std::min<int64_t>(cfg.nc, round_up(n, NR));
 
   Scratch& s = caller_scratch();
@@ -193,6 +200,7 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
+        const bool bpacked = b_packs(nc);
         int64_t lo, hi;
         share(nbp, tid, team, lo, hi);
         for (int64_t jp = lo; jp < hi; ++jp) {
@@ -201,15 +209,18 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
           gemm::pack_b_panel(NR, kc, cols, b.data + pc * b.rs + (jc + j0) * b.cs, b.rs, b.cs,
                              bpack + jp * NR * kc);
         }
-        if (team > 1) {
+        if (team > 1 && bpacked) {
 #pragma omp barrier
         }
+        bool any_packed = bpacked;
         TileEpilogue te;
         te.alpha = alpha;
         te.beta = first ? beta : 1.0f;
         te.activation = last ? act : 0;
         for (int64_t ic = 0; ic < m; ic += MC) {
           const int64_t mc = std::min(MC, m - ic), nap = ceil_div(mc, MR);
+          const bool apacked = a_packs(mc);
+          any_packed |= apacked;
           float* ablk = apack[buf];
           buf ^= 1;
           share(nap, tid, team, lo, hi);
@@ -219,7 +230,7 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
             gemm::pack_a_panel(MR, kc, rows, a.data + (ic + i0) * a.rs + pc * a.cs, a.rs, a.cs,
                                ablk + ip * MR * kc);
           }
-          if (team > 1) {
+          if (team > 1 && apacked) {
 #pragma omp barrier
           }
           // Split the nap x nbp tile grid along the dimension that balances better.
@@ -247,7 +258,9 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
             }
           }
         }
-        if (team > 1) {
+        // Before the next k-block repacks the buffers. C tiles need no barrier: a
+        // tile's owner depends on the shape only, so it is the same in every k-block.
+        if (team > 1 && any_packed) {
 #pragma omp barrier
         }
       }
