@@ -42,13 +42,16 @@ constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
 // "auto" takes the first entry of the active ISA, so the newest variant comes first.
 const KernelConfig kKernels[] = {
     {"generic_4x8", int(Isa::generic), 4, 8, 256, 128, 1024, generic::sgemm_generic_4x8,
-     generic::sgemm_generic_4x8_rowa, nullptr},
+     generic::sgemm_generic_4x8_rowa, nullptr, nullptr, nullptr},
     {"avx2_6x16", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16,
-     avx2::sgemm_avx2_6x16_rowa, nullptr},
+     avx2::sgemm_avx2_6x16_rowa, nullptr, nullptr, nullptr},
+    {"avx512_14x32t", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
+     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge,
+     avx512::transpose_pack_avx512_14, avx512::transpose_pack_avx512_32},
     {"avx512_14x32e", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
-     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge},
+     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge, nullptr, nullptr},
     {"avx512_14x32", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32,
-     avx512::sgemm_avx512_14x32_rowa, nullptr},
+     avx512::sgemm_avx512_14x32_rowa, nullptr, nullptr, nullptr},
 };
 constexpr int kNumKernels = sizeof(kKernels) / sizeof(kKernels[0]);
 
@@ -207,7 +210,7 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
           const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
           if (b_in_place(cols)) continue;
           gemm::pack_b_panel(NR, kc, cols, b.data + pc * b.rs + (jc + j0) * b.cs, b.rs, b.cs,
-                             bpack + jp * NR * kc);
+                             bpack + jp * NR * kc, cfg.tpack_b);
         }
         if (team > 1 && bpacked) {
 #pragma omp barrier
@@ -228,7 +231,7 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
             const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
             if (a_in_place(rows)) continue;
             gemm::pack_a_panel(MR, kc, rows, a.data + (ic + i0) * a.rs + pc * a.cs, a.rs, a.cs,
-                               ablk + ip * MR * kc);
+                               ablk + ip * MR * kc, cfg.tpack_a);
           }
           if (team > 1 && apacked) {
 #pragma omp barrier
