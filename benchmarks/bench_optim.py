@@ -19,7 +19,7 @@ PEERS = ["nnforge"] + (["torch fused", "torch foreach"] if torch is not None els
 
 
 def _rounds(n):
-    return 20 if n >= 5_000_000 else 100
+    return 10 if n >= 5_000_000 else 30
 
 
 @pytest.mark.parametrize("peer", PEERS)

@@ -7,6 +7,13 @@ bandwidth measured in the same run and the ratio to it; PyTorch's fused and
 foreach optimizers (when importable) and the ratio nnforge / best torch in
 GB/s (> 1: nnforge faster). Each library is timed in its own phase (all its
 repeats, a short sleep, then the next) so thread pools do not interfere.
+
+Reading the ratios: the triad counts 12 B per element but its store also pulls
+each line of `a` in first (write-allocate, 16 B of traffic), while an in-place
+optimizer step has no such hidden traffic, so "x triad" can exceed 1. Clip +
+AdamW moves 32 B/param here (norm read + step) against 40 B/param for
+clip_grad_norm_ (norm read, scale read+write) + fused AdamW: 1.25x is the
+bandwidth-bound limit when both run at full bandwidth.
 """
 from __future__ import annotations
 
