@@ -213,7 +213,7 @@ class Trainer:
             cb.trainer = self
             if isinstance(cb, LRScheduler) and self.schedule is None:
                 self.schedule = cb.schedule
-        start = self.epoch if initial_epoch is None else int(initial_epoch)
+        start = 0 if initial_epoch is None else int(initial_epoch)  # as Keras: each fit() starts at 0
         n_batches = _data.num_batches(len(x), batch_size)
 
         history = History()
