@@ -407,3 +407,17 @@ def test_fit_argument_errors(digits):
         model.fit(xtr[:10], ytr[:10], validation_split=1.5, verbose=0)
     with pytest.raises(ValueError, match="unknown loss"):
         model.compile("adam", loss="hinge")
+
+
+def test_progress_bar_and_plain_text_fallback(digits, capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    from nnforge.nn import progress
+    xtr, ytr, _, _ = digits
+    model = _mlp().compile("adam")
+    model.fit(xtr[:64], ytr[:64], epochs=1, batch_size=32, verbose=1)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "2/2" in err  # the tqdm bar
+    monkeypatch.setattr(progress, "_tqdm", lambda: None)  # as if tqdm were not installed
+    model.fit(xtr[:64], ytr[:64], epochs=2, batch_size=32, verbose=1)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("epoch 2/2") and "samples/s" in lines[1]
