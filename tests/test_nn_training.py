@@ -421,3 +421,15 @@ def test_progress_bar_and_plain_text_fallback(digits, capsys, monkeypatch):
     model.fit(xtr[:64], ytr[:64], epochs=2, batch_size=32, verbose=1)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2") and "samples/s" in lines[1]
+
+
+def test_fit_with_regularizer_reports_penalised_loss(digits):
+    xtr, ytr, _, _ = digits
+    nnforge.seed(1)
+    plain = _mlp().compile("sgd", lr=0.0)
+    nnforge.seed(1)
+    reg = _mlp().compile("sgd", lr=0.0, regularizer=nn.Regularizer(l2=0.5))
+    h0 = plain.fit(xtr[:64], ytr[:64], epochs=1, batch_size=32, shuffle=False, verbose=0)
+    h1 = reg.fit(xtr[:64], ytr[:64], epochs=1, batch_size=32, shuffle=False, verbose=0)
+    penalty = 0.25 * sum(float((p.data.astype(np.float64) ** 2).sum()) for p in reg.parameters() if p.data.ndim == 2)
+    assert h1["loss"][0] == pytest.approx(h0["loss"][0] + penalty, rel=1e-6)
