@@ -433,3 +433,23 @@ def test_fit_with_regularizer_reports_penalised_loss(digits):
     h1 = reg.fit(xtr[:64], ytr[:64], epochs=1, batch_size=32, shuffle=False, verbose=0)
     penalty = 0.25 * sum(float((p.data.astype(np.float64) ** 2).sum()) for p in reg.parameters() if p.data.ndim == 2)
     assert h1["loss"][0] == pytest.approx(h0["loss"][0] + penalty, rel=1e-6)
+
+
+@pytest.mark.parametrize("name,kw", [c for c in CONFIGS if c[0] in ("SGD", "Adam", "AdamW")][:5])
+def test_optimizer_classes_equal_direct_kernel_calls(name, kw, rng):
+    """The classes add no arithmetic of their own: bitwise equal to calling the op directly."""
+    params = _params(rng)
+    ref = [p.data.copy() for p in params]
+    grads = _grads(rng, 3)
+    opt = _run_nnforge(getattr(optim, name), params, grads, **kw)
+    fn = getattr(ops, opt._kernel_name, None) or getattr(_optim_numpy, opt._kernel_name)
+    bufs = [[np.zeros_like(r) for r in ref] for _ in opt.buffers]
+    hyper = {k: v for k, v in kw.items() if k not in ("amsgrad",)}
+    for t, gs in enumerate(grads, start=1):
+        gs = [g.copy() for g in gs]
+        if name == "SGD":
+            fn(ref, gs, bufs[0] if bufs else None, step=t, **hyper)
+        else:
+            fn(ref, gs, *bufs, step=t, amsgrad=kw.get("amsgrad", False), **hyper)
+    for p, r in zip(params, ref):
+        np.testing.assert_array_equal(p.data, r)

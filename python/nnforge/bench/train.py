@@ -263,4 +263,7 @@ def run(args) -> int:
                     [(k, f"{c:,}" if c else "-", f"{s:.3f}", f"{100 * s / total:.1f}") for k, c, s in prof]
                     + [("total (instrumented epoch)", "-", f"{total:.3f}", "100.0")],
                     title=f"\nprofile: {name}, one instrumented epoch (wrappers add ~1 us per call)")
+        kernels = sum(sec for k, _, sec in prof if k.startswith(("GEMM", "other nn", "optimizer")))
+        print(f"kernels (GEMM + nn + optimizer) {100 * kernels / total:.1f}% of the epoch, "
+              f"Python and batching {100 * (1 - kernels / total):.1f}%")
     return 0
