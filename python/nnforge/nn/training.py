@@ -167,7 +167,7 @@ class Trainer:
         model = self.model
         was_training = model.training
         model.eval()
-        metrics = [type(m)() if not hasattr(m, "k") else type(m)(m.k) for m in self.metrics]
+        metrics = [m.fresh() for m in self.metrics]
         total, seen = 0.0, 0
         try:
             for xb, yb in _data.batches(x, y, batch_size=batch_size):
