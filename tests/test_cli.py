@@ -113,3 +113,24 @@ def test_mnist_idx_folder(tmp_path, capsys, rng):
     assert "test accuracy" in out
     info = json.loads((tmp_path / "run" / "history.json").read_text())
     assert info["options"]["dataset"] == "mnist" and len(info["history"]["loss"]) == 2
+
+
+def test_without_matplotlib_the_plot_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert _train(tmp_path, "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    assert "note: matplotlib not installed" in out
+    assert not (tmp_path / "run" / "curves.png").exists()
+
+
+def test_resume_into_another_model_or_finished_run(tmp_path, capsys):
+    assert _train(tmp_path, "--epochs", "1") == 0
+    ckpt = str(tmp_path / "run" / "checkpoint.npz")
+    assert _train(tmp_path, "--epochs", "1", "--resume", ckpt) == 2
+    assert "already at epoch 1" in capsys.readouterr().err
+    with np.load(ckpt) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["extra/model"] = np.array("other")
+    np.savez(tmp_path / "other.npz", **arrays)
+    assert _train(tmp_path, "--epochs", "2", "--resume", str(tmp_path / "other.npz")) == 2
+    assert "written for --model other" in capsys.readouterr().err
