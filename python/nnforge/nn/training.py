@@ -124,11 +124,13 @@ class Trainer:
             optimizer = get_optimizer(optimizer, model.parameters(), **optimizer_kwargs)
         self.optimizer: Optimizer = optimizer
         self.loss: Loss = get_loss(loss)
+        if self.loss.reduction not in ("mean", "sum"):
+            raise ValueError(f"compile() needs a loss with reduction 'mean' or 'sum', got {self.loss.reduction!r}")
         self.metrics: list[Metric] = [get_metric(m) for m in (metrics or ())]
         self.regularizer = regularizer
         self.stop_training = False
         self.schedule = None
-        self.epoch = 0  # epochs completed (fit resumes from here unless initial_epoch is given)
+        self.epoch = 0  # index of the next epoch (after fit: epochs completed, counting initial_epoch)
 
     # --- one pass over data ---------------------------------------------------------
     def _train_epoch(self, x, y, batch_size, shuffle, callbacks, progress) -> dict:
@@ -146,18 +148,19 @@ class Trainer:
             logs["samples_per_s"] = seen / max(time.perf_counter() - t0, 1e-9)
             return logs
 
+        per_sample = loss_fn.reduction == "mean"  # "sum" losses already add up over the batch
         for i, (xb, yb) in enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle)):
             out = model.forward(xb)
             loss = loss_fn.forward(out, yb)
+            for m in self.metrics:  # before backward: no layer may touch `out` afterwards
+                m.update(out, yb)
             model.backward(loss_fn.backward())
             if self.regularizer is not None:
                 loss += self.regularizer(named)
             opt.step(zero_grad=True)
             n = len(xb)
-            total_loss += loss * n
+            total_loss += loss * n if per_sample else loss
             seen += n
-            for m in self.metrics:
-                m.update(out, yb)
             for cb in callbacks:
                 cb.on_batch_end(i, batch_logs)
             progress.update(1, running)
@@ -172,7 +175,8 @@ class Trainer:
         try:
             for xb, yb in _data.batches(x, y, batch_size=batch_size):
                 out = model.forward(xb)
-                total += self.loss.forward(out, yb) * len(xb)
+                loss = self.loss.forward(out, yb)
+                total += loss * len(xb) if self.loss.reduction == "mean" else loss
                 seen += len(xb)
                 for m in metrics:
                     m.update(out, yb)
