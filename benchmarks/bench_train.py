@@ -11,6 +11,7 @@ import pytest
 import nnforge
 from nnforge import nn
 from nnforge.bench._timing import torch_or_none
+from nnforge.nn.training import _first_layer
 from nnforge.bench.train import CASES, _nnforge_epoch, _synthetic, _torch_epoch
 
 torch = torch_or_none()
@@ -30,7 +31,7 @@ def test_train_epoch(benchmark, name, peer):
     if peer == "nnforge":
         nnforge.seed(0)
         model = case.build_nnforge()
-        first = next(m for _, m in model.named_modules() if not m._modules)
+        first = _first_layer(model)
         if hasattr(first, "needs_input_grad"):
             first.needs_input_grad = False
         opt, loss_fn = nn.Adam(model, lr=case.lr), nn.CrossEntropyLoss()

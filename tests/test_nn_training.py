@@ -453,3 +453,12 @@ def test_optimizer_classes_equal_direct_kernel_calls(name, kw, rng):
             fn(ref, gs, *bufs, step=t, amsgrad=kw.get("amsgrad", False), **hyper)
     for p, r in zip(params, ref):
         np.testing.assert_array_equal(p.data, r)
+
+
+def test_first_layer_inside_residual_keeps_its_input_grad(rng):
+    body = nn.Sequential(nn.Linear(6, 6, activation="relu"), nn.Linear(6, 6))
+    model = nn.Sequential(nn.Residual(body), nn.Linear(6, 3)).compile("sgd", lr=0.1)
+    x = rng.normal(size=(20, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=20)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # would fail if body[0] skipped its dX
+    assert body[0].needs_input_grad is True

@@ -204,6 +204,7 @@ def run(args) -> int:
     import nnforge
     from .. import nn
     from ..cli import CliError
+    from ..nn.training import _first_layer
 
     names = args.case or list(CASES)
     unknown = [n for n in names if n not in CASES]
@@ -226,7 +227,7 @@ def run(args) -> int:
 
         nnforge.seed(0)
         model = case.build_nnforge()
-        first = next(m for _, m in model.named_modules() if not m._modules)
+        first = _first_layer(model)
         if hasattr(first, "needs_input_grad"):
             first.needs_input_grad = False  # as fit() does
         opt = nn.Adam(model, lr=case.lr)

@@ -21,6 +21,7 @@ from .. import data as _data
 from .callbacks import Callback, LRScheduler
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .metrics import Metric, get_metric
+from .module import Sequential
 from .optim import Optimizer, get_optimizer
 from .progress import EpochProgress
 
@@ -82,10 +83,12 @@ class History(dict):
                 self.setdefault(key, []).append(value)
 
 
-def _first_leaf(model):
-    for _, mod in model.named_modules():
-        if not mod._modules:
-            return mod
+def _first_layer(model):
+    """The module that receives the raw input: descend through leading Sequential items only
+    (inside a Residual or a custom module the input is also used elsewhere, so its first
+    layer's dX is still needed)."""
+    while isinstance(model, Sequential) and len(model):
+        model = model[0]
     return model
 
 
@@ -221,7 +224,7 @@ class Trainer:
         n_batches = _data.num_batches(len(x), batch_size)
 
         history = History()
-        first = _first_leaf(self.model)
+        first = _first_layer(self.model)
         saved_flag = getattr(first, "needs_input_grad", None)
         if saved_flag is not None:
             first.needs_input_grad = False
