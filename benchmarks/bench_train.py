@@ -11,8 +11,8 @@ import pytest
 import nnforge
 from nnforge import nn
 from nnforge.bench._timing import torch_or_none
-from nnforge.nn.training import _first_layer
 from nnforge.bench.train import CASES, _nnforge_epoch, _synthetic, _torch_epoch
+from nnforge.nn.training import _first_layer
 
 torch = torch_or_none()
 PEERS = ["nnforge"] + (["torch"] if torch is not None else [])
