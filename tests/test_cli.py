@@ -90,3 +90,47 @@ def test_subprocess_module_entry_point(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "nnforge", "train", "--epochs", "0"], capture_output=True,
                          text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--epochs" in bad.stderr
+
+
+def test_mnist_idx_folder(tmp_path, capsys, rng):
+    import gzip
+    import struct
+
+    def idx(arr):
+        return bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for stem, n in (("train", 120), ("t10k", 30)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[np.arange(n), labels, :] = 255  # the label is the bright row: learnable in one epoch
+        with gzip.open(folder / f"{stem}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(idx(images))
+        (folder / f"{stem}-labels-idx1-ubyte").write_bytes(idx(labels))
+    assert _train(tmp_path, "--data", str(folder), "--epochs", "2", "--batch-size", "16") == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out
+    info = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert info["options"]["dataset"] == "mnist" and len(info["history"]["loss"]) == 2
+
+
+def test_without_matplotlib_the_plot_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert _train(tmp_path, "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    assert "note: matplotlib not installed" in out
+    assert not (tmp_path / "run" / "curves.png").exists()
+
+
+def test_resume_into_another_model_or_finished_run(tmp_path, capsys):
+    assert _train(tmp_path, "--epochs", "1") == 0
+    ckpt = str(tmp_path / "run" / "checkpoint.npz")
+    assert _train(tmp_path, "--epochs", "1", "--resume", ckpt) == 2
+    assert "already at epoch 1" in capsys.readouterr().err
+    with np.load(ckpt) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["extra/model"] = np.array("other")
+    np.savez(tmp_path / "other.npz", **arrays)
+    assert _train(tmp_path, "--epochs", "2", "--resume", str(tmp_path / "other.npz")) == 2
+    assert "written for --model other" in capsys.readouterr().err

@@ -407,3 +407,58 @@ def test_fit_argument_errors(digits):
         model.fit(xtr[:10], ytr[:10], validation_split=1.5, verbose=0)
     with pytest.raises(ValueError, match="unknown loss"):
         model.compile("adam", loss="hinge")
+
+
+def test_progress_bar_and_plain_text_fallback(digits, capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    from nnforge.nn import progress
+    xtr, ytr, _, _ = digits
+    model = _mlp().compile("adam")
+    model.fit(xtr[:64], ytr[:64], epochs=1, batch_size=32, verbose=1)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "2/2" in err  # the tqdm bar
+    monkeypatch.setattr(progress, "_tqdm", lambda: None)  # as if tqdm were not installed
+    model.fit(xtr[:64], ytr[:64], epochs=2, batch_size=32, verbose=1)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("epoch 2/2") and "samples/s" in lines[1]
+
+
+def test_fit_with_regularizer_reports_penalised_loss(digits):
+    xtr, ytr, _, _ = digits
+    nnforge.seed(1)
+    plain = _mlp().compile("sgd", lr=0.0)
+    nnforge.seed(1)
+    reg = _mlp().compile("sgd", lr=0.0, regularizer=nn.Regularizer(l2=0.5))
+    h0 = plain.fit(xtr[:64], ytr[:64], epochs=1, batch_size=32, shuffle=False, verbose=0)
+    h1 = reg.fit(xtr[:64], ytr[:64], epochs=1, batch_size=32, shuffle=False, verbose=0)
+    penalty = 0.25 * sum(float((p.data.astype(np.float64) ** 2).sum()) for p in reg.parameters() if p.data.ndim == 2)
+    assert h1["loss"][0] == pytest.approx(h0["loss"][0] + penalty, rel=1e-6)
+
+
+@pytest.mark.parametrize("name,kw", [c for c in CONFIGS if c[0] in ("SGD", "Adam", "AdamW")][:5])
+def test_optimizer_classes_equal_direct_kernel_calls(name, kw, rng):
+    """The classes add no arithmetic of their own: bitwise equal to calling the op directly."""
+    params = _params(rng)
+    ref = [p.data.copy() for p in params]
+    grads = _grads(rng, 3)
+    opt = _run_nnforge(getattr(optim, name), params, grads, **kw)
+    fn = getattr(ops, opt._kernel_name, None) or getattr(_optim_numpy, opt._kernel_name)
+    bufs = [[np.zeros_like(r) for r in ref] for _ in opt.buffers]
+    hyper = {k: v for k, v in kw.items() if k not in ("amsgrad",)}
+    for t, gs in enumerate(grads, start=1):
+        gs = [g.copy() for g in gs]
+        if name == "SGD":
+            fn(ref, gs, bufs[0] if bufs else None, step=t, **hyper)
+        else:
+            fn(ref, gs, *bufs, step=t, amsgrad=kw.get("amsgrad", False), **hyper)
+    for p, r in zip(params, ref):
+        np.testing.assert_array_equal(p.data, r)
+
+
+def test_first_layer_inside_residual_keeps_its_input_grad(rng):
+    body = nn.Sequential(nn.Linear(6, 6, activation="relu"), nn.Linear(6, 6))
+    model = nn.Sequential(nn.Residual(body), nn.Linear(6, 3)).compile("sgd", lr=0.1)
+    x = rng.normal(size=(20, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=20)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # would fail if body[0] skipped its dX
+    assert body[0].needs_input_grad is True

@@ -160,6 +160,8 @@ def _schedule(name: str, optimizer, epochs: int, steps_per_epoch: int):
 def _out_dir(args, model_name: str, dataset: str) -> str:
     if args.out is not None:
         return args.out
+    if args.resume is not None:  # keep writing next to the checkpoint we continue from
+        return os.path.dirname(os.path.abspath(args.resume))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join("nnforge_runs", f"{model_name}-{dataset}-{stamp}")
 
@@ -218,11 +220,12 @@ def run(args) -> int:
     start, history = 0, {}
     if args.resume is not None:
         try:
+            saved_model = checkpoint.read(args.resume).get("extra/model")
+            if saved_model is not None and str(saved_model) != args.model:
+                raise CliError(f"--resume: checkpoint was written for --model {saved_model}, not {args.model}")
             extra = checkpoint.load(args.resume, model, model.optimizer, schedule=sched)
         except checkpoint.CheckpointError as exc:
             raise CliError(f"--resume: {exc}") from None
-        if extra.get("model") not in (None, args.model):
-            raise CliError(f"--resume: checkpoint was written for --model {extra['model']}, not {args.model}")
         start = int(extra.get("epoch", 0))
         if "history" in extra:
             history = json.loads(str(extra["history"]))

@@ -6,6 +6,8 @@ Binary outputs (N,) or (N, 1) are thresholded at 0 (logits) against 0/1 targets.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 __all__ = ["Accuracy", "Metric", "TopKAccuracy", "accuracy", "get_metric", "top_k_accuracy"]
@@ -62,6 +64,12 @@ class Metric:
 
     def update(self, pred, target) -> None:
         raise NotImplementedError
+
+    def fresh(self) -> "Metric":
+        """A reset copy with the same settings (for a separate evaluation pass)."""
+        other = copy.copy(self)
+        other.reset()
+        return other
 
     def result(self) -> float:
         return self.correct / self.count if self.count else 0.0

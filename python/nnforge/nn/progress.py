@@ -28,11 +28,10 @@ def format_logs(logs: dict) -> str:
 
 def _tqdm():
     try:
-        from tqdm.auto import tqdm  # noqa: F401
-        from tqdm import tqdm as plain_tqdm
+        from tqdm import tqdm
     except ImportError:
         return None
-    return plain_tqdm
+    return tqdm
 
 
 class EpochProgress:

@@ -21,6 +21,7 @@ from .. import data as _data
 from .callbacks import Callback, LRScheduler
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .metrics import Metric, get_metric
+from .module import Sequential
 from .optim import Optimizer, get_optimizer
 from .progress import EpochProgress
 
@@ -82,10 +83,12 @@ class History(dict):
                 self.setdefault(key, []).append(value)
 
 
-def _first_leaf(model):
-    for _, mod in model.named_modules():
-        if not mod._modules:
-            return mod
+def _first_layer(model):
+    """The module that receives the raw input: descend through leading Sequential items only
+    (inside a Residual or a custom module the input is also used elsewhere, so its first
+    layer's dX is still needed)."""
+    while isinstance(model, Sequential) and len(model):
+        model = model[0]
     return model
 
 
@@ -124,11 +127,13 @@ class Trainer:
             optimizer = get_optimizer(optimizer, model.parameters(), **optimizer_kwargs)
         self.optimizer: Optimizer = optimizer
         self.loss: Loss = get_loss(loss)
+        if self.loss.reduction not in ("mean", "sum"):
+            raise ValueError(f"compile() needs a loss with reduction 'mean' or 'sum', got {self.loss.reduction!r}")
         self.metrics: list[Metric] = [get_metric(m) for m in (metrics or ())]
         self.regularizer = regularizer
         self.stop_training = False
         self.schedule = None
-        self.epoch = 0  # epochs completed (fit resumes from here unless initial_epoch is given)
+        self.epoch = 0  # index of the next epoch (after fit: epochs completed, counting initial_epoch)
 
     # --- one pass over data ---------------------------------------------------------
     def _train_epoch(self, x, y, batch_size, shuffle, callbacks, progress) -> dict:
@@ -146,18 +151,19 @@ class Trainer:
             logs["samples_per_s"] = seen / max(time.perf_counter() - t0, 1e-9)
             return logs
 
+        per_sample = loss_fn.reduction == "mean"  # "sum" losses already add up over the batch
         for i, (xb, yb) in enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle)):
             out = model.forward(xb)
             loss = loss_fn.forward(out, yb)
+            for m in self.metrics:  # before backward: no layer may touch `out` afterwards
+                m.update(out, yb)
             model.backward(loss_fn.backward())
             if self.regularizer is not None:
                 loss += self.regularizer(named)
             opt.step(zero_grad=True)
             n = len(xb)
-            total_loss += loss * n
+            total_loss += loss * n if per_sample else loss
             seen += n
-            for m in self.metrics:
-                m.update(out, yb)
             for cb in callbacks:
                 cb.on_batch_end(i, batch_logs)
             progress.update(1, running)
@@ -167,12 +173,13 @@ class Trainer:
         model = self.model
         was_training = model.training
         model.eval()
-        metrics = [type(m)() if not hasattr(m, "k") else type(m)(m.k) for m in self.metrics]
+        metrics = [m.fresh() for m in self.metrics]
         total, seen = 0.0, 0
         try:
             for xb, yb in _data.batches(x, y, batch_size=batch_size):
                 out = model.forward(xb)
-                total += self.loss.forward(out, yb) * len(xb)
+                loss = self.loss.forward(out, yb)
+                total += loss * len(xb) if self.loss.reduction == "mean" else loss
                 seen += len(xb)
                 for m in metrics:
                     m.update(out, yb)
@@ -213,11 +220,11 @@ class Trainer:
             cb.trainer = self
             if isinstance(cb, LRScheduler) and self.schedule is None:
                 self.schedule = cb.schedule
-        start = self.epoch if initial_epoch is None else int(initial_epoch)
+        start = 0 if initial_epoch is None else int(initial_epoch)  # as Keras: each fit() starts at 0
         n_batches = _data.num_batches(len(x), batch_size)
 
         history = History()
-        first = _first_leaf(self.model)
+        first = _first_layer(self.model)
         saved_flag = getattr(first, "needs_input_grad", None)
         if saved_flag is not None:
             first.needs_input_grad = False

@@ -1,0 +1,270 @@
+"""One training epoch (forward, loss, backward, optimizer step) vs the same model and loop in PyTorch.
+
+Each case in CASES: one epoch of synthetic data, shuffled mini-batches, an explicit
+loop (the same loop in both libraries: gather batch, forward, loss, backward, fused
+optimizer step). Timed: median of --repeats epochs after a warm-up of a few batches.
+Printed: time per epoch, samples/s, GFLOP/s from an explicit flops() (fwd+bwd =
+3x forward, minus the first layer's skipped dX), the ratio nnforge/torch time
+(target <= 0.5), Module.fit() for the same epoch (metrics on, progress off), and a
+profile of one extra instrumented epoch: time inside the GEMM, the other nn kernels,
+the optimizer kernel, batch gathering, and the rest (Python).
+
+Add a case with register_case(name, EpochCase(...)) (e.g. the conv team's "cnn").
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from ._timing import fmt, machine_line, print_table, torch_or_none
+
+__all__ = ["CASES", "EpochCase", "add_arguments", "register_case", "run"]
+
+
+@dataclass
+class EpochCase:
+    description: str
+    n_samples: int
+    batch_size: int
+    input_shape: tuple            # one sample, e.g. (784,) or (1, 28, 28)
+    num_classes: int
+    lr: float                     # Adam
+    build_nnforge: Callable       # () -> nnforge.nn.Module
+    build_torch: Optional[Callable]  # (torch) -> torch.nn.Module with the same layer sizes
+    flops_per_sample: float       # forward+backward FLOPs of one sample
+
+
+CASES: dict[str, EpochCase] = {}
+
+
+def register_case(name: str, case: EpochCase) -> None:
+    CASES[name] = case
+
+
+# --- MLP 784-256-128-10 ------------------------------------------------------------------
+
+_MLP = (784, 256, 128, 10)
+
+
+def _mlp_nnforge():
+    from .. import nn
+    a, b, c, d = _MLP
+    return nn.Sequential(nn.Linear(a, b, activation="relu"), nn.Linear(b, c, activation="relu"), nn.Linear(c, d))
+
+
+def _mlp_torch(torch):
+    a, b, c, d = _MLP
+    return torch.nn.Sequential(torch.nn.Linear(a, b), torch.nn.ReLU(), torch.nn.Linear(b, c), torch.nn.ReLU(),
+                               torch.nn.Linear(c, d))
+
+
+def _mlp_flops():
+    # forward 2*in*out per layer; backward dW 2*in*out, dX 2*in*out except the first layer
+    layers = list(zip(_MLP[:-1], _MLP[1:]))
+    fwd = sum(2 * i * o for i, o in layers)
+    return fwd + fwd + (fwd - 2 * layers[0][0] * layers[0][1])
+
+
+register_case("mlp", EpochCase("MLP 784-256-128-10 ReLU, Adam, bs 128, 60,000 samples", 60_000, 128, (784,), 10,
+                               1e-3, _mlp_nnforge, _mlp_torch, _mlp_flops()))
+
+
+# --- the epoch loops ------------------------------------------------------------------------
+
+def _synthetic(case: EpochCase, n: int, rng):
+    x = rng.standard_normal((n, *case.input_shape), dtype=np.float32)
+    y = rng.integers(0, case.num_classes, size=n).astype(np.int64)
+    return x, y
+
+
+def _nnforge_epoch(case, model, opt, loss_fn, x, y, order, limit=None):
+    from ..data import batches
+    for i, (xb, yb) in enumerate(batches(x, y, batch_size=case.batch_size, shuffle=True, rng=order)):
+        if limit is not None and i >= limit:
+            break
+        out = model.forward(xb)
+        loss_fn.forward(out, yb)
+        model.backward(loss_fn.backward())
+        opt.step(zero_grad=True)
+
+
+def _torch_epoch(case, torch, model, opt, x, y, order, limit=None):
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    perm = torch.from_numpy(np.random.default_rng(order).permutation(len(x)))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for i, start in enumerate(range(0, len(x), case.batch_size)):
+        if limit is not None and i >= limit:
+            break
+        idx = perm[start:start + case.batch_size]
+        xb, yb = tx[idx], ty[idx]
+        opt.zero_grad(set_to_none=False)
+        loss_fn(model(xb), yb).backward()
+        opt.step()
+
+
+def _median_epoch(fn, repeats: int) -> float:
+    fn(limit=5)  # warm-up: first-touch buffers, thread pools
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        fn(order=r)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --- profile -------------------------------------------------------------------------------
+
+class _Timer:
+    """Wraps functions on a module object to sum their wall time by category."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._undo = []
+
+    def wrap(self, owner, name: str, category: str) -> None:
+        fn = getattr(owner, name)
+        seconds, calls = self.seconds, self.calls
+        seconds.setdefault(category, 0.0)
+        calls.setdefault(category, 0)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[category] += time.perf_counter() - t0
+                calls[category] += 1
+
+        had = name in vars(owner) if hasattr(owner, "__dict__") else True
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, fn, had))
+
+    def restore(self) -> None:
+        for owner, name, fn, had in reversed(self._undo):
+            if had:
+                setattr(owner, name, fn)
+            else:
+                delattr(owner, name)
+        self._undo.clear()
+
+
+def _profile(case, model, opt, loss_fn, x, y) -> tuple[float, list[tuple[str, int, float]]]:
+    from .. import data, ops
+    timer = _Timer()
+    timer.wrap(ops, "matmul", "GEMM (ops.matmul)")
+    for name in ops._nn_ops.__all__:
+        timer.wrap(ops, name, "other nn kernels")
+    timer.wrap(opt, "_step_fn", f"optimizer ({opt._kernel_name})")
+    orig_batches = data.batches
+
+    def timed_batches(*args, **kwargs):
+        it = orig_batches(*args, **kwargs)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            finally:
+                timer.seconds["batch gather + shuffle"] = timer.seconds.get("batch gather + shuffle", 0.0) + \
+                    time.perf_counter() - t0
+            timer.calls["batch gather + shuffle"] = timer.calls.get("batch gather + shuffle", 0) + 1
+            yield item
+
+    data.batches = timed_batches
+    try:
+        t0 = time.perf_counter()
+        _nnforge_epoch(case, model, opt, loss_fn, x, y, order=123)
+        total = time.perf_counter() - t0
+    finally:
+        data.batches = orig_batches
+        timer.restore()
+    rows = [(k, timer.calls[k], timer.seconds[k]) for k in timer.seconds]
+    rows.append(("Python (layers, loop, wrappers)", 0, total - sum(timer.seconds.values())))
+    return total, rows
+
+
+# --- command ---------------------------------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--case", action="append", choices=None,
+                        help=f"case(s) to run (default: all registered: {', '.join(CASES)})")
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per library (median)")
+    parser.add_argument("--quick", action="store_true", help="one tenth of the samples, one repeat")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profile epoch")
+
+
+def run(args) -> int:
+    import nnforge
+    from .. import nn
+    from ..cli import CliError
+    from ..nn.training import _first_layer
+
+    names = args.case or list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        raise CliError(f"unknown --case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    if args.repeats < 1:
+        raise CliError(f"--repeats must be >= 1, got {args.repeats}")
+    torch = None if args.no_torch else torch_or_none()
+    print(f"nnforge bench train: {machine_line()}" + (f" torch={torch.__version__}" if torch else " (no torch)"))
+    print("method: one warm-up of 5 batches, then the median of the epoch times; same explicit loop in both "
+          "libraries (shuffled gather, forward, cross-entropy, backward, Adam step)")
+    repeats = 1 if args.quick else args.repeats
+    rows, profiles = [], []
+    for name in names:
+        case = CASES[name]
+        n = case.n_samples // 10 if args.quick else case.n_samples
+        rng = np.random.default_rng(0)
+        x, y = _synthetic(case, n, rng)
+        gflop = case.flops_per_sample * n / 1e9
+
+        nnforge.seed(0)
+        model = case.build_nnforge()
+        first = _first_layer(model)
+        if hasattr(first, "needs_input_grad"):
+            first.needs_input_grad = False  # as fit() does
+        opt = nn.Adam(model, lr=case.lr)
+        loss_fn = nn.CrossEntropyLoss()
+        t_nnf = _median_epoch(lambda limit=None, order=0: _nnforge_epoch(case, model, opt, loss_fn, x, y, order,
+                                                                          limit), repeats)
+        fit_model = case.build_nnforge().compile("adam", lr=case.lr)
+        fit_model.fit(x[:5 * case.batch_size], y[:5 * case.batch_size], batch_size=case.batch_size, verbose=0)
+        t0 = time.perf_counter()
+        fit_model.fit(x, y, epochs=1, batch_size=case.batch_size, verbose=0)
+        t_fit = time.perf_counter() - t0
+
+        t_torch = None
+        if torch is not None and case.build_torch is not None:
+            torch.manual_seed(0)
+            tmodel = case.build_torch(torch)
+            topt = torch.optim.Adam(tmodel.parameters(), lr=case.lr)
+            t_torch = _median_epoch(lambda limit=None, order=0: _torch_epoch(case, torch, tmodel, topt, x, y, order,
+                                                                             limit), repeats)
+        ratio = None if t_torch is None else t_nnf / t_torch
+        rows.append((name, f"{n:,}", f"{case.batch_size}", "nnforge loop", f"{t_nnf:.3f}", f"{n / t_nnf:,.0f}",
+                     fmt(gflop / t_nnf), fmt(ratio, ".2f")))
+        rows.append(("", "", "", "nnforge fit()", f"{t_fit:.3f}", f"{n / t_fit:,.0f}", fmt(gflop / t_fit),
+                     fmt(None if t_torch is None else t_fit / t_torch, ".2f")))
+        rows.append(("", "", "", "torch loop", fmt(t_torch, ".3f"), "-" if t_torch is None else f"{n / t_torch:,.0f}",
+                     fmt(None if t_torch is None else gflop / t_torch), "-"))
+        if not args.no_profile:
+            profiles.append((name, case, _profile(case, model, opt, loss_fn, x, y)))
+    print_table(["case", "samples", "batch", "loop", "s/epoch", "samples/s", "GFLOP/s", "vs torch"], rows,
+                title="\n" + "; ".join(CASES[n].description for n in names)
+                + "\n(vs torch = nnforge time / torch time; target <= 0.50)")
+    for name, case, (total, prof) in profiles:
+        print_table(["component", "calls", "seconds", "% of epoch"],
+                    [(k, f"{c:,}" if c else "-", f"{s:.3f}", f"{100 * s / total:.1f}") for k, c, s in prof]
+                    + [("total (instrumented epoch)", "-", f"{total:.3f}", "100.0")],
+                    title=f"\nprofile: {name}, one instrumented epoch (wrappers add ~1 us per call)")
+        kernels = sum(sec for k, _, sec in prof if k.startswith(("GEMM", "other nn", "optimizer")))
+        print(f"kernels (GEMM + nn + optimizer) {100 * kernels / total:.1f}% of the epoch, "
+              f"Python and batching {100 * (1 - kernels / total):.1f}%")
+    return 0
