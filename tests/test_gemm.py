@@ -122,6 +122,46 @@ def test_matmul_each_variant(rng):
         _core.set_gemm_variant(prev)
 
 
+def _variant_family(prefix):
+    return [v for v in _core.gemm_variants() if v.startswith(prefix)]
+
+
+# Remainders of 14 rows / 16 and 32 columns, in place and packed (A + B > 320K floats),
+# and MLP shapes.
+VARIANT_SHAPES = [(1, 3, 1), (2, 9, 16), (10, 128, 10), (13, 40, 17), (15, 33, 48), (27, 5, 31),
+                  (29, 70, 33), (128, 128, 10), (128, 10, 128), (128, 256, 784), (157, 1100, 150)]
+
+
+@pytest.mark.parametrize("m,k,n", VARIANT_SHAPES)
+def test_avx512_variants_bitwise_equal(rng, m, k, n):
+    # Variants of one ISA differ in tiling only, never in per-element arithmetic.
+    variants = _variant_family("avx512")
+    if len(variants) < 2:
+        pytest.skip("needs AVX-512")
+    a_rm, b_rm = randn(rng, m, k), randn(rng, k, n)
+    a_t, b_t = np.ascontiguousarray(a_rm.T).T, np.ascontiguousarray(b_rm.T).T
+    bias, c0 = randn(rng, n), randn(rng, m, n)
+    prev = _core.get_gemm_variant()
+    try:
+        with nnforge.use_isa("avx512"):
+            for layout, (a, b) in enumerate([(a_rm, b_rm), (a_t, b_rm), (a_rm, b_t), (a_t, b_t)]):
+                res = []
+                for v in variants:
+                    _core.set_gemm_variant(v)
+                    out = c0.copy()
+                    matmul(a, b, out, beta=0.5, bias=bias, activation="gelu_tanh")
+                    res.append(out)
+                    res.append(matmul(a, b))
+                # res = [epilogue, plain] per variant; compare each with the first variant's.
+                for i in range(2, len(res)):
+                    np.testing.assert_array_equal(res[i], res[i % 2], err_msg=f"variant {variants[i // 2]}")
+                if layout == 0:  # the reference is the slow part; layouts agree bitwise anyway
+                    check(res[1], a, b)
+                    check(res[0], a, b, beta=0.5, c0=c0, bias=bias, activation="gelu_tanh")
+    finally:
+        _core.set_gemm_variant(prev)
+
+
 def test_variant_errors():
     with pytest.raises(ValueError, match="unknown GEMM variant"):
         _core.set_gemm_variant("avx9000_1x1")
@@ -274,7 +314,8 @@ def test_zero_sizes(isa, rng):
 
 
 # ---- threads: bitwise identical for 1 and 2 -------------------------------------
-@pytest.mark.parametrize("m,k,n", [(300, 600, 200), (64, 64, 64), (7, 1000, 2100), (2100, 30, 5)])
+@pytest.mark.parametrize("m,k,n", [(300, 600, 200), (64, 64, 64), (7, 1000, 2100), (2100, 30, 5),
+                                   (128, 128, 10), (128, 784, 256), (128, 256, 784)])
 def test_threads_bitwise(isa, threads, rng, m, k, n):
     a, b = randn(rng, m, k), randn(rng, k, n)
     bias = randn(rng, n)

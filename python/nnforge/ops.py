@@ -21,3 +21,10 @@ from . import _nn_ops  # noqa: E402
 from ._nn_ops import *  # noqa: E402,F401,F403
 
 __all__ += _nn_ops.__all__
+
+
+# Fused multi-tensor optimizer steps, gradient norm / clipping, STREAM triad.
+from . import _optim_ops  # noqa: E402
+from ._optim_ops import *  # noqa: E402,F401,F403
+
+__all__ += _optim_ops.__all__

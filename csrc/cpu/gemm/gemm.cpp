@@ -39,13 +39,19 @@ constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
 
 // Block sizes: kc*nr*4 B micro-panel ~ L1 (32 KiB); mc*kc*4 A block well inside the
 // 1 MiB L2; kc*nc*4 B block in L2/L3.
+// "auto" takes the first entry of the active ISA, so the newest variant comes first.
 const KernelConfig kKernels[] = {
     {"generic_4x8", int(Isa::generic), 4, 8, 256, 128, 1024, generic::sgemm_generic_4x8,
-     generic::sgemm_generic_4x8_rowa},
+     generic::sgemm_generic_4x8_rowa, nullptr, nullptr, nullptr},
     {"avx2_6x16", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16,
-     avx2::sgemm_avx2_6x16_rowa},
+     avx2::sgemm_avx2_6x16_rowa, nullptr, nullptr, nullptr},
+    {"avx512_14x32t", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
+     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge,
+     avx512::transpose_pack_avx512_14, avx512::transpose_pack_avx512_32},
+    {"avx512_14x32e", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
+     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge, nullptr, nullptr},
     {"avx512_14x32", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32,
-     avx512::sgemm_avx512_14x32_rowa},
+     avx512::sgemm_avx512_14x32_rowa, nullptr, nullptr, nullptr},
 };
 constexpr int kNumKernels = sizeof(kKernels) / sizeof(kKernels[0]);
 
@@ -108,14 +114,25 @@ void scale_only(int64_t m, int64_t n, float beta, MutMatRef c, const GemmEpilogu
     }
 }
 
-// One C tile at (i0, j0) of extent rows x cols (<= MR x NR). Full tiles with unit
-// column stride go straight to C; others through `tmp` so nothing outside C is touched.
-// ukr/ap/lda: the kernel entry and A addressing chosen by the caller (packed or in place).
-inline void run_tile(const KernelConfig& cfg, gemm::MicroKernel ukr, int64_t kc, const float* ap,
-                     int64_t lda, const float* bp, int64_t ldb, MutMatRef c, int64_t i0, int64_t j0,
+// One C tile at (i0, j0) of extent rows x cols (<= MR x NR), A addressed in place
+// (rowa: a[i*lda + p]) or packed/column-major (a[p*lda + i]). Remainder tiles run the
+// variant's exact-size edge kernel when it has one (it computes rows x ecols, ecols the
+// next multiple of 16), else the full kernel on zero-padded panels. Tiles whose computed
+// extent matches C and has unit column stride go straight to C; others through `tmp`
+// (row stride NR) so nothing outside C is touched.
+inline void run_tile(const KernelConfig& cfg, bool rowa, int64_t kc, const float* ap, int64_t lda,
+                     const float* bp, int64_t ldb, MutMatRef c, int64_t i0, int64_t j0,
                      int64_t rows, int64_t cols, const TileEpilogue& te, float* tmp) {
+  gemm::MicroKernel ukr = rowa ? cfg.ukr_rowa : cfg.ukr;
+  int64_t krows = cfg.mr, kcols = cfg.nr;
+  if (cfg.edge && (rows < cfg.mr || cols < cfg.nr)) {
+    const gemm::EdgeKernel e = cfg.edge(int(rows), int(cols), rowa);
+    ukr = e.ukr;
+    krows = rows;
+    kcols = e.cols;
+  }
   float* cij = c.data + i0 * c.rs + j0 * c.cs;
-  if (rows == cfg.mr && cols == cfg.nr && c.cs == 1) {
+  if (rows == krows && cols == kcols && c.cs == 1) {
     ukr(kc, ap, lda, bp, ldb, cij, c.rs, te);
     return;
   }
@@ -144,10 +161,23 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   const bool a_rowmajor = a.cs == 1, a_direct = direct && (a.cs == 1 || a.rs == 1);
   const bool b_direct = direct && b.cs == 1;
   const int MR = cfg.mr, NR = cfg.nr;
+  // Which panels are read in place: full ones, and with exact-size edge kernels also A
+  // edge panels (only `rows` rows are read) and B edge panels of a whole kernel width.
+  auto a_in_place = [&](int64_t rows) { return a_direct && (rows == MR || cfg.edge); };
+  auto b_in_place = [&](int64_t cols) {
+    return b_direct && (cols == NR || (cfg.edge && cfg.edge(MR, int(cols), false).cols == cols));
+  };
+  // Whether a block needs packing at all (else its barrier is skipped): depends on the
+  // shape only, so every thread takes the same barriers.
+  // (a block of mc rows / nc columns: full panels plus a remainder)
+  auto a_packs = [&](int64_t mc) { return !a_in_place(MR) || (mc % MR && !a_in_place(mc % MR)); };
+  auto b_packs = [&](int64_t nc) { return !b_in_place(NR) || (nc % NR && !b_in_place(nc % NR)); };
+  // A read wholly in place needs no L2-sized block: one ic block, fewer barriers and
+  // a better split of the tile grid (256 rows: 1 x 19 panels, not 12 + 7).
+  const int64_t MC = a_packs(m) ? std::min<int64_t>(cfg.mc, round_up(m, MR)) : round_up(m, MR);
   // Equal k-blocks (784 -> 4 x 196, not 3 x 256 + 16): a thin last block would reload and
   // store every C tile for little work. Depends on k only, so thread-count invariant.
   const int64_t KC = ceil_div(k, ceil_div(k, cfg.kc));
-  const int64_t MC = std::min<int64_t>(cfg.mc, round_up(m, MR));
   const int64_t NC = std::min<int64_t>(cfg.nc, round_up(n, NR));
 
   Scratch& s = caller_scratch();
@@ -173,33 +203,37 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
+        const bool bpacked = b_packs(nc);
         int64_t lo, hi;
         share(nbp, tid, team, lo, hi);
         for (int64_t jp = lo; jp < hi; ++jp) {
           const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
-          if (b_direct && cols == NR) continue;
+          if (b_in_place(cols)) continue;
           gemm::pack_b_panel(NR, kc, cols, b.data + pc * b.rs + (jc + j0) * b.cs, b.rs, b.cs,
-                             bpack + jp * NR * kc);
+                             bpack + jp * NR * kc, cfg.tpack_b);
         }
-        if (team > 1) {
+        if (team > 1 && bpacked) {
 #pragma omp barrier
         }
+        bool any_packed = bpacked;
         TileEpilogue te;
         te.alpha = alpha;
         te.beta = first ? beta : 1.0f;
         te.activation = last ? act : 0;
         for (int64_t ic = 0; ic < m; ic += MC) {
           const int64_t mc = std::min(MC, m - ic), nap = ceil_div(mc, MR);
+          const bool apacked = a_packs(mc);
+          any_packed |= apacked;
           float* ablk = apack[buf];
           buf ^= 1;
           share(nap, tid, team, lo, hi);
           for (int64_t ip = lo; ip < hi; ++ip) {
             const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
-            if (a_direct && rows == MR) continue;
+            if (a_in_place(rows)) continue;
             gemm::pack_a_panel(MR, kc, rows, a.data + (ic + i0) * a.rs + pc * a.cs, a.rs, a.cs,
-                               ablk + ip * MR * kc);
+                               ablk + ip * MR * kc, cfg.tpack_a);
           }
-          if (team > 1) {
+          if (team > 1 && apacked) {
 #pragma omp barrier
           }
           // Split the nap x nbp tile grid along the dimension that balances better.
@@ -210,24 +244,26 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
           for (int64_t jp = jlo; jp < jhi; ++jp) {
             const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
             te.bias_col = (last && bias_col) ? bias_col + jc + j0 : nullptr;
-            const bool bd = b_direct && cols == NR;
+            const bool bd = b_in_place(cols);
             const float* bp = bd ? b.data + pc * b.rs + jc + j0 : bpack + jp * NR * kc;
             const int64_t ldb = bd ? b.rs : NR;
             for (int64_t ip = ilo; ip < ihi; ++ip) {
               const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
               te.bias_row = (last && bias_row) ? bias_row + ic + i0 : nullptr;
-              if (a_direct && rows == MR) {
+              if (a_in_place(rows)) {
                 const float* ap = a.data + (ic + i0) * a.rs + pc * a.cs;
-                run_tile(cfg, a_rowmajor ? cfg.ukr_rowa : cfg.ukr, kc, ap, a_rowmajor ? a.rs : a.cs,
-                         bp, ldb, c, ic + i0, jc + j0, rows, cols, te, tmp);
+                run_tile(cfg, a_rowmajor, kc, ap, a_rowmajor ? a.rs : a.cs, bp, ldb, c, ic + i0,
+                         jc + j0, rows, cols, te, tmp);
               } else {
-                run_tile(cfg, cfg.ukr, kc, ablk + ip * MR * kc, MR, bp, ldb, c, ic + i0, jc + j0,
+                run_tile(cfg, false, kc, ablk + ip * MR * kc, MR, bp, ldb, c, ic + i0, jc + j0,
                          rows, cols, te, tmp);
               }
             }
           }
         }
-        if (team > 1) {
+        // Before the next k-block repacks the buffers. C tiles need no barrier: a
+        // tile's owner depends on the shape only, so it is the same in every k-block.
+        if (team > 1 && any_packed) {
 #pragma omp barrier
         }
       }

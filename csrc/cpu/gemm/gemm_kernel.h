@@ -29,6 +29,19 @@ struct TileEpilogue {
 using MicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                              float* c, int64_t ldc, const TileEpilogue& ep);
 
+// Exact-size edge tile: a kernel computing rows x `cols` (cols: 16 or 32 here) that reads
+// only `rows` rows of A and `cols` columns of B and writes rows x cols of C.
+struct EdgeKernel {
+  MicroKernel ukr;
+  int cols;
+};
+// Picks the edge kernel for a rows x cols remainder tile (rows <= mr, cols <= nr).
+using EdgePicker = EdgeKernel (*)(int rows, int cols, bool rowa);
+
+// dst[p*W + j] = src[j*ss + p] for j < W (W = mr or nr), p < kc: packing of a full
+// row-major A panel / column-major B panel with the ISA's own shuffles.
+using TransposePack = void (*)(int64_t kc, const float* src, int64_t ss, float* dst);
+
 // One selectable kernel variant with the block sizes it was tuned for.
 //   kc: k-block (packed B micro-panel kc*NR floats stays in L1/L2)
 //   mc: rows of A per packed block (mc*kc floats in L2), multiple of mr
@@ -40,6 +53,8 @@ struct KernelConfig {
   int64_t kc, mc, nc;
   MicroKernel ukr;       // A element (i, p) at a[p*lda + i]
   MicroKernel ukr_rowa;  // A element (i, p) at a[i*lda + p]
+  EdgePicker edge;       // nullptr: edge tiles run the full kernel on zero-padded panels
+  TransposePack tpack_a, tpack_b;  // nullptr: portable (SSE 4x4) transposing pack
 };
 
 }  // namespace gemm
@@ -58,6 +73,11 @@ NNF_SGEMM_UKR(sgemm_avx2_6x16_rowa);
 namespace avx512 {
 NNF_SGEMM_UKR(sgemm_avx512_14x32);
 NNF_SGEMM_UKR(sgemm_avx512_14x32_rowa);
+NNF_SGEMM_UKR(sgemm_avx512_14x32e);
+NNF_SGEMM_UKR(sgemm_avx512_14x32e_rowa);
+gemm::EdgeKernel sgemm_avx512_14x32e_edge(int rows, int cols, bool rowa);
+void transpose_pack_avx512_14(int64_t kc, const float* src, int64_t ss, float* dst);
+void transpose_pack_avx512_32(int64_t kc, const float* src, int64_t ss, float* dst);
 }  // namespace avx512
 #undef NNF_SGEMM_UKR
 

@@ -94,7 +94,9 @@ void pack_b_edge(int nr, int64_t kc, int64_t cols, const float* b, int64_t rs, i
 
 }  // namespace
 
-void pack_a_panel(int mr, int64_t kc, int64_t rows, const float* a, int64_t rs, int64_t cs, float* dst) {
+void pack_a_panel(int mr, int64_t kc, int64_t rows, const float* a, int64_t rs, int64_t cs, float* dst,
+                  TransposePack tpack) {
+  if (rows == mr && cs == 1 && tpack) return tpack(kc, a, rs, dst);
   if (rows == mr) {
     switch (mr) {
       case 4: return pack_a_full<4>(kc, a, rs, cs, dst);
@@ -108,7 +110,9 @@ void pack_a_panel(int mr, int64_t kc, int64_t rows, const float* a, int64_t rs, 
   pack_a_edge(mr, kc, rows, a, rs, cs, dst);
 }
 
-void pack_b_panel(int nr, int64_t kc, int64_t cols, const float* b, int64_t rs, int64_t cs, float* dst) {
+void pack_b_panel(int nr, int64_t kc, int64_t cols, const float* b, int64_t rs, int64_t cs, float* dst,
+                  TransposePack tpack) {
+  if (cols == nr && rs == 1 && tpack) return tpack(kc, b, cs, dst);
   if (cols == nr) {
     switch (nr) {
       case 8: return pack_b_full<8>(kc, b, rs, cs, dst);

@@ -8,16 +8,20 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu/gemm/gemm_kernel.h"
+
 namespace nnf {
 namespace gemm {
 
 // a: rows x kc block, element (i, p) at a[i*rs + p*cs]; rows <= mr.
+// tpack: the variant's transposing pack for a full row-major panel (nullptr: portable).
 void pack_a_panel(int mr, int64_t kc, int64_t rows, const float* a, int64_t rs, int64_t cs,
-                  float* dst);
+                  float* dst, TransposePack tpack = nullptr);
 
 // b: kc x cols block, element (p, j) at b[p*rs + j*cs]; cols <= nr.
+// tpack: the variant's transposing pack for a full column-major panel (nullptr: portable).
 void pack_b_panel(int nr, int64_t kc, int64_t cols, const float* b, int64_t rs, int64_t cs,
-                  float* dst);
+                  float* dst, TransposePack tpack = nullptr);
 
 }  // namespace gemm
 }  // namespace nnf

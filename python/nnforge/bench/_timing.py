@@ -13,8 +13,14 @@ import numpy as np
 
 
 def median_seconds(fn: Callable[[], object], *, repeats: int = 7, warmup: int = 2,
-                   min_time: float = 0.05) -> float:
-    """Median wall time of fn(); each sample loops fn enough to last >= min_time."""
+                   min_time: float = 0.05, settle: float = 0.0) -> float:
+    """Median wall time of fn(); each sample loops fn enough to last >= min_time.
+
+    settle: seconds to sleep first, so thread pools of the previously timed library
+    (OpenBLAS, PyTorch, libgomp spin-wait after each call) park and stop stealing a core.
+    """
+    if settle > 0:
+        time.sleep(settle)
     for _ in range(warmup):
         fn()
     t0 = time.perf_counter()

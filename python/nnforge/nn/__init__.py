@@ -1,10 +1,19 @@
 """nnforge.nn: layers, losses, optimizers and training loops on nnforge kernels."""
-from . import init
+from . import checkpoint, init, optim, schedules
+from .callbacks import Callback, EarlyStopping, LRScheduler, ModelCheckpoint
 from .layers import (BatchNorm1d, Dropout, Embedding, Flatten, GELU, LayerNorm, LeakyReLU, Linear, ReLU,
                      Sigmoid, Softmax, Tanh)
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
+from .metrics import Accuracy, Metric, TopKAccuracy, accuracy, top_k_accuracy
 from .module import Module, Parameter, Residual, Sequential
+from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .schedules import CosineAnnealingLR, ExponentialLR, LinearWarmup, LRSchedule, OneCycleLR, StepLR
+from .training import History, Regularizer
 
-__all__ = ["BCEWithLogitsLoss", "BatchNorm1d", "CrossEntropyLoss", "Dropout", "Embedding", "Flatten", "GELU",
-           "L1Loss", "LayerNorm", "LeakyReLU", "Linear", "Loss", "MSELoss", "Module", "Parameter", "ReLU",
-           "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh", "init"]
+__all__ = ["Accuracy", "Adagrad", "Adam", "AdamW", "BCEWithLogitsLoss", "BatchNorm1d", "Callback",
+           "CosineAnnealingLR", "CrossEntropyLoss", "Dropout", "EarlyStopping", "Embedding", "ExponentialLR",
+           "Flatten", "GELU", "History", "L1Loss", "LRSchedule", "LRScheduler", "LayerNorm", "LeakyReLU",
+           "Linear", "LinearWarmup", "Loss", "MSELoss", "Metric", "ModelCheckpoint", "Module", "OneCycleLR",
+           "Optimizer", "Parameter", "RMSprop", "ReLU", "Regularizer", "Residual", "SGD", "Sequential",
+           "Sigmoid", "Softmax", "StepLR", "Tanh", "TopKAccuracy", "accuracy", "checkpoint", "init", "optim",
+           "schedules", "top_k_accuracy"]

@@ -149,6 +149,45 @@ class Module:
         for dst, src in plan:
             dst[...] = src
 
+    # --- Keras-style training (nn/training.py) and checkpoints (nn/checkpoint.py) ---
+    def compile(self, optimizer="adam", loss="cross_entropy", metrics=("accuracy",), **kwargs) -> "Module":
+        """Attach an optimizer (instance or name; lr=... and other kwargs build it), a loss
+        (instance or name) and metrics for fit/evaluate. Returns self."""
+        from .training import Trainer
+        object.__setattr__(self, "trainer", Trainer(self, optimizer, loss, metrics, **kwargs))
+        return self
+
+    def _trainer(self):
+        trainer = self.__dict__.get("trainer")
+        if trainer is None:
+            raise RuntimeError(f"{type(self).__name__}: call compile(optimizer, loss, metrics) before fit/evaluate")
+        return trainer
+
+    @property
+    def optimizer(self):
+        return self._trainer().optimizer
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, **kwargs):
+        """Train; returns a History (dict of per-epoch lists). See nnforge.nn.training.Trainer.fit."""
+        return self._trainer().fit(x, y, epochs=epochs, batch_size=batch_size, **kwargs)
+
+    def evaluate(self, x, y, batch_size: int = 256) -> dict:
+        return self._trainer().evaluate(x, y, batch_size=batch_size)
+
+    def predict(self, x, batch_size: int = 256) -> np.ndarray:
+        from .training import predict
+        return predict(self, x, batch_size=batch_size)
+
+    def save(self, path, optimizer=None, extra=None, **kwargs) -> str:
+        """Atomic .npz checkpoint of this model (and optimizer): nnforge.nn.checkpoint.save."""
+        from . import checkpoint
+        return checkpoint.save(path, self, optimizer, extra, **kwargs)
+
+    def load(self, path, optimizer=None, **kwargs) -> dict:
+        """Load a checkpoint written by save(); returns its extra values."""
+        from . import checkpoint
+        return checkpoint.load(path, self, optimizer, **kwargs)
+
     # --- reporting ---------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""

@@ -1,0 +1,365 @@
+// Bindings for the multi-tensor optimizer steps (csrc/cpu/optim): walk each Python
+// list once, validate every array and hyperparameter (nothing is written before
+// all checks pass), release the GIL, call nnf::optim::*. No maths here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "bindings/array_args.h"
+#include "bindings/registry.h"
+#include "common/checks.h"
+#include "cpu/optim/optim.h"
+
+namespace py = pybind11;
+
+namespace nnf {
+namespace {
+
+using optim::GradOptions;
+
+// One list argument: its Python name, the object (None = absent), whether the
+// kernel writes it, and which OptTensor slot it fills (-1 = p, -2 = g, 0..2 = s0..s2).
+struct ListArg {
+  const char* name;
+  py::handle obj;
+  bool writeable;
+  int slot;
+};
+
+// The validated tensors plus references that keep every array alive while the
+// GIL is released (the caller's lists could be mutated by another thread).
+struct Collected {
+  std::vector<OptTensor> tensors;
+  std::vector<py::array> keep;
+};
+
+std::string item_name(const char* list, size_t i) {
+  return std::string(list) + "[" + std::to_string(i) + "]";
+}
+
+py::sequence as_list(py::handle obj, const char* name) {
+  if (!py::isinstance<py::list>(obj) && !py::isinstance<py::tuple>(obj))
+    throw py::type_error(std::string(name) + " must be a list or tuple of numpy.ndarray, got " +
+                         py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  return py::reinterpret_borrow<py::sequence>(obj);
+}
+
+py::array checked_item(py::handle obj, const std::string& name, bool writeable) {
+  py::array a = as_array(obj, name.c_str());
+  require_float32(a, name.c_str());
+  require_c_contiguous(a, name.c_str());
+  if (writeable) require_writeable(a, name.c_str());
+  return a;
+}
+
+// The kernels write an array only when its ListArg says so (checked writeable);
+// a read-only gradient is passed through the same non-const field and only read.
+float* writable_ptr(const py::array& a) { return const_cast<float*>(static_cast<const float*>(a.data())); }
+
+bool same_shape(const py::array& a, const py::array& b) {
+  if (a.ndim() != b.ndim()) return false;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) != b.shape(d)) return false;
+  return true;
+}
+
+// Refuses any two arrays whose memory overlaps: O(n log n) by sorting byte ranges
+// and comparing each with the furthest-reaching range before it.
+void require_no_overlap(const std::vector<py::array>& arrays, const std::vector<std::string>& names) {
+  struct Range { const char* lo; const char* hi; size_t idx; };
+  std::vector<Range> r;
+  r.reserve(arrays.size());
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    if (arrays[i].size() == 0) continue;
+    const char* lo = static_cast<const char*>(arrays[i].data());
+    r.push_back({lo, lo + arrays[i].nbytes(), i});
+  }
+  std::sort(r.begin(), r.end(), [](const Range& a, const Range& b) { return a.lo < b.lo; });
+  for (size_t k = 1, reach = 0; k < r.size(); ++k) {
+    if (r[k].lo < r[reach].hi) {
+      const size_t a = r[reach].idx, b = r[k].idx;
+      throw py::value_error(names[a] + " " + shape_str(arrays[a]) + " and " + names[b] + " " +
+                            shape_str(arrays[b]) + " share memory; every parameter, gradient "
+                            "and state buffer must be a separate array");
+    }
+    if (r[k].hi > r[reach].hi) reach = k;
+  }
+}
+
+// Validates params (writeable) and the other lists against them, index by index.
+Collected collect(const ListArg& params_arg, std::initializer_list<ListArg> others) {
+  py::sequence params = as_list(params_arg.obj, params_arg.name);
+  const size_t n = py::len(params);
+  std::vector<std::pair<ListArg, py::sequence>> lists;
+  for (const ListArg& a : others) {
+    if (a.obj.is_none()) continue;
+    py::sequence s = as_list(a.obj, a.name);
+    if (py::len(s) != n)
+      throw py::value_error(std::string(a.name) + " has " + std::to_string(py::len(s)) +
+                            " arrays but " + params_arg.name + " has " + std::to_string(n));
+    lists.emplace_back(a, s);
+  }
+  Collected out;
+  std::vector<std::string> names;
+  out.tensors.reserve(n);
+  out.keep.reserve(n * (1 + lists.size()));
+  names.reserve(n * (1 + lists.size()));
+  int64_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string pname = item_name(params_arg.name, i);
+    py::array p = checked_item(params[i], pname, params_arg.writeable);
+    OptTensor t{nullptr, nullptr, nullptr, nullptr, nullptr, int64_t(p.size())};
+    total = checked_add(total, t.n, "the total number of parameters");
+    float* pp = writable_ptr(p);
+    if (params_arg.slot == -1) t.p = pp; else t.g = pp;
+    out.keep.push_back(p);
+    names.push_back(pname);
+    for (auto& [arg, seq] : lists) {
+      const std::string name = item_name(arg.name, i);
+      py::array a = checked_item(seq[i], name, arg.writeable);
+      if (!same_shape(a, p))
+        throw py::value_error(name + " must have the shape of " + pname + " " + shape_str(p) +
+                              ", got " + shape_str(a));
+      float* ap = writable_ptr(a);
+      switch (arg.slot) {
+        case -1: t.p = ap; break;
+        case -2: t.g = ap; break;
+        case 0: t.s0 = ap; break;
+        case 1: t.s1 = ap; break;
+        default: t.s2 = ap; break;
+      }
+      out.keep.push_back(a);
+      names.push_back(name);
+    }
+    out.tensors.push_back(t);
+  }
+  require_no_overlap(out.keep, names);
+  return out;
+}
+
+// Python's repr of a float (0.9, 1e-08, inf, nan) for error messages.
+std::string num(double v) { return py::repr(py::float_(v)).cast<std::string>(); }
+
+void require_range(double v, const char* name, double lo, double hi, bool hi_open) {
+  const bool ok = v >= lo && (hi_open ? v < hi : v <= hi);
+  if (!ok)
+    throw py::value_error(std::string(name) + " must be in [" + num(lo) + ", " + num(hi) +
+                          (hi_open ? ")" : "]") + ", got " + num(v));
+}
+constexpr double kInf = HUGE_VAL;
+void require_nonneg(double v, const char* name) { require_range(v, name, 0.0, kInf, true); }
+
+void require_step(int64_t step) {
+  if (step < 1) throw py::value_error("step must be >= 1 (1-based step count), got " + std::to_string(step));
+}
+
+GradOptions grad_options(double grad_scale, bool maximize, bool zero_grad, bool check_finite) {
+  GradOptions o;
+  o.grad_scale = grad_scale;
+  o.maximize = maximize;
+  o.zero_grad = zero_grad;
+  o.check_finite = check_finite;
+  return o;
+}
+
+// ---- steps --------------------------------------------------------------------------
+bool sgd_step(py::object params, py::object grads, py::object momentum_buffers, double lr,
+              int64_t step, double momentum, double dampening, double weight_decay, bool nesterov,
+              bool maximize, double grad_scale, bool zero_grad, bool check_finite) {
+  require_nonneg(lr, "lr");
+  require_step(step);
+  require_nonneg(momentum, "momentum");
+  require_nonneg(weight_decay, "weight_decay");
+  if (!std::isfinite(dampening)) throw py::value_error("dampening must be finite");
+  if (nesterov && (momentum <= 0.0 || dampening != 0.0))
+    throw py::value_error("nesterov requires momentum > 0 and dampening == 0, got momentum=" +
+                          num(momentum) + " dampening=" + num(dampening));
+  const bool mom = momentum != 0.0;
+  if (mom && momentum_buffers.is_none())
+    throw py::value_error("momentum=" + num(momentum) + " needs momentum_buffers");
+  Collected c = collect({"params", params, true, -1},
+                        {{"grads", grads, zero_grad, -2},
+                         {"momentum_buffers", mom ? momentum_buffers : py::none(), true, 0}});
+  const optim::SgdHyper h{lr, momentum, dampening, weight_decay, nesterov, step};
+  const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
+  py::gil_scoped_release nogil;
+  return optim::sgd_step(c.tensors, h, o);
+}
+
+bool adam_impl(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
+               py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2,
+               double eps, double weight_decay, bool amsgrad, bool maximize, double grad_scale,
+               bool zero_grad, bool check_finite, bool decoupled) {
+  require_step(step);
+  require_nonneg(lr, "lr");
+  require_range(beta1, "beta1", 0.0, 1.0, true);
+  require_range(beta2, "beta2", 0.0, 1.0, true);
+  require_nonneg(eps, "eps");
+  require_nonneg(weight_decay, "weight_decay");
+  if (amsgrad && max_exp_avg_sqs.is_none())
+    throw py::value_error("amsgrad=True needs max_exp_avg_sqs");
+  Collected c = collect({"params", params, true, -1},
+                        {{"grads", grads, zero_grad, -2},
+                         {"exp_avgs", exp_avgs, true, 0},
+                         {"exp_avg_sqs", exp_avg_sqs, true, 1},
+                         {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true, 2}});
+  const optim::AdamHyper h{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, step};
+  const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
+  py::gil_scoped_release nogil;
+  return optim::adam_step(c.tensors, h, o);
+}
+
+bool adam_step(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
+               py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2,
+               double eps, double weight_decay, bool amsgrad, bool maximize, double grad_scale,
+               bool zero_grad, bool check_finite) {
+  return adam_impl(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
+                   eps, weight_decay, amsgrad, maximize, grad_scale, zero_grad, check_finite, false);
+}
+
+bool adamw_step(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
+                py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2,
+                double eps, double weight_decay, bool amsgrad, bool maximize, double grad_scale,
+                bool zero_grad, bool check_finite) {
+  return adam_impl(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
+                   eps, weight_decay, amsgrad, maximize, grad_scale, zero_grad, check_finite, true);
+}
+
+bool rmsprop_step(py::object params, py::object grads, py::object square_avgs,
+                  py::object momentum_buffers, py::object grad_avgs, double lr, double alpha,
+                  double eps, double weight_decay, double momentum, bool centered, bool maximize,
+                  double grad_scale, bool zero_grad, bool check_finite) {
+  require_nonneg(lr, "lr");
+  require_range(alpha, "alpha", 0.0, 1.0, false);
+  require_nonneg(eps, "eps");
+  require_nonneg(weight_decay, "weight_decay");
+  require_nonneg(momentum, "momentum");
+  const bool mom = momentum > 0.0;
+  if (mom && momentum_buffers.is_none())
+    throw py::value_error("momentum=" + num(momentum) + " needs momentum_buffers");
+  if (centered && grad_avgs.is_none()) throw py::value_error("centered=True needs grad_avgs");
+  Collected c = collect({"params", params, true, -1},
+                        {{"grads", grads, zero_grad, -2},
+                         {"square_avgs", square_avgs, true, 0},
+                         {"momentum_buffers", mom ? momentum_buffers : py::none(), true, 1},
+                         {"grad_avgs", centered ? grad_avgs : py::none(), true, 2}});
+  const optim::RmspropHyper h{lr, alpha, eps, weight_decay, momentum, centered};
+  const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
+  py::gil_scoped_release nogil;
+  return optim::rmsprop_step(c.tensors, h, o);
+}
+
+bool adagrad_step(py::object params, py::object grads, py::object state_sums, int64_t step,
+                  double lr, double lr_decay, double weight_decay, double eps, bool maximize,
+                  double grad_scale, bool zero_grad, bool check_finite) {
+  require_step(step);
+  require_nonneg(lr, "lr");
+  require_nonneg(lr_decay, "lr_decay");
+  require_nonneg(weight_decay, "weight_decay");
+  require_nonneg(eps, "eps");
+  Collected c = collect({"params", params, true, -1},
+                        {{"grads", grads, zero_grad, -2}, {"state_sums", state_sums, true, 0}});
+  const optim::AdagradHyper h{lr, lr_decay, weight_decay, eps, step};
+  const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
+  py::gil_scoped_release nogil;
+  return optim::adagrad_step(c.tensors, h, o);
+}
+
+// ---- gradient norm / clipping --------------------------------------------------------
+double grad_norm(py::object grads) {
+  Collected c = collect({"grads", grads, false, -2}, {});
+  py::gil_scoped_release nogil;
+  return optim::grad_norm(c.tensors);
+}
+
+double clip_grad_norm(py::object grads, double max_norm, double eps) {
+  require_nonneg(max_norm, "max_norm");
+  require_nonneg(eps, "eps");
+  Collected c = collect({"grads", grads, true, -2}, {});
+  py::gil_scoped_release nogil;
+  return optim::clip_grad_norm(c.tensors, max_norm, eps);
+}
+
+double clip_coef(double norm, double max_norm, double eps) {
+  require_nonneg(max_norm, "max_norm");
+  require_nonneg(eps, "eps");
+  return optim::clip_coef(norm, max_norm, eps);
+}
+
+void stream_triad(py::object ao, py::object bo, py::object co, double s) {
+  py::array a = checked_item(ao, "a", true), b = checked_item(bo, "b", false),
+            c = checked_item(co, "c", false);
+  require_ndim(a, "a", 1, 1);
+  if (!same_shape(a, b) || !same_shape(a, c))
+    throw py::value_error("a, b and c must have the same 1-D shape, got " + shape_str(a) + ", " +
+                          shape_str(b) + ", " + shape_str(c));
+  if (may_share_memory(a, b) || may_share_memory(a, c))
+    throw py::value_error("a must not overlap b or c");
+  float* ap = mdata(a);
+  const float *bp = cdata(b), *cp = cdata(c);
+  const int64_t n = a.shape(0);
+  py::gil_scoped_release nogil;
+  optim::stream_triad(ap, bp, cp, float(s), n);
+}
+
+void bind_optim(py::module_& m) {
+  using namespace pybind11::literals;
+  const py::object none = py::none();
+  m.def("sgd_step", &sgd_step, "params"_a, "grads"_a, "momentum_buffers"_a = none, py::kw_only(),
+        "lr"_a, "step"_a, "momentum"_a = 0.0, "dampening"_a = 0.0, "weight_decay"_a = 0.0,
+        "nesterov"_a = false, "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false,
+        "check_finite"_a = false,
+        "In-place torch.optim.SGD step over lists of float32 arrays (momentum_buffers needed when "
+        "momentum != 0; step is 1-based, step 1 sets buf = g). Returns False, changing nothing, "
+        "when check_finite finds inf/NaN in a gradient.");
+  m.def("adam_step", &adam_step, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a,
+        "max_exp_avg_sqs"_a = none, py::kw_only(), "step"_a, "lr"_a, "beta1"_a = 0.9,
+        "beta2"_a = 0.999, "eps"_a = 1e-8, "weight_decay"_a = 0.0, "amsgrad"_a = false,
+        "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false, "check_finite"_a = false,
+        "In-place torch.optim.Adam step (L2 weight decay added to the gradient) over lists of "
+        "float32 arrays. Returns False, changing nothing, when check_finite finds inf/NaN.");
+  m.def("adamw_step", &adamw_step, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a,
+        "max_exp_avg_sqs"_a = none, py::kw_only(), "step"_a, "lr"_a, "beta1"_a = 0.9,
+        "beta2"_a = 0.999, "eps"_a = 1e-8, "weight_decay"_a = 0.01, "amsgrad"_a = false,
+        "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false, "check_finite"_a = false,
+        "In-place torch.optim.AdamW step (decoupled decay p *= 1 - lr*wd) over lists of float32 "
+        "arrays. Returns False, changing nothing, when check_finite finds inf/NaN.");
+  m.def("rmsprop_step", &rmsprop_step, "params"_a, "grads"_a, "square_avgs"_a,
+        "momentum_buffers"_a = none, "grad_avgs"_a = none, py::kw_only(), "lr"_a, "alpha"_a = 0.99,
+        "eps"_a = 1e-8, "weight_decay"_a = 0.0, "momentum"_a = 0.0, "centered"_a = false,
+        "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false, "check_finite"_a = false,
+        "In-place torch.optim.RMSprop step over lists of float32 arrays (momentum_buffers when "
+        "momentum > 0, grad_avgs when centered).");
+  m.def("adagrad_step", &adagrad_step, "params"_a, "grads"_a, "state_sums"_a, py::kw_only(),
+        "step"_a, "lr"_a, "lr_decay"_a = 0.0, "weight_decay"_a = 0.0, "eps"_a = 1e-10,
+        "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false, "check_finite"_a = false,
+        "In-place torch.optim.Adagrad step over lists of float32 arrays (step is 1-based).");
+  m.def("grad_norm", &grad_norm, "grads"_a,
+        "Global L2 norm of a list of float32 arrays, accumulated in float64 (same result for "
+        "any thread count).");
+  m.def("clip_grad_norm", &clip_grad_norm, "grads"_a, "max_norm"_a, py::kw_only(), "eps"_a = 1e-6,
+        "Scale grads in place by max_norm / (norm + eps) when that is < 1 (as "
+        "torch.nn.utils.clip_grad_norm_); returns the norm before clipping.");
+  m.def("clip_coef", &clip_coef, "norm"_a, "max_norm"_a, "eps"_a = 1e-6,
+        "min(1, max_norm / (norm + eps)): pass as grad_scale to a step to clip without a "
+        "separate scaling pass.");
+  m.def("stream_triad", &stream_triad, "a"_a, "b"_a, "c"_a, "s"_a,
+        "a = b + s * c on 1-D float32 arrays (STREAM triad, the bandwidth yardstick).");
+  m.def("_optim_schedule", [](const std::string& name) {
+    const std::string before = optim::get_schedule() == optim::Schedule::static_split ? "static" : "dynamic";
+    if (name == "static") optim::set_schedule(optim::Schedule::static_split);
+    else if (name == "dynamic") optim::set_schedule(optim::Schedule::dynamic_chunks);
+    else if (!name.empty()) throw py::value_error("schedule must be 'static' or 'dynamic', got '" + name + "'");
+    return before;
+  }, "name"_a = "", "Benchmark hook: how optimizer chunks are shared among threads ('static' / 'dynamic'; "
+     "'' only reads it). Returns the previous schedule.");
+}
+
+static BindingRegistrar reg("optim", &bind_optim);
+
+}  // namespace
+}  // namespace nnf

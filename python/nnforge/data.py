@@ -1,0 +1,261 @@
+"""Data helpers for training on NumPy arrays.
+
+batches()        mini-batch iterator (seeded shuffle through nnforge's generator, drop_last)
+train_val_test_split(), kfold()   index splits
+Standardizer     per-feature mean/std fitted on the training set, applied to the others
+load_digits()    scikit-learn's bundled 8x8 digits (1,797 images; no network)
+load_mnist()     MNIST from IDX files (.gz or raw) in a folder; read_idx() reads one file
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from . import _random
+
+__all__ = ["Standardizer", "batches", "kfold", "load_digits", "load_mnist", "num_batches", "read_idx",
+           "train_val_test_split"]
+
+
+def _as_generator(rng) -> np.random.Generator:
+    """None -> nnforge's process generator (nnforge.seed makes it reproducible); an int -> a fresh one."""
+    if rng is None:
+        return _random.generator()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
+
+
+def _check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _same_length(arrays: Sequence[np.ndarray]) -> int:
+    if not arrays:
+        raise ValueError("batches() needs at least one array")
+    n = len(arrays[0])
+    for i, a in enumerate(arrays):
+        if len(a) != n:
+            shapes = [np.shape(x) for x in arrays]
+            raise ValueError(f"arrays must have the same length on axis 0, got shapes {shapes} (array {i})")
+    return n
+
+
+def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
+    batch_size = _check_batch_size(batch_size)
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def batches(*arrays: np.ndarray, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
+            rng=None) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield tuples of aligned mini-batches (axis 0) from equally long arrays.
+
+    shuffle: a fresh permutation per call, drawn from `rng` (None = nnforge's generator,
+    so nnforge.seed(n) fixes the order; an int seeds a private generator).
+    Without shuffling the batches are views; with it, gathered copies.
+    """
+    batch_size = _check_batch_size(batch_size)
+    arrays = tuple(np.asarray(a) for a in arrays)
+    n = _same_length(arrays)
+    order = _as_generator(rng).permutation(n) if shuffle else None
+    stop = (n // batch_size) * batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        end = min(start + batch_size, n)
+        if order is None:
+            yield tuple(a[start:end] for a in arrays)
+        else:
+            idx = order[start:end]
+            yield tuple(a[idx] for a in arrays)
+
+
+def _check_fraction(value, name: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
+    return float(value)
+
+
+def train_val_test_split(*arrays: np.ndarray, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                         shuffle: bool = True, rng=None, stratify: Optional[np.ndarray] = None):
+    """Split aligned arrays into train / val / test parts.
+
+    Returns (train, val, test), each a tuple with one entry per input array.
+    Sizes: n_test = round(n * test_fraction), n_val = round(n * val_fraction), the rest
+    is training data. stratify (labels) keeps class proportions in every part.
+    """
+    val_fraction = _check_fraction(val_fraction, "val_fraction")
+    test_fraction = _check_fraction(test_fraction, "test_fraction")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+    arrays = tuple(np.asarray(a) for a in arrays)
+    n = _same_length(arrays)
+    gen = _as_generator(rng)
+    if stratify is None:
+        order = gen.permutation(n) if shuffle else np.arange(n)
+        n_test = int(round(n * test_fraction))
+        n_val = int(round(n * val_fraction))
+        test_idx, val_idx, train_idx = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    else:
+        labels = np.asarray(stratify)
+        if len(labels) != n:
+            raise ValueError(f"stratify has length {len(labels)}, arrays have {n}")
+        parts: list[list[np.ndarray]] = [[], [], []]
+        for cls in np.unique(labels):
+            idx = np.flatnonzero(labels == cls)
+            if shuffle:
+                idx = gen.permutation(idx)
+            n_test = int(round(len(idx) * test_fraction))
+            n_val = int(round(len(idx) * val_fraction))
+            parts[0].append(idx[n_test + n_val:])
+            parts[1].append(idx[n_test:n_test + n_val])
+            parts[2].append(idx[:n_test])
+        train_idx, val_idx, test_idx = (np.concatenate(p) for p in parts)
+        if shuffle:
+            train_idx, val_idx, test_idx = (gen.permutation(p) for p in (train_idx, val_idx, test_idx))
+    take = lambda idx: tuple(a[idx] for a in arrays)
+    return take(train_idx), take(val_idx), take(test_idx)
+
+
+def kfold(n: int, k: int = 5, shuffle: bool = True, rng=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (train_idx, val_idx) for k folds over n samples; every sample is in exactly
+    one validation fold (fold sizes differ by at most one)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"k must be an int >= 2, got {k!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < k:
+        raise ValueError(f"kfold needs n >= k samples, got n={n!r}, k={k}")
+    order = _as_generator(rng).permutation(n) if shuffle else np.arange(n)
+    for fold in np.array_split(order, k):
+        mask = np.ones(n, dtype=bool)
+        mask[fold] = False
+        yield order[mask[order]], fold
+
+
+class Standardizer:
+    """Per-feature (x - mean) / std, fitted on training data only and applied to others.
+
+    Features with std below eps (constant pixels) are only centred. Statistics are
+    computed in float64; outputs are float32.
+    """
+
+    def __init__(self, eps: float = 1e-8):
+        self.eps = float(eps)
+        self.mean: Optional[np.ndarray] = None
+        self.std: Optional[np.ndarray] = None
+
+    def fit(self, x: np.ndarray) -> "Standardizer":
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim < 1 or len(x) == 0:
+            raise ValueError(f"Standardizer.fit needs a non-empty array with samples on axis 0, got shape {x.shape}")
+        self.mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        self.std = np.where(std < self.eps, 1.0, std)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        if self.mean is None:
+            raise RuntimeError("Standardizer.transform called before fit")
+        x = np.asarray(x)
+        if x.shape[1:] != self.mean.shape:
+            raise ValueError(f"Standardizer fitted on features of shape {self.mean.shape}, got data of shape {x.shape}")
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        return self.fit(x).transform(x)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state) -> None:
+        self.mean, self.std = np.asarray(state["mean"]), np.asarray(state["std"])
+
+
+# --- datasets ---------------------------------------------------------------------------
+
+def load_digits():
+    """scikit-learn's bundled 8x8 digits: x (1797, 64) float32 in [0, 16], y (1797,) int64.
+    Shipped with scikit-learn, so no network is needed."""
+    try:
+        from sklearn.datasets import load_digits as _sk_load_digits
+    except ImportError as exc:
+        raise ImportError("load_digits() needs scikit-learn (it ships the 8x8 digits): "
+                          "pip install nnforge[train]") from exc
+    d = _sk_load_digits()
+    return d.data.astype(np.float32), d.target.astype(np.int64)
+
+
+# IDX format (http://yann.lecun.com/exdb/mnist/): magic = 0x00 0x00 <type> <ndim>, then ndim
+# big-endian uint32 sizes, then the data in C order.
+_IDX_TYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"cannot read IDX file {path}: {exc}") from exc
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read one IDX file (raw or .gz) into a native-endian array; magic number, dimension
+    count and data size are validated (ValueError naming the file otherwise)."""
+    path = os.fspath(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4:
+        raise ValueError(f"{path}: not an IDX file ({len(raw)} bytes, shorter than the 4-byte magic number)")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise ValueError(f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected 0000TTNN with a known type TT "
+                         f"and NN >= 1 dimensions)")
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, {ndim} dimensions need {header})")
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(f"{path}: IDX header says shape {shape} ({expected} data bytes) but the file has "
+                         f"{len(raw) - header} data bytes")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+_MNIST_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _find_idx(folder: str, stem: str) -> str:
+    # Accept the official names and the common "train-images.idx3-ubyte" spelling, raw or gzipped.
+    names = {stem, stem.replace("-idx", ".idx")}
+    for name in sorted(names):
+        for suffix in ("", ".gz"):
+            path = os.path.join(folder, name + suffix)
+            if os.path.isfile(path):
+                return path
+    raise FileNotFoundError(f"MNIST file {stem}[.gz] not found in {folder}")
+
+
+def load_mnist(folder: str):
+    """MNIST from the four IDX files in `folder` (raw or .gz):
+    returns (x_train (60000, 28, 28) uint8, y_train (60000,) uint8), (x_test, y_test)."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"MNIST folder {folder} does not exist")
+    out = []
+    for split, (img_stem, lbl_stem) in _MNIST_STEMS.items():
+        img_path, lbl_path = _find_idx(folder, img_stem), _find_idx(folder, lbl_stem)
+        images, labels = read_idx(img_path), read_idx(lbl_path)
+        if images.ndim != 3:
+            raise ValueError(f"{img_path}: expected 3-D images (N, rows, cols), got shape {images.shape}")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise ValueError(f"{lbl_path}: expected {len(images)} labels to match {img_path}, got shape {labels.shape}")
+        out.append((images, labels))
+    return out[0], out[1]

@@ -1,0 +1,265 @@
+"""`nnforge train`: train a model on the bundled 8x8 digits (default) or MNIST IDX files.
+
+Writes into the output folder: checkpoint.npz (model, optimizer, schedule, RNG, epoch;
+resumable with --resume), history.json and curves.png (loss and accuracy per epoch).
+
+Models live in MODELS: name -> ModelSpec(build(input_shape, num_classes) -> Module,
+layout "flat" (N, features) or "image" (N, 1, H, W), default options). Other modules
+add theirs with register_model() (e.g. the conv team's "cnn").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from .cli import CliError
+
+__all__ = ["MODELS", "ModelSpec", "add_arguments", "register_model", "run"]
+
+
+@dataclass
+class ModelSpec:
+    build: Callable  # (input_shape without batch, num_classes) -> nnforge.nn.Module
+    layout: str = "flat"  # "flat": (N, H*W) standardised per pixel; "image": (N, 1, H, W)
+    defaults: dict = field(default_factory=dict)  # epochs / batch_size / optimizer / lr
+    help: str = ""
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, spec: ModelSpec) -> None:
+    if spec.layout not in ("flat", "image"):
+        raise ValueError(f"ModelSpec.layout must be 'flat' or 'image', got {spec.layout!r}")
+    MODELS[name] = spec
+
+
+def _build_mlp(input_shape, num_classes):
+    from . import nn
+    n_in = int(np.prod(input_shape))
+    return nn.Sequential(nn.Linear(n_in, 256, activation="relu"), nn.Linear(256, 128, activation="relu"),
+                         nn.Linear(128, num_classes))
+
+
+register_model("mlp", ModelSpec(_build_mlp, "flat", {"epochs": 20, "batch_size": 32, "optimizer": "adam",
+                                                      "lr": 1e-3}, "MLP in-256-128-classes, ReLU"))
+
+
+def _register_optional_models() -> None:
+    # Model families from other modules register themselves on import (absent ones are skipped).
+    for module in ("nnforge.nn.cnn_models",):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+
+
+_SCHEDULES = ("none", "cosine", "step", "onecycle")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _register_optional_models()
+    parser.add_argument("--model", default="mlp", choices=sorted(MODELS), help="model to train (default mlp)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: per model, mlp 20)")
+    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: per model)")
+    parser.add_argument("--optimizer", default=None, help="sgd | adam | adamw | rmsprop | adagrad (default adam)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: per model/optimizer)")
+    parser.add_argument("--schedule", default="none", choices=_SCHEDULES, help="LR schedule (default none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, dropout and the split")
+    parser.add_argument("--data", default=None, help="folder with MNIST IDX files (default: bundled 8x8 digits)")
+    parser.add_argument("--out", default=None, help="output folder (default ./nnforge_runs/<model>-<time>)")
+    parser.add_argument("--resume", default=None, help="checkpoint.npz to continue from")
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                        help="0 quiet, 1 progress bars, 2 one line per epoch")
+
+
+# --- data ------------------------------------------------------------------------
+
+def _load_dataset(args):
+    """(x_train, y_train), (x_val, y_val), (x_test, y_test), image shape (H, W), name."""
+    from . import data
+    if args.data is None:
+        try:
+            x, y = data.load_digits()
+        except ImportError as exc:
+            raise CliError(str(exc)) from None
+        x = x / np.float32(16.0)
+        (xtr, ytr), (xva, yva), (xte, yte) = data.train_val_test_split(
+            x, y, val_fraction=0.1, test_fraction=0.2, rng=args.seed, stratify=y)
+        return (xtr, ytr), (xva, yva), (xte, yte), (8, 8), "digits"
+    try:
+        (xtr, ytr), (xte, yte) = data.load_mnist(args.data)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--data: {exc}") from None
+    xtr = xtr.reshape(len(xtr), -1).astype(np.float32) / np.float32(255.0)
+    xte = xte.reshape(len(xte), -1).astype(np.float32) / np.float32(255.0)
+    image = (int(np.sqrt(xtr.shape[1])),) * 2
+    if image[0] * image[1] != xtr.shape[1]:
+        image = (1, xtr.shape[1])
+    (xtr, ytr), (xva, yva), _ = data.train_val_test_split(xtr, ytr.astype(np.int64), val_fraction=1 / 12,
+                                                          test_fraction=0.0, rng=args.seed)
+    return (xtr, ytr), (xva, yva), (xte, yte.astype(np.int64)), image, "mnist"
+
+
+def _prepare(spec: ModelSpec, splits, image):
+    from . import data
+    (xtr, ytr), (xva, yva), (xte, yte) = splits
+    if spec.layout == "flat":
+        st = data.Standardizer().fit(xtr)
+        xtr, xva, xte = (st.transform(a) for a in (xtr, xva, xte))
+        return ((xtr, ytr), (xva, yva), (xte, yte)), (xtr.shape[1],)
+    mean, std = float(xtr.mean()), float(xtr.std()) or 1.0
+    shape = (1, *image)
+    fix = lambda a: ((a - mean) / std).astype(np.float32).reshape(len(a), *shape)
+    return ((fix(xtr), ytr), (fix(xva), yva), (fix(xte), yte)), shape
+
+
+# --- options -----------------------------------------------------------------------
+
+def _options(args, spec: ModelSpec) -> dict:
+    from .nn.optim import OPTIMIZERS
+    opts = {"epochs": 20, "batch_size": 32, "optimizer": "adam", "lr": None}
+    opts.update(spec.defaults)
+    for key in ("epochs", "batch_size", "optimizer", "lr"):
+        value = getattr(args, key)
+        if value is not None:
+            opts[key] = value
+    if opts["epochs"] < 1:
+        raise CliError(f"--epochs must be >= 1, got {opts['epochs']}")
+    if opts["batch_size"] < 1:
+        raise CliError(f"--batch-size must be >= 1, got {opts['batch_size']}")
+    opts["optimizer"] = str(opts["optimizer"]).lower()
+    if opts["optimizer"] not in OPTIMIZERS:
+        raise CliError(f"--optimizer must be one of {', '.join(sorted(OPTIMIZERS))}; got {opts['optimizer']!r}")
+    if args.optimizer is not None and args.lr is None and opts["optimizer"] != spec.defaults.get("optimizer"):
+        opts["lr"] = None  # the model's lr was tuned for its own optimizer: use the new one's default
+    if opts["lr"] is not None and not (np.isfinite(opts["lr"]) and opts["lr"] > 0):
+        raise CliError(f"--lr must be a positive number, got {opts['lr']}")
+    if args.seed < 0:
+        raise CliError(f"--seed must be >= 0, got {args.seed}")
+    return opts
+
+
+def _schedule(name: str, optimizer, epochs: int, steps_per_epoch: int):
+    from .nn import schedules
+    if name == "cosine":
+        return schedules.CosineAnnealingLR(optimizer, t_max=epochs)
+    if name == "step":
+        return schedules.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.3)
+    if name == "onecycle":
+        return schedules.OneCycleLR(optimizer, max_lr=optimizer.lr * 10, total_steps=epochs * steps_per_epoch)
+    return None
+
+
+def _out_dir(args, model_name: str, dataset: str) -> str:
+    if args.out is not None:
+        return args.out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("nnforge_runs", f"{model_name}-{dataset}-{stamp}")
+
+
+def _plot(history: dict, path: str) -> Optional[str]:
+    """PNG of loss and accuracy curves; returns a note instead when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed: skipped the curves plot (pip install nnforge[train])"
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if prefix + key in history:
+                ax.plot(epochs, history[prefix + key], style, marker="o", ms=3, label=(prefix or "train_") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None
+
+
+# --- run -----------------------------------------------------------------------------
+
+def run(args) -> int:
+    import nnforge
+    from . import nn
+    from .nn import checkpoint
+
+    spec = MODELS.get(args.model)
+    if spec is None:
+        raise CliError(f"unknown --model {args.model!r}; choose one of {', '.join(sorted(MODELS))}")
+    opts = _options(args, spec)
+    nnforge.seed(args.seed)
+    tr, va, te, image, dataset = _load_dataset(args)
+    splits = (tr, va, te)
+    (train, val, test), input_shape = _prepare(spec, splits, image)
+    model = spec.build(input_shape, 10)
+    opt_kwargs = {} if opts["lr"] is None else {"lr": opts["lr"]}
+    model.compile(opts["optimizer"], loss="cross_entropy", metrics=["accuracy"], **opt_kwargs)
+    steps = -(-len(train[0]) // opts["batch_size"])
+    sched = _schedule(args.schedule, model.optimizer, opts["epochs"], steps)
+
+    out = _out_dir(args, args.model, dataset)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--out: cannot create {out}: {exc}") from None
+    ckpt_path = os.path.join(out, "checkpoint.npz")
+    start, history = 0, {}
+    if args.resume is not None:
+        try:
+            extra = checkpoint.load(args.resume, model, model.optimizer, schedule=sched)
+        except checkpoint.CheckpointError as exc:
+            raise CliError(f"--resume: {exc}") from None
+        if extra.get("model") not in (None, args.model):
+            raise CliError(f"--resume: checkpoint was written for --model {extra['model']}, not {args.model}")
+        start = int(extra.get("epoch", 0))
+        if "history" in extra:
+            history = json.loads(str(extra["history"]))
+        if start >= opts["epochs"]:
+            raise CliError(f"--resume: checkpoint is already at epoch {start}; pass --epochs > {start}")
+
+    verbose = args.verbose
+    if verbose:
+        print(f"nnforge train: {args.model} on {dataset} ({len(train[0])} train / {len(val[0])} val / "
+              f"{len(test[0])} test), {opts['optimizer']} lr {model.optimizer.lr:g}, batch {opts['batch_size']}, "
+              f"{opts['epochs']} epochs, {nnforge.get_num_threads()} threads -> {out}", flush=True)
+
+    class _SaveEachEpoch(nn.Callback):
+        """checkpoint.npz after each epoch with the full history so far (for --resume)."""
+
+        def on_epoch_end(self, epoch, logs):
+            for k, v in logs.items():
+                history.setdefault(k, []).append(v)
+            checkpoint.save(ckpt_path, model, model.optimizer, schedule=sched,
+                            extra={"epoch": epoch + 1, "model": args.model, "history": json.dumps(history)})
+
+    callbacks = ([nn.LRScheduler(sched)] if sched is not None else []) + [_SaveEachEpoch()]
+    t0 = time.perf_counter()
+    h = model.fit(*train, epochs=opts["epochs"], batch_size=opts["batch_size"], validation_data=val,
+                  callbacks=callbacks, verbose=verbose, initial_epoch=start)
+    elapsed = time.perf_counter() - t0
+    del h  # the callback above already appended every epoch to `history`
+    result = model.evaluate(*test)
+    with open(os.path.join(out, "history.json"), "w") as f:
+        json.dump({"history": history, "test": result, "options": {**opts, "model": args.model,
+                                                                   "seed": args.seed, "dataset": dataset}}, f,
+                  indent=1)
+    note = _plot(history, os.path.join(out, "curves.png"))
+    print(f"test accuracy {result['accuracy'] * 100:.2f}% (loss {result['loss']:.4f}) after "
+          f"{opts['epochs']} epochs, training {elapsed:.1f}s", flush=True)
+    print(f"checkpoint: {ckpt_path}" + ("" if note else f"\ncurves: {os.path.join(out, 'curves.png')}"))
+    if note:
+        print(f"note: {note}")
+    return 0
+
