@@ -125,6 +125,28 @@ def test_gemm_tile_edges_guarded(isa, rng, k):
             gemm_ref_check(matmul(a, b), a, b)
 
 
+def test_gemm_each_variant_guarded(rng):
+    """Every forced micro-kernel variant on tile-edge sizes and padded/transposed layouts."""
+    sizes = (1, 2, 5, 7, 8, 13, 14, 15, 16, 17, 29, 31, 32, 33)
+    prev = _core.get_gemm_variant()
+    try:
+        for v in _core.gemm_variants():
+            if v == "auto":
+                continue
+            _core.set_gemm_variant(v)
+            with nnforge.use_isa(v.split("_")[0]):
+                for m in sizes:
+                    for n in sizes:
+                        k = (1, 17, 257)[(m + n) % 3]
+                        la, lb, lo = (LAYOUTS[i] for i in rng.integers(0, len(LAYOUTS), 3))
+                        a, b = place(randn(rng, m, k), la, rng), place(randn(rng, k, n), lb, rng)
+                        out = place(np.full((m, n), np.nan, np.float32), lo, rng)
+                        matmul(a, b, out)
+                        gemm_ref_check(out, a, b)
+    finally:
+        _core.set_gemm_variant(prev)
+
+
 def test_gemm_batched_guarded(isa, rng):
     for bsz, m, k, n in [(3, 1, 1, 1), (2, 7, 5, 9), (4, 15, 33, 17), (1, 29, 3, 31)]:
         a = guarded_buffer(bsz * m * k).reshape(bsz, m, k)
