@@ -53,9 +53,19 @@ RowLayout row_layout(const py::array& a, const char* name) {
   return r;
 }
 
+// The kernels load whole elements through typed pointers; an unaligned buffer
+// (np.frombuffer(..., offset=1), packed structured fields) would be undefined
+// behaviour there, so it is refused here rather than copied behind the caller's back.
+void require_aligned(const py::array& a, const char* name) {
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " is not aligned to its " + dtype_str(a) +
+                          " item size (shape " + shape_str(a) + "); pass " + name + ".copy()");
+}
+
 py::array float_input(const py::handle& obj, const char* name) {
   py::array a = as_array(obj, name);
   require_float32(a, name);
+  require_aligned(a, name);
   return a;
 }
 
@@ -107,8 +117,17 @@ py::array make_out(const py::object& out, const std::vector<py::ssize_t>& shape,
   py::array o = float_input(out, "out");
   require_shape(o, "out", shape);
   require_writeable(o, "out");
-  if (rows_ok) row_layout(o, "out");
-  else require_c_contiguous(o, "out");
+  if (rows_ok) {
+    // Rows that overlap each other (as_strided views with |row stride| < n) would be
+    // written by several threads at once.
+    const RowLayout l = row_layout(o, "out");
+    if (l.rows > 1 && l.n > 0 && (l.ld < 0 ? -l.ld : l.ld) < l.n)
+      throw py::value_error("out " + shape_str(o) + " has overlapping rows (row stride " +
+                            std::to_string(l.ld) + " elements < " + std::to_string(l.n) +
+                            "); pass a real array");
+  } else {
+    require_c_contiguous(o, "out");
+  }
   for (const py::array* in : inputs) {
     if (!may_share_memory(o, *in)) continue;
     bool identical = o.data() == in->data() && o.ndim() == in->ndim();
@@ -127,8 +146,13 @@ IndexRef index_ref(const py::array& a, const char* name) {
   if (!i64 && !i32)
     throw py::type_error(std::string(name) + " must be int64 or int32, got dtype " + dtype_str(a) +
                          " with shape " + shape_str(a));
+  require_aligned(a, name);
   int64_t stride = 1;
   if (a.ndim() == 1) {
+    if (a.strides(0) % py::ssize_t(a.itemsize()) != 0)
+      throw py::value_error(std::string(name) + " has a stride of " + std::to_string(a.strides(0)) +
+                            " bytes, not a multiple of its item size; pass numpy.ascontiguousarray(" +
+                            name + ")");
     stride = a.strides(0) / py::ssize_t(a.itemsize());
   } else if (!(a.flags() & py::array::c_style)) {
     throw py::value_error(std::string(name) + " must be 1-D or C-contiguous, got shape " + shape_str(a));
@@ -353,8 +377,14 @@ py::tuple batch_norm(const py::object& xo, const py::object& gamma_o, const py::
                           shape_str(x));
   if (!training && !rm)
     throw py::value_error("batch_norm in eval mode (training=False) needs running_mean and running_var");
-  if (rm && (may_share_memory(rmk, x) || may_share_memory(rvk, x) || may_share_memory(rmk, rvk)))
-    throw py::value_error("running_mean, running_var and x must not overlap");
+  // The running statistics are written while gamma and beta are still to be read.
+  if (rm) {
+    bool overlap = may_share_memory(rmk, x) || may_share_memory(rvk, x) || may_share_memory(rmk, rvk);
+    if (g) overlap = overlap || may_share_memory(rmk, gk) || may_share_memory(rvk, gk);
+    if (b) overlap = overlap || may_share_memory(rmk, bk) || may_share_memory(rvk, bk);
+    if (overlap)
+      throw py::value_error("running_mean and running_var must not overlap x, gamma, beta or each other");
+  }
   py::array y = py::array_t<float>(shape_of(x));
   py::array sm = py::array_t<float>({py::ssize_t(d.c)}), sr = py::array_t<float>({py::ssize_t(d.c)});
   const float* xp = cdata(x);
@@ -478,7 +508,8 @@ py::array embedding_backward(const py::object& idx_o, const py::object& dyo, int
     throw py::value_error("embedding_backward: accumulate=True needs out");
   checked_mul(num_embeddings, l.n, "embedding gradient size");
   py::array o = make_out(out, {py::ssize_t(num_embeddings), py::ssize_t(l.n)}, {&dy}, false);
-  if (may_share_memory(o, dy)) throw py::value_error("embedding_backward: out must not overlap dy");
+  if (may_share_memory(o, dy) || may_share_memory(o, idx))
+    throw py::value_error("embedding_backward: out must not overlap dy or indices");
   const float* dyp = cdata(dy);
   float* op_ = mdata(o);
   const int64_t count = idx.size();

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -114,7 +115,14 @@ void eltwise(EltOp op, int64_t n, const float* a, const float* b, float param, f
 
 void layer_norm(int64_t rows, int64_t d, const float* x, int64_t ldx, const float* gamma,
                 const float* beta, float eps, float* y, int64_t ldy, float* mean, float* rstd) {
-  if (rows == 0 || d == 0) return;
+  if (d == 0) {
+    // Mean and variance of an empty row are 0/0: NaN, as in torch.native_layer_norm
+    // (the outputs are fresh arrays and must not be left uninitialised).
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t r = 0; r < rows; ++r) mean[r] = rstd[r] = nan;
+    return;
+  }
+  if (rows == 0) return;
   const int nt = threads_for(double(rows) * double(d) * 4.0);
   NNF_NN_DISPATCH(layer_norm_rows, rows, d, x, ldx, gamma, beta, eps, y, ldy, mean, rstd, nt);
 }
