@@ -356,3 +356,25 @@ def test_layer_norm_empty_rows_give_nan_stats():
     y, mean, rstd = _core.layer_norm(np.zeros((4, 0), np.float32), None, None)
     assert y.shape == (4, 0) and mean.shape == (4,) and rstd.shape == (4,)
     assert np.isnan(mean).all() and np.isnan(rstd).all()
+
+
+def test_unaligned_arrays_refused_by_gemm_and_optimizers():
+    b = _unaligned(35).reshape(5, 7)
+    with pytest.raises(ValueError, match="not aligned"):
+        nnforge.ops.matmul(np.ones((3, 5), np.float32), b)
+    p = np.zeros(152, np.uint8)[1:149].view(np.float32)
+    assert not p.flags.aligned
+    g = np.zeros(37, np.float32)
+    before = p.copy()
+    with pytest.raises(ValueError, match="not aligned"):
+        nnforge.ops.sgd_step([p], [g], lr=0.1, step=1)
+    np.testing.assert_array_equal(p, before)
+
+
+def test_matmul_out_with_overlapping_elements_refused(rng):
+    out = as_strided(np.zeros(1023, np.float32), (512, 512), (4, 4))
+    a, b = randn(rng, 512, 8), randn(rng, 8, 512)
+    with pytest.raises(ValueError, match="overlapping elements"):
+        nnforge.ops.matmul(a, b, out=out)
+    with pytest.raises(ValueError, match="overlapping elements"):
+        nnforge.ops.matmul(a[:3], b, out=as_strided(np.zeros(512, np.float32), (3, 512), (0, 4)))

@@ -5,8 +5,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace nnf {
@@ -31,11 +33,45 @@ inline py::array as_array(const py::handle& obj, const char* name) {
   return py::reinterpret_borrow<py::array>(obj);
 }
 
+// The kernels load whole elements through typed pointers; an unaligned buffer
+// (np.frombuffer(..., offset=1), packed structured fields) would be undefined
+// behaviour there, so it is refused rather than copied behind the caller's back.
+inline void require_aligned(const py::array& a, const char* name) {
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " is not aligned to its " + dtype_str(a) +
+                          " item size (shape " + shape_str(a) + "); pass " + name + ".copy()");
+}
+
+// float32 and aligned: every float array a kernel reads or writes passes here.
 inline void require_float32(const py::array& a, const char* name) {
   if (!a.dtype().is(py::dtype::of<float>()))
     throw py::type_error(std::string(name) + " must be float32, got dtype " + dtype_str(a) +
                          " with shape " + shape_str(a) + "; convert it with " + name +
                          ".astype(numpy.float32)");
+  require_aligned(a, name);
+}
+
+// An output whose elements alias each other (as_strided views with a stride smaller
+// than the extent of the faster dimensions) would let two threads write one element.
+// Sufficient test: sorted by |stride|, each stride spans all faster dimensions.
+inline void require_no_self_overlap(const py::array& a, const char* name) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (|stride| bytes, extent)
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.shape(d) == 0) return;  // empty: nothing is written
+    if (a.shape(d) > 1) {
+      int64_t st = a.strides(d);
+      dims.emplace_back(st < 0 ? -st : st, a.shape(d));
+    }
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t span = a.itemsize();
+  for (auto& [stride, extent] : dims) {
+    if (stride < span)
+      throw py::value_error(std::string(name) + " " + shape_str(a) +
+                            " has overlapping elements (a stride smaller than the data it must step over); "
+                            "pass a real array");
+    span = stride * extent;
+  }
 }
 
 inline void require_ndim(const py::array& a, const char* name, int lo, int hi) {

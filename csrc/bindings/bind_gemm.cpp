@@ -98,9 +98,7 @@ py::array matmul(const py::object& a_obj, const py::object& b_obj, const py::obj
       throw py::value_error("out overlaps an input (a or b); pass a separate array");
     if (has_bias && may_share_memory(o, py::reinterpret_borrow<py::array>(bias_keep)))
       throw py::value_error("out overlaps bias; pass a separate array");
-    for (py::ssize_t d = 0; d < o.ndim(); ++d)
-      if (o.strides(d) == 0 && o.shape(d) > 1)
-        throw py::value_error("out has a zero stride (its elements overlap); pass a real array");
+    require_no_self_overlap(o, "out");
     return o;
   };
   py::array out = out_obj.is_none() ? new_out() : given_out();

@@ -53,19 +53,9 @@ RowLayout row_layout(const py::array& a, const char* name) {
   return r;
 }
 
-// The kernels load whole elements through typed pointers; an unaligned buffer
-// (np.frombuffer(..., offset=1), packed structured fields) would be undefined
-// behaviour there, so it is refused here rather than copied behind the caller's back.
-void require_aligned(const py::array& a, const char* name) {
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(std::string(name) + " is not aligned to its " + dtype_str(a) +
-                          " item size (shape " + shape_str(a) + "); pass " + name + ".copy()");
-}
-
 py::array float_input(const py::handle& obj, const char* name) {
   py::array a = as_array(obj, name);
   require_float32(a, name);
-  require_aligned(a, name);
   return a;
 }
 
