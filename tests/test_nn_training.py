@@ -6,7 +6,7 @@ import pytest
 
 import nnforge
 from nnforge import data, nn, ops
-from nnforge.nn import _optim_numpy, optim, schedules
+from nnforge.nn import optim, schedules
 from nnforge.nn.callbacks import Callback, EarlyStopping, LRScheduler, ModelCheckpoint
 
 # --- optimizers --------------------------------------------------------------------------
@@ -80,12 +80,6 @@ def test_adam_matches_float64_closed_form(rng):
         p64 -= 0.01 * (m / (1 - 0.8 ** t)) / (np.sqrt(v / (1 - 0.95 ** t)) + 1e-6)
     np.testing.assert_allclose(p.data, p64, rtol=1e-5, atol=1e-6)
     assert opt.step_count == 5
-
-
-def test_optimizer_uses_compiled_kernels_when_built():
-    p = nn.Parameter(np.zeros(3, np.float32))
-    expect = "kernel" if hasattr(ops, "adam_step") else "numpy"
-    assert optim.Adam([p]).backend == expect
 
 
 def test_clip_grad_norm_scales_like_torch(rng):
@@ -175,25 +169,6 @@ def test_optimizer_argument_errors():
         optim.SGD([p, p], lr=0.1)
     with pytest.raises(ValueError, match="unknown optimizer"):
         optim.get_optimizer("lbfgs", [p])
-
-
-def test_numpy_reference_matches_kernels_when_built(rng):
-    if not hasattr(ops, "sgd_step"):
-        pytest.skip("optimizer kernels not built in this tree")
-    for fn, extra in (("sgd_step", dict(lr=0.1, step=2, momentum=0.9)),
-                      ("adam_step", dict(lr=0.01, step=3)),
-                      ("adamw_step", dict(lr=0.01, step=3)),
-                      ("adagrad_step", dict(lr=0.1, step=2)),
-                      ("rmsprop_step", dict(lr=0.01))):
-        ps = [rng.normal(size=s).astype(np.float32) for s in SHAPES]
-        gs = [rng.normal(size=s).astype(np.float32) for s in SHAPES]
-        n_state = {"sgd_step": 1, "adam_step": 2, "adamw_step": 2, "adagrad_step": 1, "rmsprop_step": 1}[fn]
-        st = [[np.abs(rng.normal(size=s)).astype(np.float32) for s in SHAPES] for _ in range(n_state)]
-        ps2, gs2, st2 = [p.copy() for p in ps], [g.copy() for g in gs], [[b.copy() for b in s] for s in st]
-        getattr(ops, fn)(ps, gs, *st, **extra)
-        getattr(_optim_numpy, fn)(ps2, gs2, *st2, **extra)
-        for x, y in zip(ps, ps2):
-            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
 # --- schedules ---------------------------------------------------------------------------
@@ -442,7 +417,7 @@ def test_optimizer_classes_equal_direct_kernel_calls(name, kw, rng):
     ref = [p.data.copy() for p in params]
     grads = _grads(rng, 3)
     opt = _run_nnforge(getattr(optim, name), params, grads, **kw)
-    fn = getattr(ops, opt._kernel_name, None) or getattr(_optim_numpy, opt._kernel_name)
+    fn = getattr(ops, opt._kernel_name)
     bufs = [[np.zeros_like(r) for r in ref] for _ in opt.buffers]
     hyper = {k: v for k, v in kw.items() if k not in ("amsgrad",)}
     for t, gs in enumerate(grads, start=1):

@@ -20,17 +20,10 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from . import _optim_numpy
+from .. import ops
 from .module import Module, Parameter
 
 __all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "get_optimizer", "OPTIMIZERS"]
-
-
-def _kernel(name: str):
-    """The compiled nnforge.ops kernel when built, else the NumPy reference with the same API."""
-    from .. import ops
-    fn = getattr(ops, name, None)
-    return (fn, "kernel") if fn is not None else (getattr(_optim_numpy, name), "numpy")
 
 
 def _nonneg(value, name: str) -> float:
@@ -70,9 +63,9 @@ class Optimizer:
         self._grads = [p.grad for p in params]
         self._buffers: "OrderedDict[str, list[np.ndarray]]" = OrderedDict(
             (name, [np.zeros_like(d) for d in self._data]) for name in self._buffer_names())
-        self._step_fn, self.backend = _kernel(self._kernel_name)
-        self._grad_norm_fn, _ = _kernel("grad_norm")
-        self._clip_coef_fn, _ = _kernel("clip_coef")
+        self._step_fn = getattr(ops, self._kernel_name)
+        self._grad_norm_fn = ops.grad_norm
+        self._clip_coef_fn = ops.clip_coef
 
     # --- subclass hooks ---------------------------------------------------------
     def _buffer_names(self) -> list[str]:
@@ -170,7 +163,7 @@ class Optimizer:
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
-        return f"{type(self).__name__}({hp}, params={len(self.params)}, backend={self.backend})"
+        return f"{type(self).__name__}({hp}, params={len(self.params)})"
 
 
 class SGD(Optimizer):
