@@ -28,3 +28,10 @@ from . import _optim_ops  # noqa: E402
 from ._optim_ops import *  # noqa: E402,F401,F403
 
 __all__ += _optim_ops.__all__
+
+
+# 2-D pooling (max with indices, average, global average) and their backwards.
+from . import _pool_ops  # noqa: E402
+from ._pool_ops import *  # noqa: E402,F401,F403
+
+__all__ += _pool_ops.__all__

@@ -1,0 +1,38 @@
+// Raw-pointer pooling loops compiled once per ISA (pool.per_isa.cpp); the
+// portable entry points in pool.h pick a namespace per call from active_isa().
+//
+// Layout: NCHW, C-contiguous; a "plane" is one (n, c) image of H*W floats.
+// Threads own whole planes and every plane is computed in one fixed order, so
+// results (including the overlapping-window scatter in the backward passes) are
+// bitwise identical for any thread count.
+#pragma once
+#include <cstdint>
+
+namespace nnf {
+
+// One pooling problem; validated and sized by pool::make_geometry (pool.h).
+struct PoolGeometry {
+  int64_t planes;         // N * C
+  int64_t h, w;           // input plane
+  int64_t kh, kw;         // window
+  int64_t sh, sw;         // stride
+  int64_t ph, pw;         // padding (top = bottom, left = right)
+  int64_t ho, wo;         // output plane
+  bool count_include_pad; // avg pool divisor rule (torch's)
+};
+
+#define NNF_POOL_KERNEL_DECLS                                                                    \
+  void max_pool2d_planes(const PoolGeometry& g, const float* x, float* y, int64_t* idx, int nt); \
+  void max_pool2d_backward_planes(const PoolGeometry& g, const float* dy, const int64_t* idx,    \
+                                  float* dx, int nt);                                            \
+  void avg_pool2d_planes(const PoolGeometry& g, const float* x, float* y, int nt);               \
+  void avg_pool2d_backward_planes(const PoolGeometry& g, const float* dy, float* dx, int nt);    \
+  void global_avg_pool2d_planes(int64_t planes, int64_t s, const float* x, float* y, int nt);    \
+  void global_avg_pool2d_backward_planes(int64_t planes, int64_t s, const float* dy, float* dx,  \
+                                         int nt);
+
+namespace generic { NNF_POOL_KERNEL_DECLS }
+namespace avx2 { NNF_POOL_KERNEL_DECLS }
+namespace avx512 { NNF_POOL_KERNEL_DECLS }
+
+}  // namespace nnf
