@@ -28,3 +28,10 @@ from . import _optim_ops  # noqa: E402
 from ._optim_ops import *  # noqa: E402,F401,F403
 
 __all__ += _optim_ops.__all__
+
+
+# 2-D convolution forward / backward (NCHW float32).
+from . import _conv_ops  # noqa: E402
+from ._conv_ops import *  # noqa: E402,F401,F403
+
+__all__ += _conv_ops.__all__
