@@ -87,6 +87,19 @@ def clip_grad_norm(grads: F32s, max_norm: float, *, eps: float = 1e-6) -> float:
 def clip_coef(norm: float, max_norm: float, eps: float = 1e-6) -> float: ...
 def stream_triad(a: F32, b: F32, c: F32, s: float) -> None: ...
 
+# ---- 2-D convolution (csrc/bindings/bind_conv.cpp; use nnforge.ops.conv2d*) ----
+# stride/dilation: [sh, sw]; padding: [top, bottom, left, right]; inputs C-contiguous.
+def conv2d(x: F32, w: F32, bias: F32 | None, stride: Sequence[int], padding: Sequence[int],
+           dilation: Sequence[int], groups: int, activation: str | None, out: F32 | None) -> F32: ...
+def conv2d_backward(dy: F32, x: F32, w: F32, stride: Sequence[int], padding: Sequence[int],
+                    dilation: Sequence[int], groups: int, need_input: bool, need_weight: bool,
+                    need_bias: bool) -> tuple[F32 | None, F32 | None, F32 | None]: ...
+def conv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequence[int],
+                        padding: Sequence[int], dilation: Sequence[int], groups: int
+                        ) -> tuple[int, int, int, int]: ...
+def conv2d_algorithm(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequence[int],
+                     padding: Sequence[int], dilation: Sequence[int], groups: int) -> str: ...
+
 # ---- 2-D pooling (csrc/cpu/pool, bind_pool.cpp); window arguments are (h, w) pairs ----
 I64Arr = npt.NDArray[np.int64]
 Pair = tuple[int, int]

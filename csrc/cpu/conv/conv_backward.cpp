@@ -1,0 +1,155 @@
+// conv2d backward through the GEMM view, per group g (Cg = C/G, Kg = K/G):
+//   db[k]        = sum_{n, p} dy[n, k, p]                      (double, n then p order)
+//   dW_g (Kg x CgRS) = sum_n dy[n,g] (Kg x P) @ col[n,g]^T (P x CgRS)
+//   dcol (CgRS x T)  = W_g^T (CgRS x Kg) @ dy[n,g][:, tile];  dx[n,g] = col2im(dcol)
+// For 1x1 stride-1 unpadded convolutions col is x itself (no im2col / col2im).
+//
+// Determinism: dx work items are whole (image, group) planes (col2im of neighbouring
+// tiles adds into the same pixels), processed tile by tile in order by one thread.
+// dW is a reduction over images: the (image, tile) items are cut into a fixed number
+// of chunks that depends on the shape only, each chunk accumulates its own partial
+// dW in item order, and the partials are summed in chunk order. So 1 and 2 threads
+// give bitwise identical dx, dW and db.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/aligned_buffer.h"
+#include "common/threads.h"
+#include "cpu/conv/conv.h"
+#include "cpu/conv/conv_im2col.h"
+#include "cpu/gemm/gemm.h"
+
+namespace nnf {
+namespace conv {
+namespace {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool is_one_by_one(const ConvShape& s) { return choose_algo(s) == Algo::gemm_1x1; }
+
+double gemm_flops(const ConvShape& s) {
+  return 2.0 * double(s.n) * double(s.k) * double(s.crs()) * double(s.howo());
+}
+
+void backward_bias(const ConvShape& s, const float* dy, float* db) {
+  const int64_t P = s.howo();
+  const int nt = threads_for(double(s.n) * double(s.k) * double(P));
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t k = 0; k < s.k; ++k) {
+    double acc = 0.0;
+    for (int64_t n = 0; n < s.n; ++n) {
+      const float* p = dy + (n * s.k + k) * P;
+      double part = 0.0;
+#pragma omp simd reduction(+ : part)
+      for (int64_t i = 0; i < P; ++i) part += double(p[i]);
+      acc += part;
+    }
+    db[k] = float(acc);
+  }
+}
+
+void backward_input(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs(), P = s.howo();
+  const bool one = is_one_by_one(s);
+  const int64_t T = tile_columns(s), tiles = ceil_div(P, T);
+  const int nt = threads_for(gemm_flops(s), 2.0e6);
+  const int64_t items = s.n * G;
+  auto body = [&](int64_t it, int gemm_threads) {
+    const int64_t g = it % G, n = it / G;
+    const float* dyg = dy + (n * s.k + g * kg) * P;
+    float* dxg = dx + (n * s.c + g * cg) * s.hw();
+    const MatRef wt{w + g * kg * crs, 1, crs};  // W_g^T: (CgRS x Kg)
+    if (one) {
+      sgemm(cg, P, kg, 1.0f, wt, MatRef{dyg, P, 1}, 0.0f, MutMatRef{dxg, s.hw(), 1},
+            GemmEpilogue{}, gemm_threads);
+      return;
+    }
+    std::fill(dxg, dxg + cg * s.hw(), 0.0f);
+    float* dcol = thread_scratch(1).floats(size_t(crs * T));
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int64_t p0 = tile * T, t = std::min(T, P - p0);
+      sgemm(crs, t, kg, 1.0f, wt, MatRef{dyg + p0, P, 1}, 0.0f, MutMatRef{dcol, t, 1},
+            GemmEpilogue{}, gemm_threads);
+      col2im_tile(s, dcol, t, p0, t, dxg);
+    }
+  };
+  if (nt > 1 && items >= nt) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) body(it, 1);
+  } else {
+    for (int64_t it = 0; it < items; ++it) body(it, nt);
+  }
+}
+
+void backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw) {
+  const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs(), P = s.howo();
+  const bool one = is_one_by_one(s);
+  const int64_t T = tile_columns(s), tiles = ceil_div(P, T);
+  const int64_t items = s.n * tiles, dwlen = kg * crs;
+  if (items == 0) {
+    std::fill(dw, dw + s.k * crs, 0.0f);
+    return;
+  }
+  // Chunk count from the shape only (never from the thread count): up to 16, with
+  // partials bounded to ~64 MiB in all.
+  const int64_t cap = std::max<int64_t>(1, (int64_t(16) << 20) / dwlen);
+  const int64_t chunks = std::min<int64_t>({16, items, cap});
+  const int nt = threads_for(gemm_flops(s), 2.0e6);
+  float* partial = chunks > 1 ? thread_scratch(2).floats(size_t(chunks * dwlen)) : nullptr;
+  for (int64_t g = 0; g < G; ++g) {
+    float* dwg = dw + g * dwlen;
+    auto chunk_body = [&](int64_t ch, int gemm_threads) {
+      float* acc = chunks > 1 ? partial + ch * dwlen : dwg;
+      const int64_t lo = items * ch / chunks, hi = items * (ch + 1) / chunks;
+      float* col = one ? nullptr : thread_scratch(1).floats(size_t(crs * T));
+      for (int64_t it = lo; it < hi; ++it) {
+        const int64_t tile = it % tiles, n = it / tiles;
+        const int64_t p0 = tile * T, t = std::min(T, P - p0);
+        const float* xg = x + (n * s.c + g * cg) * s.hw();
+        const MatRef a{dy + (n * s.k + g * kg) * P + p0, P, 1};  // (Kg x t)
+        MatRef b;                                                // col^T: (t x CgRS)
+        if (one) {
+          b = MatRef{xg + p0, 1, s.hw()};
+        } else {
+          im2col_tile(s, xg, p0, t, col, t);
+          b = MatRef{col, 1, t};
+        }
+        sgemm(kg, crs, t, 1.0f, a, b, it == lo ? 0.0f : 1.0f, MutMatRef{acc, crs, 1},
+              GemmEpilogue{}, gemm_threads);
+      }
+    };
+    if (nt > 1 && chunks >= nt) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+      for (int64_t ch = 0; ch < chunks; ++ch) chunk_body(ch, 1);
+    } else {
+      for (int64_t ch = 0; ch < chunks; ++ch) chunk_body(ch, nt);
+    }
+    if (chunks > 1) {
+      const int rt = threads_for(double(chunks) * double(dwlen));
+#pragma omp parallel for num_threads(rt) schedule(static) if (rt > 1)
+      for (int64_t i = 0; i < dwlen; ++i) {
+        float v = partial[i];
+        for (int64_t ch = 1; ch < chunks; ++ch) v += partial[ch * dwlen + i];
+        dwg[i] = v;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void backward(const ConvShape& s, const float* dy, const float* x, const float* w, float* dx,
+              float* dw, float* db) {
+  if (db) {
+    if (s.n == 0) std::fill(db, db + s.k, 0.0f);
+    else backward_bias(s, dy, db);
+  }
+  if (dw) backward_weight(s, dy, x, dw);
+  if (dx && s.n > 0) backward_input(s, dy, w, dx);
+}
+
+}  // namespace conv
+}  // namespace nnf

@@ -1,0 +1,33 @@
+// direct_smallc for AVX-512: 16-float vectors, 8 output channels x up to 3 vectors
+// (24 accumulators + 3 inputs + 1 weight of the 32 zmm registers).
+#include <immintrin.h>
+
+#include "cpu/conv/conv_kernels.h"
+
+namespace nnf {
+namespace conv {
+namespace avx512 {
+namespace {
+
+struct V {
+  static constexpr int N = 16;
+  __m512 v;
+  static V zero() { return {_mm512_setzero_ps()}; }
+  static V bcast(const float* p) { return {_mm512_set1_ps(*p)}; }
+  static V load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static V fma(V a, V b, V c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  static V relu(V a) { return {_mm512_max_ps(a.v, _mm512_setzero_ps())}; }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+};
+
+#include "cpu/conv/conv_direct_impl.h"
+
+constexpr int kKB = 8;
+}  // namespace
+
+DirectGeometry direct_geometry() { return {kKB, V::N}; }
+void direct_smallc(const DirectArgs& a) { direct_smallc_impl<kKB>(a); }
+
+}  // namespace avx512
+}  // namespace conv
+}  // namespace nnf

@@ -1,0 +1,53 @@
+// Per-ISA conv micro-kernels; conv_forward.cpp picks a namespace from active_isa().
+//
+//   direct_smallc: conv_direct_{generic,avx2,avx512}.cpp (hand-written vector types)
+//   depthwise:     conv_depthwise.per_isa.cpp (auto-vectorised, compiled once per ISA)
+#pragma once
+#include <cstdint>
+
+namespace nnf {
+namespace conv {
+
+// One work item of the direct small-C kernel: `nrows` output rows of one image and
+// one group, every output channel of the group.
+struct DirectArgs {
+  const float* pad;  // (cg, prows, wpad) zero-padded input rows; output row i reads pad
+                     // rows i*sh + r*dh, output column ow reads pad column ow + q*dw
+  int64_t wpad;      // >= round_up(wo, vec_width) + (S-1)*dw: whole vectors never overrun
+  int64_t pplane;    // prows * wpad
+  const float* wpack;  // (ceil(kg/KB), cg, R, S, KB), zero for k >= kg
+  const float* bpack;  // (ceil(kg/KB) * KB) or null
+  int64_t cg, kg, r, s, dh, dw, sh;
+  int64_t nrows, wo;
+  float* y;    // element (k, i, ow) of this item at y[k*yk + i*wo + ow]
+  int64_t yk;  // Ho * Wo
+  bool relu;
+};
+
+struct DirectGeometry {
+  int kb;         // output channels per register block (the wpack block)
+  int vec_width;  // floats per vector register
+};
+
+// One depthwise plane: y (ho, wo) = act(sum_rs w[r][s] * xpad[oh*sh + r*dh][ow*sw + s*dw] + b).
+struct DepthwiseArgs {
+  const float* pad;  // (hp, wp) zero-padded input plane
+  int64_t wp;
+  const float* w;    // (R, S)
+  float bias;
+  int64_t r, s, sh, sw, dh, dw, ho, wo;
+  float* y;  // (ho, wo)
+  bool relu;
+};
+
+#define NNF_CONV_KERNEL_DECLS                \
+  DirectGeometry direct_geometry();          \
+  void direct_smallc(const DirectArgs& a);   \
+  void depthwise_plane(const DepthwiseArgs& a);
+
+namespace generic { NNF_CONV_KERNEL_DECLS }
+namespace avx2 { NNF_CONV_KERNEL_DECLS }
+namespace avx512 { NNF_CONV_KERNEL_DECLS }
+
+}  // namespace conv
+}  // namespace nnf

@@ -1,0 +1,85 @@
+// Shape validation, output size and the forward algorithm choice for conv2d.
+#include <stdexcept>
+#include <string>
+
+#include "common/checks.h"
+#include "cpu/conv/conv.h"
+
+namespace nnf {
+namespace conv {
+
+namespace {
+std::string tup(std::initializer_list<int64_t> v) {
+  std::string s = "(";
+  bool first = true;
+  for (int64_t x : v) {
+    s += (first ? "" : ", ") + std::to_string(x);
+    first = false;
+  }
+  return s + ")";
+}
+[[noreturn]] void fail(const ConvShape& s, const std::string& why) {
+  throw std::invalid_argument("conv2d: " + why + " [" + s.describe() + "]");
+}
+}  // namespace
+
+std::string ConvShape::describe() const {
+  return "x " + tup({n, c, h, w}) + ", w " + tup({k, groups > 0 ? c / groups : c, r, s}) +
+         ", stride " + tup({sh, sw}) + ", padding " + tup({pt, pb, pl, pr}) + ", dilation " +
+         tup({dh, dw}) + ", groups " + std::to_string(groups);
+}
+
+const char* algo_name(Algo a) {
+  switch (a) {
+    case Algo::direct_smallc: return "direct_smallc";
+    case Algo::depthwise: return "depthwise";
+    case Algo::gemm_1x1: return "gemm_1x1";
+    default: return "im2col_tiles";
+  }
+}
+
+void finalize_shape(ConvShape& s) {
+  if (s.n < 0 || s.c < 0 || s.h < 0 || s.w < 0 || s.k < 0 || s.r < 0 || s.s < 0)
+    fail(s, "negative size");
+  if (s.sh <= 0 || s.sw <= 0) fail(s, "stride must be positive");
+  if (s.dh <= 0 || s.dw <= 0) fail(s, "dilation must be positive");
+  if (s.pt < 0 || s.pb < 0 || s.pl < 0 || s.pr < 0) fail(s, "padding must be non-negative");
+  if (s.groups <= 0) fail(s, "groups must be positive");
+  if (s.c % s.groups != 0)
+    fail(s, "input channels C=" + std::to_string(s.c) + " are not divisible by groups=" +
+                std::to_string(s.groups));
+  if (s.k % s.groups != 0)
+    fail(s, "output channels K=" + std::to_string(s.k) + " are not divisible by groups=" +
+                std::to_string(s.groups));
+  if (s.c == 0 || s.k == 0 || s.r == 0 || s.s == 0) fail(s, "zero channels or kernel size");
+  const int64_t eff_r = checked_add(checked_mul(s.dh, s.r - 1, "dilation * (R - 1)"), 1, "kernel extent");
+  const int64_t eff_s = checked_add(checked_mul(s.dw, s.s - 1, "dilation * (S - 1)"), 1, "kernel extent");
+  const int64_t hp = checked_add(checked_add(s.h, s.pt, "padded height"), s.pb, "padded height");
+  const int64_t wp = checked_add(checked_add(s.w, s.pl, "padded width"), s.pr, "padded width");
+  if (eff_r > hp || eff_s > wp)
+    fail(s, "kernel extent " + tup({eff_r, eff_s}) + " is larger than the padded input " +
+                tup({hp, wp}) + " (output would be empty)");
+  s.ho = (hp - eff_r) / s.sh + 1;
+  s.wo = (wp - eff_s) / s.sw + 1;
+  // Every product a kernel forms, checked once here (also the padded buffers).
+  checked_mul(checked_mul(checked_mul(s.n, s.k, "N*K"), s.ho, "N*K*Ho"), s.wo, "N*K*Ho*Wo");
+  checked_mul(checked_mul(checked_mul(s.n, s.c, "N*C"), hp, "N*C*Hp"), wp + 64, "N*C*Hp*Wp");
+  checked_mul(checked_mul(checked_mul(s.k, s.c, "K*C"), s.r, "K*C*R"), s.s, "K*C*R*S");
+  checked_mul(checked_mul(s.crs(), s.ho, "C*R*S*Ho"), s.wo, "C*R*S*Ho*Wo");
+  checked_mul(s.crs(), 4096, "C*R*S*tile");
+}
+
+Algo choose_algo(const ConvShape& s) {
+  if (s.groups > 1 && s.cg() == 1 && s.kg() == 1) return Algo::depthwise;
+  if (s.r == 1 && s.s == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pb == 0 && s.pl == 0 &&
+      s.pr == 0)
+    return Algo::gemm_1x1;
+  // A GEMM with reduction length C*R*S = 9 or 27 fills few of its k iterations per
+  // C-tile load/store; the direct kernel keeps K x Wo accumulators in registers.
+  // It vectorises along Wo with unit-stride loads, hence stride_w == 1.
+  if (s.cg() <= 4 && s.sw == 1) return Algo::direct_smallc;
+  return Algo::im2col_tiles;
+}
+
+}  // namespace conv
+}  // namespace nnf
