@@ -134,3 +134,37 @@ def test_resume_into_another_model_or_finished_run(tmp_path, capsys):
     np.savez(tmp_path / "other.npz", **arrays)
     assert _train(tmp_path, "--epochs", "2", "--resume", str(tmp_path / "other.npz")) == 2
     assert "written for --model other" in capsys.readouterr().err
+
+
+def test_cnn_model_on_digits(tmp_path, capsys):
+    # 3 epochs of the CNN (conv-BN-pool x2, fc): over seeds 0-11 the test accuracy after
+    # 3 epochs ranged 96.9-99.4% (12 epochs, the default: >= 98%); 95% leaves margin.
+    assert _train(tmp_path, "--model", "cnn", "--epochs", "3") == 0
+    out = capsys.readouterr().out
+    m = re.search(r"test accuracy ([\d.]+)%", out)
+    assert m and float(m.group(1)) >= 95.0
+    info = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert info["options"]["model"] == "cnn" and len(info["history"]["val_accuracy"]) == 3
+    with np.load(tmp_path / "run" / "checkpoint.npz") as z:
+        assert z["model/0.weight"].shape == (32, 1, 3, 3)  # image layout (N, 1, 8, 8)
+
+
+def test_cnn_model_on_mnist_idx(tmp_path, capsys, rng):
+    import gzip
+    import struct
+
+    def idx(arr):
+        return bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for stem, n in (("train", 96), ("t10k", 24)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[np.arange(n), 2 * labels + 4, :] = 255
+        (folder / f"{stem}-images-idx3-ubyte").write_bytes(idx(images))
+        (folder / f"{stem}-labels-idx1-ubyte").write_bytes(idx(labels))
+    assert _train(tmp_path, "--model", "cnn", "--data", str(folder), "--epochs", "1", "--batch-size", "16") == 0
+    assert "test accuracy" in capsys.readouterr().out
+    with np.load(tmp_path / "run" / "checkpoint.npz") as z:
+        assert z["model/9.weight"].shape == (64 * 7 * 7, 128)  # (N, 1, 28, 28) -> 7x7 after two pools
