@@ -73,6 +73,32 @@ register_case("mlp", EpochCase("MLP 784-256-128-10 ReLU, Adam, bs 128, 60,000 sa
                                1e-3, _mlp_nnforge, _mlp_torch, _mlp_flops()))
 
 
+# --- CNN conv32-pool-conv64-pool-fc128-fc10 on (1, 28, 28) ----------------------------------
+
+def _cnn_nnforge():
+    from ..nn.cnn_models import build_cnn
+    return build_cnn((1, 28, 28), 10, batch_norm=False)  # 3x3 pad-1 convs with fused ReLU, 2x2 max pools
+
+
+def _cnn_torch(torch):
+    tnn = torch.nn
+    return tnn.Sequential(tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
+                          tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
+                          tnn.Linear(64 * 7 * 7, 128), tnn.ReLU(), tnn.Linear(128, 10))
+
+
+def _cnn_flops():
+    # conv 2*K*C*R*S*Ho*Wo, linear 2*in*out; backward = dW + dX, no dX for the first conv
+    conv1 = 2 * 32 * 1 * 9 * 28 * 28
+    fwd = conv1 + 2 * 64 * 32 * 9 * 14 * 14 + 2 * 64 * 7 * 7 * 128 + 2 * 128 * 10
+    return fwd + fwd + (fwd - conv1)
+
+
+register_case("cnn", EpochCase("CNN conv32-pool-conv64-pool-fc128-fc10 (3x3 pad 1, ReLU, 2x2 max pool), Adam, "
+                               "bs 64, 6,400 samples (1, 28, 28)", 6_400, 64, (1, 28, 28), 10, 1e-3,
+                               _cnn_nnforge, _cnn_torch, _cnn_flops()))
+
+
 # --- the epoch loops ------------------------------------------------------------------------
 
 def _synthetic(case: EpochCase, n: int, rng):
@@ -159,6 +185,11 @@ def _profile(case, model, opt, loss_fn, x, y) -> tuple[float, list[tuple[str, in
     timer.wrap(ops, "matmul", "GEMM (ops.matmul)")
     for name in ops._nn_ops.__all__:
         timer.wrap(ops, name, "other nn kernels")
+    for name in ("conv2d", "conv2d_backward"):
+        timer.wrap(ops, name, "conv2d kernels (ops.conv2d*)")
+    for name in ops._pool_ops.__all__:
+        if name != "pool2d_output_shape":
+            timer.wrap(ops, name, "pooling kernels (ops.*pool2d*)")
     timer.wrap(opt, "_step_fn", f"optimizer ({opt._kernel_name})")
     orig_batches = data.batches
 
@@ -264,7 +295,7 @@ def run(args) -> int:
                     [(k, f"{c:,}" if c else "-", f"{s:.3f}", f"{100 * s / total:.1f}") for k, c, s in prof]
                     + [("total (instrumented epoch)", "-", f"{total:.3f}", "100.0")],
                     title=f"\nprofile: {name}, one instrumented epoch (wrappers add ~1 us per call)")
-        kernels = sum(sec for k, _, sec in prof if k.startswith(("GEMM", "other nn", "optimizer")))
-        print(f"kernels (GEMM + nn + optimizer) {100 * kernels / total:.1f}% of the epoch, "
+        kernels = sum(sec for k, _, sec in prof if k.startswith(("GEMM", "other nn", "optimizer", "conv2d", "pooling")))
+        print(f"kernels (GEMM + conv + pool + nn + optimizer) {100 * kernels / total:.1f}% of the epoch, "
               f"Python and batching {100 * (1 - kernels / total):.1f}%")
     return 0

@@ -71,7 +71,7 @@ class Conv2d(Module):
         self.weight = Parameter(init.kaiming_uniform(shape, a=math.sqrt(5.0)))
         bound = 1.0 / math.sqrt(init.fans(shape)[0])
         self.bias = Parameter(init.uniform((self.out_channels,), -bound, bound)) if bias else None
-        self._x = self._y = None
+        self._x = self._y = self._y_shape = None
         self._dbuf = None  # reused buffer for the ReLU backward (never returned)
 
     def _geometry(self) -> dict:
@@ -83,13 +83,12 @@ class Conv2d(Module):
         y = ops.conv2d(x, self.weight.data, b, activation=self.activation, **self._geometry())
         self._x = x
         self._y = y if self.activation == "relu" else None
+        self._y_shape = y.shape
         return y
 
     def backward(self, grad_out):
         x = _need_forward(self._x, "Conv2d")
-        n, _, h, w = x.shape
-        out_shape = ops.conv2d_output_shape(x.shape, self.weight.shape, **self._geometry())
-        dy = _check_grad(grad_out, tuple(out_shape), "Conv2d")
+        dy = _check_grad(grad_out, self._y_shape, "Conv2d")
         if dy.dtype != np.float32:
             raise TypeError(f"Conv2d.backward expects float32 grad_out, got {dy.dtype}")
         if self.activation == "relu":
