@@ -21,6 +21,7 @@ CASES = [
     (1, 1, 5, 5, 2, 2, 1, True),        # ceil would add a window starting in the right padding: dropped
     (3, 2, 11, 13, (3, 2), (2, 1), (1, 0), True),
     (2, 5, 28, 28, 2, 2, 0, False),
+    (2, 3, 9, 7, 2, 2, 0, False),       # 2x2/s2 one-pass path with a dropped last row and column
     (1, 1, 1, 1, 1, 1, 0, False),
     (2, 3, 17, 31, 3, 1, 1, False),
     (1, 2, 6, 7, 4, 3, 2, True),
