@@ -2,6 +2,8 @@
 // (12 accumulators + 3 inputs + 1 weight = 16 ymm registers).
 #include <immintrin.h>
 
+#include <vector>
+
 #include "cpu/conv/conv_kernels.h"
 
 namespace nnf {

@@ -2,6 +2,8 @@
 // (24 accumulators + 3 inputs + 1 weight of the 32 zmm registers).
 #include <immintrin.h>
 
+#include <vector>
+
 #include "cpu/conv/conv_kernels.h"
 
 namespace nnf {

@@ -2,6 +2,8 @@
 // compiler maps onto the baseline SIMD (SSE2 on x86-64); 4 output channels per block.
 #include <cmath>
 
+#include <vector>
+
 #include "cpu/conv/conv_kernels.h"
 
 namespace nnf {

@@ -1,0 +1,125 @@
+"""conv2d forward and forward+backward (nnforge.ops.conv2d*) vs PyTorch, GFLOP/s.
+
+Cases (N, C, H, W, K, R, stride, padding): the four CNN layers of the issue (3x3,
+padding 1, stride 1), a stride-2 3x3 layer and a 1x1 layer. FLOPs: forward
+2*N*K*(C/groups)*R*S*Ho*Wo; forward+backward = 3x forward (dx, dw each cost one
+forward; db is negligible). Both libraries compute y, then dx, dw and db from the
+same dy (torch: autograd with x, w, b requiring grad).
+
+Method: each library is timed in its own phase (2 warm-up calls, then the median of
+--repeats samples, each a loop of >= 50 ms), with --settle seconds of idle before each
+phase so the previous library's spinning thread pool parks; --rounds sweeps the table
+again and each (case, library, pass) keeps its best median. Same thread count for both.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._timing import fmt, machine_line, median_seconds, print_table, torch_or_none
+
+# 2 Zen 4 cores x 32 FP32 FLOP/cycle x ~3.1 GHz (docs: /work/shared/ANCHORS.md).
+FP32_PEAK_GFLOPS = 200.0
+
+# (N, C, H, W, K, R, stride, padding)
+CASES = [
+    (64, 1, 28, 28, 32, 3, 1, 1),
+    (32, 3, 32, 32, 64, 3, 1, 1),
+    (64, 32, 14, 14, 64, 3, 1, 1),
+    (8, 64, 56, 56, 64, 3, 1, 1),
+    (16, 64, 28, 28, 128, 3, 2, 1),
+    (16, 128, 28, 28, 64, 1, 1, 0),
+]
+
+
+def flops(case) -> float:
+    n, c, h, w, k, r, st, p = case
+    ho = (h + 2 * p - r) // st + 1
+    wo = (w + 2 * p - r) // st + 1
+    return 2.0 * n * k * c * r * r * ho * wo
+
+
+def label(case) -> str:
+    n, c, h, w, k, r, st, p = case
+    return f"N{n} C{c} {h}x{w} K{k} {r}x{r} s{st} p{p}"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="sweeps over the table; each (case, library) keeps its best median")
+    parser.add_argument("--settle", type=float, default=0.15,
+                        help="idle seconds before each library's timing phase (pools park)")
+    parser.add_argument("--peak", type=float, default=FP32_PEAK_GFLOPS,
+                        help="FP32 peak GFLOP/s for the %%-of-peak column")
+    parser.add_argument("--quick", action="store_true", help="1 round, 3 repeats")
+
+
+def case_fns(case, torch, rng):
+    """{(library, pass): callable} on the same input arrays for every library."""
+    import nnforge.ops as ops
+
+    n, c, h, w, k, r, st, p = case
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = (rng.standard_normal((k, c, r, r), dtype=np.float32) / np.sqrt(c * r * r)).astype(np.float32)
+    b = rng.standard_normal(k, dtype=np.float32)
+    y = ops.conv2d(x, wt, b, stride=st, padding=p)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+
+    def nnf_fb():
+        ops.conv2d(x, wt, b, stride=st, padding=p, out=y)
+        ops.conv2d_backward(dy, x, wt, stride=st, padding=p)
+
+    fns = {("nnforge", "fwd"): lambda: ops.conv2d(x, wt, b, stride=st, padding=p, out=y),
+           ("nnforge", "fb"): nnf_fb}
+    if torch is not None:
+        import torch.nn.functional as F
+
+        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, wt, b, dy))
+        gx, gw, gb = (t.clone().requires_grad_(True) for t in (tx, tw, tb))
+
+        def torch_fwd():
+            with torch.no_grad():
+                F.conv2d(tx, tw, tb, stride=st, padding=p)
+
+        def torch_fb():
+            gx.grad = gw.grad = gb.grad = None
+            F.conv2d(gx, gw, gb, stride=st, padding=p).backward(tdy)
+
+        fns[("torch", "fwd")] = torch_fwd
+        fns[("torch", "fb")] = torch_fb
+    return fns
+
+
+def run(args) -> int:
+    import nnforge
+    import nnforge.ops as ops
+
+    torch = torch_or_none()
+    rng = np.random.default_rng(0)
+    repeats, rounds = (3, 1) if args.quick else (args.repeats, args.rounds)
+    fns = [case_fns(case, torch, rng) for case in CASES]
+    best = [{} for _ in CASES]
+    for _ in range(rounds):
+        for case_f, b in zip(fns, best):
+            for key, fn in case_f.items():
+                t = median_seconds(fn, repeats=repeats, settle=args.settle)
+                b[key] = min(t, b.get(key, t))
+    rows = []
+    for case, b in zip(CASES, best):
+        n, c, h, w, k, r, st, p = case
+        f = flops(case)
+        g = {key: (3.0 if key[1] == "fb" else 1.0) * f / t / 1e9 for key, t in b.items()}
+        tf, tfb = g.get(("torch", "fwd")), g.get(("torch", "fb"))
+        nf, nfb = g[("nnforge", "fwd")], g[("nnforge", "fb")]
+        alg = ops.conv2d_algorithm((n, c, h, w), (k, c, r, r), stride=st, padding=p)
+        rows.append([label(case), alg, fmt(nf), fmt(tf), fmt(None if tf is None else nf / tf, ".2f"),
+                     fmt(nfb), fmt(tfb), fmt(None if tfb is None else nfb / tfb, ".2f"),
+                     fmt(100.0 * nf / args.peak, ".0f")])
+    title = (f"nnforge bench conv  ({machine_line()} torch={'-' if torch is None else torch.__version__} "
+             f"peak={args.peak:g} GFLOP/s)\n"
+             f"method: one phase per library and pass (same inputs), {args.settle:g} s idle before each, "
+             f"2 warm-up calls, median of {repeats} samples of >= 50 ms loops, best of {rounds} rounds; "
+             f"fwd+bwd = y, dx, dw, db (3x fwd FLOPs)")
+    print_table(["shape", "algorithm", "nnf fwd GF/s", "torch fwd GF/s", "fwd ratio",
+                 "nnf f+b GF/s", "torch f+b GF/s", "f+b ratio", "fwd % peak"], rows, title=title)
+    return 0
