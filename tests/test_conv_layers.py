@@ -289,3 +289,31 @@ def test_cnn_agrees_with_torch(rng):
     model.eval()
     assert_close(model.forward(x), tm(tx).detach().numpy(), 1e-4 * (1 + np.abs(ty.detach().numpy())),
                  "eval forward vs torch")
+
+
+def test_bench_train_cnn_case_matches_its_model():
+    from nnforge.bench import train as bench_train
+    case = bench_train.CASES["cnn"]
+    nnforge.seed(0)
+    model = case.build_nnforge()
+    x = np.zeros((2, *case.input_shape), np.float32)
+    assert model.forward(x).shape == (2, case.num_classes)
+    # FLOPs counted from the layers themselves: forward 2*MACs; backward dW + dX, no dX for layer 0
+    fwd, first = 0, None
+    for layer in model:
+        y = layer.forward(x)
+        if isinstance(layer, nn.Conv2d):
+            k, c, r, s = layer.weight.shape
+            macs = k * c * r * s * y.shape[2] * y.shape[3]
+        elif isinstance(layer, nn.Linear):
+            macs = layer.in_features * layer.out_features
+        else:
+            macs = 0
+        first = 2 * macs if first is None else first
+        fwd += 2 * macs
+        x = y
+    assert case.flops_per_sample == 3 * fwd - first
+    assert (case.n_samples, case.batch_size, case.input_shape) == (6_400, 64, (1, 28, 28))
+    torch = pytest.importorskip("torch")
+    tm = case.build_torch(torch)
+    assert sum(p.numel() for p in tm.parameters()) == model.num_parameters()

@@ -36,6 +36,7 @@ from ._conv_ops import *  # noqa: E402,F401,F403
 
 __all__ += _conv_ops.__all__
 
+
 # 2-D pooling (max with indices, average, global average) and their backwards.
 from . import _pool_ops  # noqa: E402
 from ._pool_ops import *  # noqa: E402,F401,F403
