@@ -147,6 +147,10 @@ void backward_input(const ConvShape& s, const float* dy, const float* w, float* 
   }
 }
 
+// dW_g^T (CgRS x Kg) = sum over (image, tile) of col (CgRS x t) @ dy_tile^T (t x Kg):
+// computed transposed so that the large operand (col, or x itself for 1x1) is read in
+// place row-major and only dy^T (t x Kg) gets packed; the partials are transposed back
+// in the final fixed-order reduction.
 void backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw) {
   const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs(), P = s.howo();
   const bool one = is_one_by_one(s);
@@ -161,29 +165,29 @@ void backward_weight(const ConvShape& s, const float* dy, const float* x, float*
   const int64_t cap = std::max<int64_t>(1, (int64_t(16) << 20) / dwlen);
   const int64_t chunks = std::min<int64_t>({16, items, cap});
   const int nt = threads_for(gemm_flops(s), 2.0e6);
-  float* partial = chunks > 1 ? thread_scratch(2).floats(size_t(chunks * dwlen)) : nullptr;
+  float* partial = thread_scratch(2).floats(size_t(chunks * dwlen));
   for (int64_t g = 0; g < G; ++g) {
     float* dwg = dw + g * dwlen;
     auto chunk_body = [&](int64_t ch, int gemm_threads) {
-      float* acc = chunks > 1 ? partial + ch * dwlen : dwg;
+      float* acc = partial + ch * dwlen;  // (CgRS x Kg)
       const int64_t lo = items * ch / chunks, hi = items * (ch + 1) / chunks;
       float* col = one ? nullptr : thread_scratch(1).floats(size_t(crs * T));
       for (int64_t it = lo; it < hi; ++it) {
         const int64_t tile = it % tiles, n = it / tiles;
         const int64_t p0 = tile * T, t = std::min(T, P - p0);
         const float* xg = x + (n * s.c + g * cg) * s.hw();
-        const MatRef a{dy + (n * s.k + g * kg) * P + p0, P, 1};  // (Kg x t)
-        MatRef b;                                                // col^T: (t x CgRS)
+        const MatRef b{dy + (n * s.k + g * kg) * P + p0, 1, P};  // dy^T: (t x Kg)
+        MatRef a;                                                 // col: (CgRS x t)
         if (one) {
-          b = MatRef{xg + p0, 1, s.hw()};
+          a = MatRef{xg + p0, s.hw(), 1};
         } else {
           const int64_t oh_first = p0 / s.wo, oh_last = (p0 + t - 1) / s.wo;
           float* buf =
               thread_scratch(0).floats(size_t(padded_rows_floats(s, oh_last - oh_first + 1)));
           im2col_tile_padded(s, pad_rows(s, xg, oh_first, oh_last, buf), p0, t, col, t);
-          b = MatRef{col, 1, t};
+          a = MatRef{col, t, 1};
         }
-        sgemm(kg, crs, t, 1.0f, a, b, it == lo ? 0.0f : 1.0f, MutMatRef{acc, crs, 1},
+        sgemm(crs, kg, t, 1.0f, a, b, it == lo ? 0.0f : 1.0f, MutMatRef{acc, kg, 1},
               GemmEpilogue{}, gemm_threads);
       }
     };
@@ -193,13 +197,15 @@ void backward_weight(const ConvShape& s, const float* dy, const float* x, float*
     } else {
       for (int64_t ch = 0; ch < chunks; ++ch) chunk_body(ch, nt);
     }
-    if (chunks > 1) {
-      const int rt = threads_for(double(chunks) * double(dwlen));
+    // dW_g[k][i] = sum over chunks, in chunk order, of partial[ch][i][k].
+    const int rt = threads_for(double(chunks) * double(dwlen));
 #pragma omp parallel for num_threads(rt) schedule(static) if (rt > 1)
-      for (int64_t i = 0; i < dwlen; ++i) {
-        float v = partial[i];
-        for (int64_t ch = 1; ch < chunks; ++ch) v += partial[ch * dwlen + i];
-        dwg[i] = v;
+    for (int64_t k = 0; k < kg; ++k) {
+      float* dst = dwg + k * crs;
+      for (int64_t i = 0; i < crs; ++i) dst[i] = partial[i * kg + k];
+      for (int64_t ch = 1; ch < chunks; ++ch) {
+        const float* src = partial + ch * dwlen + k;
+        for (int64_t i = 0; i < crs; ++i) dst[i] += src[i * kg];
       }
     }
   }
