@@ -1,5 +1,6 @@
 """conv2d forward and gradients (nnforge.ops.conv2d*) against the float64 reference in
-conv_reference.py: every algorithm (direct_smallc, depthwise, gemm_1x1, im2col_tiles),
+conv_reference.py: every algorithm (direct_smallc, implicit_gemm, depthwise, gemm_1x1,
+im2col_tiles; also each forced onto every shape it can run),
 every ISA path, odd sizes, strides, dilations, groups, asymmetric padding, views,
 fused ReLU, out=, 1-vs-2-thread bitwise equality, bad input, and PyTorch agreement.
 
@@ -39,6 +40,7 @@ CONFIGS = [
     (2, 20, 10, 9, 10, 3, 2, (2, 1), (1, 2, 0, 1), (1, 2), 2),  # mixed everything, im2col
     (2, 5, 6, 7, 4, 6, 7, 1, 0, 1, 1),             # kernel = whole input: Ho = Wo = 1
     (1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1),             # everything 1
+    (2, 7, 4, 5, 3, 1, 1, 1, (1, 2, 0, 3), 1, 1),   # 1x1 with padding > extent (dx via col2im)
 ]
 IDS = ["N{}C{}H{}W{}K{}R{}S{}-st{}-p{}-d{}-g{}".format(*c).replace(" ", "") for c in CONFIGS]
 
@@ -140,6 +142,35 @@ def test_reference_gradients_match_central_differences(rng):
             assert abs(fd - grad[idx]) <= 1e-6 * (1 + abs(fd))
 
 
+ALGOS = ["direct_smallc", "implicit_gemm", "depthwise", "gemm_1x1", "im2col_tiles"]
+
+
+@pytest.fixture
+def forced_algorithm():
+    yield nnforge._core.conv2d_set_algorithm
+    nnforge._core.conv2d_set_algorithm("auto")
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algorithm_on_every_shape_it_runs(isa, rng, forced_algorithm, algo):
+    """Forcing an algorithm (where it applies) gives the same accuracy, e.g. im2col tiles
+    on the shapes the direct kernel normally takes, the direct kernel on 1x1 layers, and
+    the dx-as-forward path of the backward on every forward kernel."""
+    forced_algorithm(algo)
+    assert nnforge._core.conv2d_get_algorithm() == algo
+    used = set()
+    for cfg in CONFIGS:
+        x, wt, b, kw = make(rng, cfg)
+        used.add(ops.conv2d_algorithm(x.shape, wt.shape, **kw))
+        y = ops.conv2d(x, wt, b, activation="relu", **kw)
+        check_forward(y, x, wt, b, kw, activation="relu")
+        dy = rng.standard_normal(y.shape, dtype=np.float32)
+        check_backward(ops.conv2d_backward(dy, x, wt, **kw), dy, x, wt, kw)
+    assert algo in used
+    with pytest.raises(ValueError, match="unknown conv2d algorithm"):
+        forced_algorithm("winograd")
+
+
 # --- views ---------------------------------------------------------------------------
 @pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[6], CONFIGS[8], CONFIGS[11], CONFIGS[16]],
                          ids=["direct", "im2col", "gemm_1x1", "depthwise", "mixed"])
@@ -175,10 +206,11 @@ def test_inputs_are_not_modified(rng):
 
 
 # --- threads -------------------------------------------------------------------------
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[6], CONFIGS[7], CONFIGS[9],
-                                 CONFIGS[11], CONFIGS[16], (5, 24, 12, 12, 20, 3, 3, 1, 1, 1, 1)],
-                         ids=["direct", "direct-s2", "im2col", "tiles", "gemm_1x1", "depthwise",
-                              "mixed", "N5"])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[6], CONFIGS[5], CONFIGS[7],
+                                 CONFIGS[9], CONFIGS[11], CONFIGS[16],
+                                 (5, 24, 12, 12, 20, 3, 3, 1, 1, 1, 1), (1, 40, 30, 30, 13, 3, 3, 1, 1, 1, 1)],
+                         ids=["direct", "direct-s2", "implicit", "im2col", "tiles", "gemm_1x1",
+                              "depthwise", "mixed", "N5", "N1-rowblocks"])
 def test_bitwise_equal_for_1_and_2_threads(isa, threads, rng, cfg):
     x, wt, b, kw = make(rng, cfg)
     dy = rng.standard_normal(ops.conv2d_output_shape(x.shape, wt.shape, **kw), dtype=np.float32)
@@ -301,7 +333,9 @@ def test_output_shape_and_algorithm():
     alg = ops.conv2d_algorithm
     assert alg((64, 1, 28, 28), (32, 1, 3, 3), padding=1) == "direct_smallc"
     assert alg((32, 3, 32, 32), (64, 3, 3, 3), padding=1) == "direct_smallc"
-    assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "im2col_tiles"
+    assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "implicit_gemm"
+    assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=2) == "im2col_tiles"
+    assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=(2, 1)) == "implicit_gemm"
     assert alg((8, 64, 56, 56), (64, 64, 1, 1)) == "gemm_1x1"
     assert alg((8, 64, 56, 56), (64, 64, 1, 1), stride=2) == "im2col_tiles"
     assert alg((8, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"

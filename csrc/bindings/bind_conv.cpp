@@ -185,6 +185,10 @@ void bind_conv(py::module_& m) {
         "dilation"_a, "groups"_a, "(N, K, Ho, Wo) of conv2d, validating the shapes.");
   m.def("conv2d_algorithm", &algorithm, "x_shape"_a, "w_shape"_a, "stride"_a, "padding"_a,
         "dilation"_a, "groups"_a, "Name of the forward algorithm conv2d uses for these shapes.");
+  m.def("conv2d_set_algorithm", [](const std::string& name) { conv::set_forced_algo(name); },
+        "name"_a,
+        "Force a forward algorithm wherever it applies ('auto' to undo); for benchmarks and tests.");
+  m.def("conv2d_get_algorithm", &conv::get_forced_algo, "The forced forward algorithm or 'auto'.");
 }
 
 BindingRegistrar reg("conv", &bind_conv);

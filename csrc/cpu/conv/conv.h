@@ -31,8 +31,21 @@ struct ConvShape {
   std::string describe() const;  // "x (N, C, H, W), w (K, Cg, R, S), stride ..., groups g"
 };
 
-enum class Algo : int { direct_smallc = 0, depthwise = 1, gemm_1x1 = 2, im2col_tiles = 3 };
+enum class Algo : int {
+  direct_smallc = 0,  // C/groups <= 4, stride_w 1: register-blocked direct kernel
+  depthwise = 1,      // groups == C == K
+  gemm_1x1 = 2,       // 1x1, stride 1, no padding: GEMM on the image itself
+  im2col_tiles = 3,   // anything: im2col in bounded tiles + sgemm
+  implicit_gemm = 4,  // stride_w 1, more channels: the direct kernel over C*R*S taps
+};
 const char* algo_name(Algo a);
+// Throws std::invalid_argument for an unknown name.
+Algo parse_algo(const std::string& name);
+
+// Forces a forward algorithm wherever it applies to the shape (others keep the
+// automatic choice): "auto" or an algorithm name. For benchmarks and cross-checks.
+void set_forced_algo(const std::string& name);
+std::string get_forced_algo();
 
 // Validates strides, dilations, paddings, channels and groups, computes ho/wo and
 // checks every size product for overflow. Throws std::invalid_argument naming the
@@ -40,6 +53,7 @@ const char* algo_name(Algo a);
 void finalize_shape(ConvShape& s);
 
 // Forward algorithm for a (finalized) shape; backward always uses GEMM (+ im2col tiles).
+// Takes the forced algorithm (set_forced_algo) when it applies to the shape.
 Algo choose_algo(const ConvShape& s);
 
 // y = act(conv(x, w) + bias); bias may be null.

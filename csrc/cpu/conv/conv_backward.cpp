@@ -28,7 +28,11 @@ namespace {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-bool is_one_by_one(const ConvShape& s) { return choose_algo(s) == Algo::gemm_1x1; }
+// 1x1, stride 1, no padding: col is the image itself.
+bool is_one_by_one(const ConvShape& s) {
+  return s.r == 1 && s.s == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pb == 0 && s.pl == 0 &&
+         s.pr == 0;
+}
 
 double gemm_flops(const ConvShape& s) {
   return 2.0 * double(s.n) * double(s.k) * double(s.crs()) * double(s.howo());
@@ -51,7 +55,50 @@ void backward_bias(const ConvShape& s, const float* dy, float* db) {
   }
 }
 
+// For stride 1, dx is a forward convolution of dy with the spatially flipped, transposed
+// filters wf (C, K/G, R, S), wf[g*Cg + c][k][r][q] = w[g*Kg + k][c][R-1-r][S-1-q], and
+// padding (R-1)*dh - pt etc. (a "full" convolution): it then runs on the fast forward
+// kernels (direct / implicit GEMM, depthwise) instead of GEMM + col2im. Padding larger
+// than the kernel extent would make that padding negative: those keep col2im.
+bool dx_as_forward(const ConvShape& s) {
+  const int64_t er = (s.r - 1) * s.dh, es = (s.s - 1) * s.dw;
+  return s.sh == 1 && s.sw == 1 && s.pt <= er && s.pb <= er && s.pl <= es && s.pr <= es;
+}
+
+void backward_input_as_forward(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  ConvShape t;
+  t.n = s.n;
+  t.c = s.k;
+  t.h = s.ho;
+  t.w = s.wo;
+  t.k = s.c;
+  t.r = s.r;
+  t.s = s.s;
+  t.pt = (s.r - 1) * s.dh - s.pt;
+  t.pb = (s.r - 1) * s.dh - s.pb;
+  t.pl = (s.s - 1) * s.dw - s.pl;
+  t.pr = (s.s - 1) * s.dw - s.pr;
+  t.dh = s.dh;
+  t.dw = s.dw;
+  t.groups = s.groups;
+  finalize_shape(t);  // t.ho == s.h, t.wo == s.w
+  const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), rs = s.r * s.s;
+  float* wf = thread_scratch(3).floats(size_t(s.c * kg * rs));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < kg; ++k)
+      for (int64_t c = 0; c < cg; ++c) {
+        const float* src = w + ((g * kg + k) * cg + c) * rs;
+        float* dst = wf + ((g * cg + c) * kg + k) * rs;
+        for (int64_t i = 0; i < rs; ++i) dst[i] = src[rs - 1 - i];
+      }
+  forward(t, dy, wf, nullptr, false, dx);
+}
+
 void backward_input(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  if (!is_one_by_one(s) && dx_as_forward(s)) {
+    backward_input_as_forward(s, dy, w, dx);
+    return;
+  }
   const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs(), P = s.howo();
   const bool one = is_one_by_one(s);
   const int64_t T = tile_columns(s), tiles = ceil_div(P, T);
@@ -67,14 +114,30 @@ void backward_input(const ConvShape& s, const float* dy, const float* w, float* 
             GemmEpilogue{}, gemm_threads);
       return;
     }
-    std::fill(dxg, dxg + cg * s.hw(), 0.0f);
+    // Accumulate into a zero-padded image (no bounds logic per element), then copy
+    // its interior out; rows no output reads (stride > kernel extent) stay 0.
+    PaddedRows pr;
+    pr.row0 = 0;
+    pr.prows = (s.ho - 1) * s.sh + (s.r - 1) * s.dh + 1;
+    pr.wp = s.w + s.pl + s.pr;
+    pr.data = thread_scratch(0).floats(size_t(padded_rows_floats(s, s.ho)));
+    std::fill(pr.data, pr.data + cg * pr.prows * pr.wp, 0.0f);
     float* dcol = thread_scratch(1).floats(size_t(crs * T));
     for (int64_t tile = 0; tile < tiles; ++tile) {
       const int64_t p0 = tile * T, t = std::min(T, P - p0);
       sgemm(crs, t, kg, 1.0f, wt, MatRef{dyg + p0, P, 1}, 0.0f, MutMatRef{dcol, t, 1},
             GemmEpilogue{}, gemm_threads);
-      col2im_tile(s, dcol, t, p0, t, dxg);
+      col2im_tile_padded(s, dcol, t, p0, t, pr);
     }
+    for (int64_t c = 0; c < cg; ++c)
+      for (int64_t ih = 0; ih < s.h; ++ih) {
+        float* dst = dxg + (c * s.h + ih) * s.w;
+        const int64_t prow = ih + s.pt;
+        if (prow < pr.prows)
+          std::memcpy(dst, pr.data + (c * pr.prows + prow) * pr.wp + s.pl, sizeof(float) * size_t(s.w));
+        else
+          std::fill(dst, dst + s.w, 0.0f);
+      }
   };
   if (nt > 1 && items >= nt) {
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -84,6 +147,10 @@ void backward_input(const ConvShape& s, const float* dy, const float* w, float* 
   }
 }
 
+// dW_g^T (CgRS x Kg) = sum over (image, tile) of col (CgRS x t) @ dy_tile^T (t x Kg):
+// computed transposed so that the large operand (col, or x itself for 1x1) is read in
+// place row-major and only dy^T (t x Kg) gets packed; the partials are transposed back
+// in the final fixed-order reduction.
 void backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw) {
   const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs(), P = s.howo();
   const bool one = is_one_by_one(s);
@@ -98,26 +165,29 @@ void backward_weight(const ConvShape& s, const float* dy, const float* x, float*
   const int64_t cap = std::max<int64_t>(1, (int64_t(16) << 20) / dwlen);
   const int64_t chunks = std::min<int64_t>({16, items, cap});
   const int nt = threads_for(gemm_flops(s), 2.0e6);
-  float* partial = chunks > 1 ? thread_scratch(2).floats(size_t(chunks * dwlen)) : nullptr;
+  float* partial = thread_scratch(2).floats(size_t(chunks * dwlen));
   for (int64_t g = 0; g < G; ++g) {
     float* dwg = dw + g * dwlen;
     auto chunk_body = [&](int64_t ch, int gemm_threads) {
-      float* acc = chunks > 1 ? partial + ch * dwlen : dwg;
+      float* acc = partial + ch * dwlen;  // (CgRS x Kg)
       const int64_t lo = items * ch / chunks, hi = items * (ch + 1) / chunks;
       float* col = one ? nullptr : thread_scratch(1).floats(size_t(crs * T));
       for (int64_t it = lo; it < hi; ++it) {
         const int64_t tile = it % tiles, n = it / tiles;
         const int64_t p0 = tile * T, t = std::min(T, P - p0);
         const float* xg = x + (n * s.c + g * cg) * s.hw();
-        const MatRef a{dy + (n * s.k + g * kg) * P + p0, P, 1};  // (Kg x t)
-        MatRef b;                                                // col^T: (t x CgRS)
+        const MatRef b{dy + (n * s.k + g * kg) * P + p0, 1, P};  // dy^T: (t x Kg)
+        MatRef a;                                                 // col: (CgRS x t)
         if (one) {
-          b = MatRef{xg + p0, 1, s.hw()};
+          a = MatRef{xg + p0, s.hw(), 1};
         } else {
-          im2col_tile(s, xg, p0, t, col, t);
-          b = MatRef{col, 1, t};
+          const int64_t oh_first = p0 / s.wo, oh_last = (p0 + t - 1) / s.wo;
+          float* buf =
+              thread_scratch(0).floats(size_t(padded_rows_floats(s, oh_last - oh_first + 1)));
+          im2col_tile_padded(s, pad_rows(s, xg, oh_first, oh_last, buf), p0, t, col, t);
+          a = MatRef{col, t, 1};
         }
-        sgemm(kg, crs, t, 1.0f, a, b, it == lo ? 0.0f : 1.0f, MutMatRef{acc, crs, 1},
+        sgemm(crs, kg, t, 1.0f, a, b, it == lo ? 0.0f : 1.0f, MutMatRef{acc, kg, 1},
               GemmEpilogue{}, gemm_threads);
       }
     };
@@ -127,13 +197,15 @@ void backward_weight(const ConvShape& s, const float* dy, const float* x, float*
     } else {
       for (int64_t ch = 0; ch < chunks; ++ch) chunk_body(ch, nt);
     }
-    if (chunks > 1) {
-      const int rt = threads_for(double(chunks) * double(dwlen));
+    // dW_g[k][i] = sum over chunks, in chunk order, of partial[ch][i][k].
+    const int rt = threads_for(double(chunks) * double(dwlen));
 #pragma omp parallel for num_threads(rt) schedule(static) if (rt > 1)
-      for (int64_t i = 0; i < dwlen; ++i) {
-        float v = partial[i];
-        for (int64_t ch = 1; ch < chunks; ++ch) v += partial[ch * dwlen + i];
-        dwg[i] = v;
+    for (int64_t k = 0; k < kg; ++k) {
+      float* dst = dwg + k * crs;
+      for (int64_t i = 0; i < crs; ++i) dst[i] = partial[i * kg + k];
+      for (int64_t ch = 1; ch < chunks; ++ch) {
+        const float* src = partial + ch * dwlen + k;
+        for (int64_t i = 0; i < crs; ++i) dst[i] += src[i * kg];
       }
     }
   }

@@ -20,15 +20,23 @@ struct V {
   static V fma(V a, V b, V c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static V relu(V a) { return {_mm256_max_ps(a.v, _mm256_setzero_ps())}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
+  // Lanes [0, n) only (0 < n < N): a masked store never touches memory past the row.
+  void store_first(float* p, int n) const {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), v);
+  }
 };
 
-#include "cpu/conv/conv_direct_impl.h"
+// Output channels per packed weight block: a multiple of every register tile height.
+constexpr int kKBP = 12;
+template <int NV>
+constexpr int kb_for() { return NV == 3 ? 4 : 6; }
 
-constexpr int kKB = 4;
+#include "cpu/conv/conv_direct_impl.h"
 }  // namespace
 
-DirectGeometry direct_geometry() { return {kKB, V::N}; }
-void direct_smallc(const DirectArgs& a) { direct_smallc_impl<kKB>(a); }
+DirectGeometry direct_geometry() { return {kKBP, V::N}; }
+void direct_conv(const DirectArgs& a) { direct_impl(a); }
 
 }  // namespace avx2
 }  // namespace conv

@@ -20,15 +20,22 @@ struct V {
   static V fma(V a, V b, V c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
   static V relu(V a) { return {_mm512_max_ps(a.v, _mm512_setzero_ps())}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
+  // Lanes [0, n) only (0 < n < N): a masked store never touches memory past the row.
+  void store_first(float* p, int n) const {
+    _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1u), v);
+  }
 };
 
-#include "cpu/conv/conv_direct_impl.h"
+// Output channels per packed weight block: a multiple of every register tile height.
+constexpr int kKBP = 24;
+template <int NV>
+constexpr int kb_for() { return NV == 3 ? 8 : 12; }
 
-constexpr int kKB = 8;
+#include "cpu/conv/conv_direct_impl.h"
 }  // namespace
 
-DirectGeometry direct_geometry() { return {kKB, V::N}; }
-void direct_smallc(const DirectArgs& a) { direct_smallc_impl<kKB>(a); }
+DirectGeometry direct_geometry() { return {kKBP, V::N}; }
+void direct_conv(const DirectArgs& a) { direct_impl(a); }
 
 }  // namespace avx512
 }  // namespace conv

@@ -44,15 +44,21 @@ struct V {
   void store(float* p) const {
     for (int i = 0; i < N; ++i) p[i] = v[i];
   }
+  void store_first(float* p, int n) const {
+    for (int i = 0; i < n; ++i) p[i] = v[i];
+  }
 };
 
-#include "cpu/conv/conv_direct_impl.h"
+// Output channels per packed weight block: a multiple of every register tile height.
+constexpr int kKBP = 4;
+template <int NV>
+constexpr int kb_for() { return 4; }
 
-constexpr int kKB = 4;
+#include "cpu/conv/conv_direct_impl.h"
 }  // namespace
 
-DirectGeometry direct_geometry() { return {kKB, V::N}; }
-void direct_smallc(const DirectArgs& a) { direct_smallc_impl<kKB>(a); }
+DirectGeometry direct_geometry() { return {kKBP, V::N}; }
+void direct_conv(const DirectArgs& a) { direct_impl(a); }
 
 }  // namespace generic
 }  // namespace conv

@@ -3,6 +3,7 @@
 //   gemm_1x1      y[n,g] (Kg x HW) = W_g (Kg x Cg) @ x[n,g] (Cg x HW), column tiles, no copy
 //   im2col_tiles  y[n,g][:, tile] = W_g (Kg x CgRS) @ col (CgRS x T), col built per tile
 //   direct_smallc register-blocked direct kernel over padded input rows (conv_direct_*.cpp)
+//   implicit_gemm the same kernel for many channels (C*R*S taps read in place)
 //   depthwise     one padded plane per (n, c) (conv_depthwise.per_isa.cpp)
 // Work items are (image, group, tile/row block); each output element has exactly one
 // writer and its arithmetic does not depend on the split, so any thread count gives
@@ -73,8 +74,11 @@ void forward_gemm(const ConvShape& s, const float* x, const float* w, const floa
       sgemm(kg, t, cg, 1.0f, a, MatRef{xg + p0, s.hw(), 1}, 0.0f, MutMatRef{yg, P, 1}, ep,
             gemm_threads);
     } else {
+      const int64_t oh_first = p0 / s.wo, oh_last = (p0 + t - 1) / s.wo;
+      float* buf = thread_scratch(0).floats(size_t(padded_rows_floats(s, oh_last - oh_first + 1)));
+      const PaddedRows pr = pad_rows(s, xg, oh_first, oh_last, buf);
       float* col = thread_scratch(1).floats(size_t(crs * T));
-      im2col_tile(s, xg, p0, t, col, t);
+      im2col_tile_padded(s, pr, p0, t, col, t);
       sgemm(kg, t, crs, 1.0f, a, MatRef{col, t, 1}, 0.0f, MutMatRef{yg, P, 1}, ep, gemm_threads);
     }
   });
@@ -100,27 +104,35 @@ void forward_direct(const ConvShape& s, const float* x, const float* w, const fl
     }
 
   const int nt = threads_for(forward_flops(s), 2.0e6);
-  // Row blocks: whole images when there are plenty, else enough blocks to share.
-  const int64_t planes = s.n * G;
-  const int64_t want = planes >= 2 * nt ? 1 : ceil_div(2 * nt, planes);
-  const int64_t rows_per = ceil_div(s.ho, std::min(want, s.ho)), rblocks = ceil_div(s.ho, rows_per);
   const int64_t wpad = ceil_div(s.wo, geo.vec_width) * geo.vec_width + (s.s - 1) * s.dw;
+  // Row blocks: the padded rows of one block stay within ~128 KiB (L2) and there are
+  // enough blocks to share between threads.
+  const int64_t planes = s.n * G;
+  const int64_t fit = (int64_t(32) * 1024 / std::max<int64_t>(1, cg * wpad) - (s.r - 1) * s.dh) / s.sh;
+  int64_t rows_per = std::max<int64_t>(1, std::min(s.ho, fit));
+  if (planes * ceil_div(s.ho, rows_per) < 2 * nt)
+    rows_per = std::max<int64_t>(1, ceil_div(s.ho, ceil_div(2 * nt, planes)));
+  const int64_t rblocks = ceil_div(s.ho, rows_per);
   for_items(planes * rblocks, nt, [&](int64_t it, int) {
     const int64_t rb = it % rblocks, ng = it / rblocks, g = ng % G, n = ng / G;
     const int64_t oh0 = rb * rows_per, nrows = std::min(rows_per, s.ho - oh0);
     const int64_t prows = (nrows - 1) * s.sh + (s.r - 1) * s.dh + 1;
     const int64_t pplane = prows * wpad;
     float* pad = thread_scratch(0).floats(size_t(cg * pplane));
-    std::fill(pad, pad + cg * pplane, 0.0f);
     // pad row i = input row oh0*sh - pt + i; pad column j = input column j - pl.
-    const int64_t j0 = std::min(s.pl, wpad), j1 = std::min(wpad, s.pl + s.w);
+    const int64_t j0 = std::min(s.pl, wpad), j1 = std::max(j0, std::min(wpad, s.pl + s.w));
     for (int64_t c = 0; c < cg; ++c) {
       const float* xc = x + (n * s.c + g * cg + c) * s.hw();
       for (int64_t i = 0; i < prows; ++i) {
+        float* row = pad + c * pplane + i * wpad;
         const int64_t ih = oh0 * s.sh - s.pt + i;
-        if (ih < 0 || ih >= s.h || j1 <= j0) continue;
-        std::memcpy(pad + c * pplane + i * wpad + j0, xc + ih * s.w + (j0 - s.pl),
-                    sizeof(float) * size_t(j1 - j0));
+        if (ih < 0 || ih >= s.h) {
+          std::fill(row, row + wpad, 0.0f);
+          continue;
+        }
+        std::fill(row, row + j0, 0.0f);
+        std::memcpy(row + j0, xc + ih * s.w + (j0 - s.pl), sizeof(float) * size_t(j1 - j0));
+        std::fill(row + j1, row + wpad, 0.0f);
       }
     }
     DirectArgs a;
@@ -141,7 +153,7 @@ void forward_direct(const ConvShape& s, const float* x, const float* w, const fl
     a.y = y + (n * s.k + g * kg) * s.howo() + oh0 * s.wo;
     a.yk = s.howo();
     a.relu = relu;
-    NNF_CONV_DISPATCH(direct_smallc, a);
+    NNF_CONV_DISPATCH(direct_conv, a);
   });
 }
 
@@ -181,7 +193,8 @@ void forward(const ConvShape& s, const float* x, const float* w, const float* bi
              float* y) {
   if (s.n == 0) return;
   switch (choose_algo(s)) {
-    case Algo::direct_smallc: forward_direct(s, x, w, bias, relu, y); break;
+    case Algo::direct_smallc:
+    case Algo::implicit_gemm: forward_direct(s, x, w, bias, relu, y); break;
     case Algo::depthwise: forward_depthwise(s, x, w, bias, relu, y); break;
     case Algo::gemm_1x1: forward_gemm(s, x, w, bias, relu, y, true); break;
     default: forward_gemm(s, x, w, bias, relu, y, false); break;

@@ -1,6 +1,6 @@
 // Per-ISA conv micro-kernels; conv_forward.cpp picks a namespace from active_isa().
 //
-//   direct_smallc: conv_direct_{generic,avx2,avx512}.cpp (hand-written vector types)
+//   direct_smallc / implicit_gemm: conv_direct_{generic,avx2,avx512}.cpp (vector types)
 //   depthwise:     conv_depthwise.per_isa.cpp (auto-vectorised, compiled once per ISA)
 #pragma once
 #include <cstdint>
@@ -8,15 +8,15 @@
 namespace nnf {
 namespace conv {
 
-// One work item of the direct small-C kernel: `nrows` output rows of one image and
+// One work item of the direct kernel (direct_smallc and implicit_gemm): `nrows` output rows of one image and
 // one group, every output channel of the group.
 struct DirectArgs {
   const float* pad;  // (cg, prows, wpad) zero-padded input rows; output row i reads pad
                      // rows i*sh + r*dh, output column ow reads pad column ow + q*dw
   int64_t wpad;      // >= round_up(wo, vec_width) + (S-1)*dw: whole vectors never overrun
   int64_t pplane;    // prows * wpad
-  const float* wpack;  // (ceil(kg/KB), cg, R, S, KB), zero for k >= kg
-  const float* bpack;  // (ceil(kg/KB) * KB) or null
+  const float* wpack;  // (ceil(kg/KBP), cg, R, S, KBP), zero for k >= kg
+  const float* bpack;  // (ceil(kg/KBP) * KBP) or null
   int64_t cg, kg, r, s, dh, dw, sh;
   int64_t nrows, wo;
   float* y;    // element (k, i, ow) of this item at y[k*yk + i*wo + ow]
@@ -25,7 +25,7 @@ struct DirectArgs {
 };
 
 struct DirectGeometry {
-  int kb;         // output channels per register block (the wpack block)
+  int kb;         // output channels per packed weight block (wpack)
   int vec_width;  // floats per vector register
 };
 
@@ -42,7 +42,7 @@ struct DepthwiseArgs {
 
 #define NNF_CONV_KERNEL_DECLS                \
   DirectGeometry direct_geometry();          \
-  void direct_smallc(const DirectArgs& a);   \
+  void direct_conv(const DirectArgs& a);   \
   void depthwise_plane(const DepthwiseArgs& a);
 
 namespace generic { NNF_CONV_KERNEL_DECLS }
