@@ -22,6 +22,7 @@ CASES = [
     (3, 2, 11, 13, (3, 2), (2, 1), (1, 0), True),
     (2, 5, 28, 28, 2, 2, 0, False),
     (2, 3, 9, 7, 2, 2, 0, False),       # 2x2/s2 one-pass path with a dropped last row and column
+    (3, 2, 6, 38, 2, 2, 0, False),      # 2x2/s2: two 8-wide steps and a masked 3-wide tail per row
     (1, 1, 1, 1, 1, 1, 0, False),
     (2, 3, 17, 31, 3, 1, 1, False),
     (1, 2, 6, 7, 4, 3, 2, True),
@@ -104,6 +105,37 @@ def test_max_pool2d_nan_propagates_and_ties_pick_first(isa):
     x = np.full((1, 1, 2, 2), -np.inf, np.float32)
     y, idx = ops.max_pool2d(x, 2)
     assert y[0, 0, 0, 0] == -np.inf and idx[0, 0, 0, 0] == 0
+
+
+def torch_rule_max_pool(x, k, s, p):
+    """Scalar loop with torch's CPU rule: start at -inf / the first tap; take a tap if it
+    is greater or NaN (first maximum wins ties, the last NaN wins)."""
+    n, c, h, w = x.shape
+    wins, ho, wo = ref.windows(h, w, k, s, p, False)
+    y = np.zeros((n, c, ho, wo), np.float32)
+    idx = np.zeros((n, c, ho, wo), np.int64)
+    for b in range(n):
+        for ch in range(c):
+            for oh, ow, (hs, he, ws, we), _ in wins:
+                best, bi = -np.inf, hs * w + ws
+                for ih in range(hs, he):
+                    for iw in range(ws, we):
+                        v = x[b, ch, ih, iw]
+                        if v > best or np.isnan(v):
+                            best, bi = v, ih * w + iw
+                y[b, ch, oh, ow], idx[b, ch, oh, ow] = best, bi
+    return y, idx
+
+
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (2, 1, 0)])
+def test_max_pool2d_ties_and_nans_follow_torch_rule_on_every_path(isa, rng, k, s, p):
+    # small integers: many ties inside windows; a sprinkle of NaN
+    x = rng.integers(-2, 3, size=(2, 3, 7, 37)).astype(np.float32)
+    x[rng.random(x.shape) < 0.04] = np.nan
+    y, idx = ops.max_pool2d(x, k, s, p)
+    want, want_idx = torch_rule_max_pool(x, k, s, p)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(y, want)  # NaN positions compare equal in assert_array_equal
 
 
 def test_non_contiguous_input_is_copied(isa, rng):
@@ -232,3 +264,26 @@ def test_agrees_with_torch(rng, case):
         ta.backward(torch.from_numpy(dy))
         assert_close(ops.avg_pool2d_backward(dy, x.shape, k, s, p, ceil, cip), tx.grad.numpy(),
                      4 * EPS32 * (overlap(k, s) + 2) * np.abs(dy).max(), "avg_pool2d_backward vs torch")
+
+
+@pytest.mark.parametrize("at_end", [True, False])
+def test_pool_reads_stay_inside_guarded_input(isa, rng, at_end):
+    from test_edges import guarded_buffer  # mmap'd data between inaccessible pages
+    for shape in [(1, 1, 2, 2), (2, 3, 6, 37), (1, 2, 9, 17), (3, 1, 4, 16)]:
+        x = guarded_buffer(int(np.prod(shape)), at_end=at_end).reshape(shape)
+        x[...] = randn(rng, *shape)
+        for k, s, p in [(2, 2, 0), (3, 2, 1), (2, 1, 1)]:
+            y, idx = ops.max_pool2d(x, k, s, p)
+            want, want_idx = ref.max_pool2d(x, k, s, p)
+            np.testing.assert_array_equal(idx, want_idx)
+            dy = guarded_buffer(y.size, at_end=at_end).reshape(y.shape)
+            dy[...] = 1.0
+            assert ops.max_pool2d_backward(dy, idx, shape).sum() == y.size
+            a = ops.avg_pool2d(x, k, s, p)
+            assert_close(a, ref.avg_pool2d(x, k, s, p), 2 * EPS32 * 11 * np.abs(x).max(), "avg_pool2d")
+            assert ops.avg_pool2d_backward(dy, shape, k, s, p).shape == shape
+        assert_close(ops.global_avg_pool2d(x), f64_mean(x), 4 * EPS32 * np.abs(x).max(), "global_avg_pool2d")
+
+
+def f64_mean(x):
+    return x.astype(np.float64).mean(axis=(2, 3))

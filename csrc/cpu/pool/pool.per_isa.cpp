@@ -12,8 +12,10 @@
 //      interior/border split, stride templated. Any window.
 //   v2 max_pool_2x2s2_plane: 2x2 stride 2 unpadded windows in one pass (~2x v1 on
 //      the CNN's 28x28 and 14x14 planes, whose short rows make v1's per-tap passes
-//      overhead-bound). NNFORGE_POOL_VARIANT is not needed: v1 still serves every
-//      other geometry and is tested on 2x2/s2 through ceil_mode and padding cases.
+//      overhead-bound). v1 still serves every other geometry and is tested on 2x2/s2
+//      through ceil_mode and padding cases.
+//   v3 max_pool_2x2_avx2.cpp: v2 by hand in AVX2 with masked row tails (the avx2 path
+//      uses it; generic and avx512 use v2).
 #include <omp.h>
 
 #include <cmath>
@@ -218,9 +220,7 @@ void max_pool2d_planes(const PoolGeometry& g, const float* x, float* y, int64_t*
   auto run = [&](auto plane) {
     for_planes(g.planes, nt, [&](int64_t p) { plane(g, x + p * in, y + p * out, idx + p * out); });
   };
-  const bool whole_2x2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 &&
-                         2 * g.ho <= g.h && 2 * g.wo <= g.w;  // ceil_mode may add a partial window
-  if (whole_2x2) run(max_pool_2x2s2_plane);
+  if (whole_2x2_windows(g)) run(max_pool_2x2s2_plane);
   else if (g.sw == 1) run(max_pool_plane<1>);
   else if (g.sw == 2) run(max_pool_plane<2>);
   else run(max_pool_plane<0>);

@@ -70,6 +70,10 @@ PoolGeometry make_geometry(const char* what, int64_t n, int64_t c, int64_t h, in
 void max_pool2d(const PoolGeometry& g, const float* x, float* y, int64_t* idx) {
   if (g.planes == 0) return;
   const int nt = threads_for(double(g.planes) * double(g.ho * g.wo) * double(g.kh * g.kw) * 2.0);
+  if (active_isa() == Isa::avx2 && whole_2x2_windows(g) && g.w < (int64_t(1) << 30)) {
+    avx2::max_pool2d_2x2s2_planes(g, x, y, idx, nt);
+    return;
+  }
   NNF_POOL_DISPATCH(max_pool2d_planes, g, x, y, idx, nt);
 }
 

@@ -21,6 +21,13 @@ struct PoolGeometry {
   bool count_include_pad; // avg pool divisor rule (torch's)
 };
 
+// 2x2 windows, stride 2, no padding, every window whole (the usual CNN pool): the
+// geometry of the one-pass max-pool kernels (v2 per ISA, v3 hand-written AVX2).
+inline bool whole_2x2_windows(const PoolGeometry& g) {
+  return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && 2 * g.ho <= g.h &&
+         2 * g.wo <= g.w;  // ceil_mode may add a partial last window
+}
+
 #define NNF_POOL_KERNEL_DECLS                                                                    \
   void max_pool2d_planes(const PoolGeometry& g, const float* x, float* y, int64_t* idx, int nt); \
   void max_pool2d_backward_planes(const PoolGeometry& g, const float* dy, const int64_t* idx,    \
@@ -32,7 +39,11 @@ struct PoolGeometry {
                                          int nt);
 
 namespace generic { NNF_POOL_KERNEL_DECLS }
-namespace avx2 { NNF_POOL_KERNEL_DECLS }
+namespace avx2 {
+NNF_POOL_KERNEL_DECLS
+// v3 (max_pool_2x2_avx2.cpp): whole_2x2_windows(g) and g.w < 2^30 (int32 offsets).
+void max_pool2d_2x2s2_planes(const PoolGeometry& g, const float* x, float* y, int64_t* idx, int nt);
+}  // namespace avx2
 namespace avx512 { NNF_POOL_KERNEL_DECLS }
 
 }  // namespace nnf
