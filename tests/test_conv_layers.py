@@ -123,6 +123,10 @@ def test_conv2d_bad_inputs(rng):
         nn.Conv2d(3, 4, 3, activation="tanh")
     with pytest.raises(TypeError, match="kernel_size"):
         nn.Conv2d(3, 4, 2.5)
+    with pytest.raises(TypeError, match="kernel_size"):
+        nn.Conv2d(3, 4, (3,))
+    with pytest.raises(ValueError, match="kernel_size must be positive"):
+        nn.Conv2d(3, 4, (3, 0))
 
 
 # --- pooling --------------------------------------------------------------------------------

@@ -28,10 +28,11 @@ def _nchw(x, layer: str, channels: Optional[int] = None) -> np.ndarray:
 
 def _pair_or_int(v, name: str):
     """Validate an int or (h, w) pair early, so a bad layer fails at construction."""
-    vals = v if isinstance(v, (tuple, list)) else (v,)
-    if len(vals) not in (1, 2) or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in vals):
+    is_seq = isinstance(v, (tuple, list))
+    vals = v if is_seq else (v,)
+    if len(vals) != (2 if is_seq else 1) or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in vals):
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else int(v)
+    return tuple(int(a) for a in v) if is_seq else int(v)
 
 
 class Conv2d(Module):
@@ -55,7 +56,7 @@ class Conv2d(Module):
                              f"by groups ({groups})")
         k = _pair_or_int(kernel_size, "kernel_size")
         self.kernel_size = (k, k) if isinstance(k, int) else k
-        if len(self.kernel_size) != 2 or min(self.kernel_size) < 1:
+        if min(self.kernel_size) < 1:
             raise ValueError(f"kernel_size must be positive, got {kernel_size!r}")
         self.stride = _pair_or_int(stride, "stride")
         self.dilation = _pair_or_int(dilation, "dilation")
