@@ -167,6 +167,10 @@ def test_bitwise_equal_for_1_and_2_threads(isa, rng, threads, case):
     two = everything()
     for a, b in zip(one, two):
         assert bitwise_equal(a, b), "result differs between 1 and 2 threads"
+    # planes split between threads: row-tail stores must not spill into another thread's plane
+    want, want_idx = ref.max_pool2d(x, k, s, p, ceil)
+    np.testing.assert_array_equal(two[0], want.astype(np.float32))
+    np.testing.assert_array_equal(two[1], want_idx)
 
 
 def test_empty_batch(isa):

@@ -6,7 +6,11 @@
 // first maximum wins ties, the last NaN wins), and the tap's offset {0, 1, w, w+1}
 // rides along as an int32 lane, widened to the int64 index at the store. Row tails
 // (wo not a multiple of 8; the CNN's 14 and 7) use masked loads and stores instead
-// of a scalar loop, which dominated v2 on such short rows.
+// of a scalar loop, which dominated v2 on such short rows. Masked stores are slow on
+// AMD Zen (microcoded vmaskmov), so a tail is stored whole when the overhang lands in
+// later output rows of the same plane (rewritten right after, by the same thread),
+// and only the plane's last outputs go through a small buffer; tail loads are whole
+// when the 16 floats stay inside the plane.
 #include <immintrin.h>
 
 #include "cpu/pool/pool_isa.h"
@@ -18,10 +22,6 @@ namespace {
 inline __m256i lanes_below(int64_t n) {  // int32 lanes i < n (n may be <= 0 or > 8)
   const int32_t c = n < 0 ? 0 : (n > 8 ? 8 : int32_t(n));
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-inline __m256i lanes64_below(int64_t n) {  // int64 lanes i < n
-  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
 // 16 consecutive floats (lo, hi) -> even columns and odd columns, each in order.
@@ -39,13 +39,14 @@ inline void take(__m256 v, __m256i code, __m256& m, __m256i& off) {
   off = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(off), _mm256_castsi256_ps(code), t));
 }
 
-// n (1..8) outputs starting at column ow of one output row.
+// n (1..8) outputs starting at column ow of one output row. whole_load: the 16 floats
+// from each row start stay inside the plane; whole_store: 8 outputs may be written.
 inline void step(const float* r0, const float* r1, int64_t ow, int64_t n, int64_t base, int64_t w,
-                 float* yr, int64_t* ir) {
+                 float* yr, int64_t* ir, bool whole_load, bool whole_store) {
   const float* p0 = r0 + 2 * ow;
   const float* p1 = r1 + 2 * ow;
   __m256 a0, a1, b0, b1;
-  if (n == 8) {
+  if (n == 8 || whole_load) {
     a0 = _mm256_loadu_ps(p0), a1 = _mm256_loadu_ps(p0 + 8);
     b0 = _mm256_loadu_ps(p1), b1 = _mm256_loadu_ps(p1 + 8);
   } else {  // never touch memory past the 2n floats of each row
@@ -66,25 +67,35 @@ inline void step(const float* r0, const float* r1, int64_t ow, int64_t n, int64_
   const __m256i start = _mm256_set1_epi64x(base + 2 * ow);
   const __m256i i0 = _mm256_add_epi64(start, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(rel)));
   const __m256i i1 = _mm256_add_epi64(start, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(rel, 1)));
-  long long* io = reinterpret_cast<long long*>(ir + ow);
-  if (n == 8) {
+  if (n == 8 || whole_store) {
     _mm256_storeu_ps(yr + ow, m);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(io), i0);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(io + 4), i1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ir + ow), i0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ir + ow + 4), i1);
   } else {
-    _mm256_maskstore_ps(yr + ow, lanes_below(n), m);
-    _mm256_maskstore_epi64(io, lanes64_below(n), i0);
-    _mm256_maskstore_epi64(io + 4, lanes64_below(n - 4), i1);
+    alignas(32) float ybuf[8];
+    alignas(32) int64_t ibuf[8];
+    _mm256_store_ps(ybuf, m);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(ibuf), i0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(ibuf + 4), i1);
+    for (int64_t j = 0; j < n; ++j) {
+      yr[ow + j] = ybuf[j];
+      ir[ow + j] = ibuf[j];
+    }
   }
 }
 
 void plane(const PoolGeometry& g, const float* x, float* y, int64_t* idx) {
-  const int64_t w = g.w, wo = g.wo;
+  const int64_t w = g.w, wo = g.wo, in = g.h * g.w;
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     const float* r0 = x + 2 * oh * w;
     float* yr = y + oh * wo;
     int64_t* ir = idx + oh * wo;
-    for (int64_t ow = 0; ow < wo; ow += 8) step(r0, r0 + w, ow, wo - ow < 8 ? wo - ow : 8, 2 * oh * w, w, yr, ir);
+    for (int64_t ow = 0; ow < wo; ow += 8) {
+      const bool whole_load = (2 * oh + 1) * w + 2 * ow + 16 <= in;
+      // the overhang lands in later rows of this plane, which are written after this one
+      const bool whole_store = oh * wo + ow + 8 <= g.ho * wo;
+      step(r0, r0 + w, ow, wo - ow < 8 ? wo - ow : 8, 2 * oh * w, w, yr, ir, whole_load, whole_store);
+    }
   }
 }
 
