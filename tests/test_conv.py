@@ -41,6 +41,8 @@ CONFIGS = [
     (2, 5, 6, 7, 4, 6, 7, 1, 0, 1, 1),             # kernel = whole input: Ho = Wo = 1
     (1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1),             # everything 1
     (2, 7, 4, 5, 3, 1, 1, 1, (1, 2, 0, 3), 1, 1),   # 1x1 with padding > extent (dx via col2im)
+    (2, 3, 15, 17, 10, 3, 3, 2, 1, 1, 1),          # small C, stride 2 (phase-split rows)
+    (1, 2, 9, 23, 5, 2, 3, (1, 3), (0, 1, 2, 0), (2, 1), 1),  # small C, stride_w 3
 ]
 IDS = ["N{}C{}H{}W{}K{}R{}S{}-st{}-p{}-d{}-g{}".format(*c).replace(" ", "") for c in CONFIGS]
 
@@ -336,6 +338,7 @@ def test_output_shape_and_algorithm():
     assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "implicit_gemm"
     assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=2) == "im2col_tiles"
     assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=(2, 1)) == "implicit_gemm"
+    assert alg((8, 3, 56, 56), (64, 3, 3, 3), padding=1, stride=2) == "direct_smallc"
     assert alg((8, 64, 56, 56), (64, 64, 1, 1)) == "gemm_1x1"
     assert alg((8, 64, 56, 56), (64, 64, 1, 1), stride=2) == "im2col_tiles"
     assert alg((8, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"

@@ -81,12 +81,13 @@ inline void direct_columns(const nnf::conv::DirectArgs& a, const float* wb, cons
 
 inline void direct_impl(const nnf::conv::DirectArgs& a) {
   const int64_t crs = a.cg * a.r * a.s;
-  // Tap t = (c, r, s) reads pad at c*pplane + r*dh*wpad + s*dw from the row start.
+  // Tap t = (c, r, s) reads pad at c*pplane + r*dh*wpad + its phase and shift.
   static thread_local std::vector<int64_t> taps;
   taps.resize(size_t(crs));
   for (int64_t c = 0, t = 0; c < a.cg; ++c)
     for (int64_t r = 0; r < a.r; ++r)
-      for (int64_t q = 0; q < a.s; ++q, ++t) taps[size_t(t)] = c * a.pplane + r * a.dh * a.wpad + q * a.dw;
+      for (int64_t q = 0; q < a.s; ++q, ++t)
+        taps[size_t(t)] = c * a.pplane + r * a.dh * a.wpad + (q * a.dw) % a.sw * a.wphase + (q * a.dw) / a.sw;
   // Channel blocks outer: one block's weights (C*R*S*KBP floats) stay in L1 while
   // every row of the item (padded rows sized for L2 by the caller) passes under them;
   // measured faster than rows outer (weights from L2 on every tap).

@@ -104,7 +104,8 @@ void forward_direct(const ConvShape& s, const float* x, const float* w, const fl
     }
 
   const int nt = threads_for(forward_flops(s), 2.0e6);
-  const int64_t wpad = ceil_div(s.wo, geo.vec_width) * geo.vec_width + (s.s - 1) * s.dw;
+  const int64_t wphase = ceil_div(s.wo, geo.vec_width) * geo.vec_width + (s.s - 1) * s.dw / s.sw;
+  const int64_t wpad = s.sw * wphase;
   // Row blocks: the padded rows of one block stay within ~128 KiB (L2) and there are
   // enough blocks to share between threads.
   const int64_t planes = s.n * G;
@@ -119,8 +120,7 @@ void forward_direct(const ConvShape& s, const float* x, const float* w, const fl
     const int64_t prows = (nrows - 1) * s.sh + (s.r - 1) * s.dh + 1;
     const int64_t pplane = prows * wpad;
     float* pad = thread_scratch(0).floats(size_t(cg * pplane));
-    // pad row i = input row oh0*sh - pt + i; pad column j = input column j - pl.
-    const int64_t j0 = std::min(s.pl, wpad), j1 = std::max(j0, std::min(wpad, s.pl + s.w));
+    // pad row i = input row oh0*sh - pt + i; phase p, index j = input column j*sw + p - pl.
     for (int64_t c = 0; c < cg; ++c) {
       const float* xc = x + (n * s.c + g * cg + c) * s.hw();
       for (int64_t i = 0; i < prows; ++i) {
@@ -130,14 +130,28 @@ void forward_direct(const ConvShape& s, const float* x, const float* w, const fl
           std::fill(row, row + wpad, 0.0f);
           continue;
         }
-        std::fill(row, row + j0, 0.0f);
-        std::memcpy(row + j0, xc + ih * s.w + (j0 - s.pl), sizeof(float) * size_t(j1 - j0));
-        std::fill(row + j1, row + wpad, 0.0f);
+        const float* xr = xc + ih * s.w;
+        if (s.sw == 1) {
+          const int64_t j0 = std::min(s.pl, wpad), j1 = std::max(j0, std::min(wpad, s.pl + s.w));
+          std::fill(row, row + j0, 0.0f);
+          std::memcpy(row + j0, xr + (j0 - s.pl), sizeof(float) * size_t(j1 - j0));
+          std::fill(row + j1, row + wpad, 0.0f);
+        } else {
+          for (int64_t p = 0; p < s.sw; ++p) {
+            float* ph = row + p * wphase;
+            for (int64_t j = 0; j < wphase; ++j) {
+              const int64_t iw = j * s.sw + p - s.pl;
+              ph[j] = (iw >= 0 && iw < s.w) ? xr[iw] : 0.0f;
+            }
+          }
+        }
       }
     }
     DirectArgs a;
     a.pad = pad;
     a.wpad = wpad;
+    a.wphase = wphase;
+    a.sw = s.sw;
     a.pplane = pplane;
     a.wpack = wpack + g * kblocks * crs * KB;
     a.bpack = bias ? bpack + g * kblocks * KB : nullptr;

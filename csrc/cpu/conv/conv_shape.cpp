@@ -107,17 +107,20 @@ Algo choose_algo(const ConvShape& s) {
     const Algo f = Algo(forced);
     const bool ok = f == Algo::im2col_tiles || (f == Algo::depthwise && is_depthwise(s)) ||
                     (f == Algo::gemm_1x1 && is_one_by_one(s)) ||
-                    ((f == Algo::direct_smallc || f == Algo::implicit_gemm) && s.sw == 1);
+                    f == Algo::direct_smallc || f == Algo::implicit_gemm;
     if (ok) return f;
   }
   if (is_depthwise(s)) return Algo::depthwise;
   if (is_one_by_one(s)) return Algo::gemm_1x1;
-  // The direct kernel vectorises along Wo with unit-stride loads, hence stride_w == 1.
-  // Small C: a GEMM with reduction length C*R*S = 9 or 27 fills few of its k steps
-  // per C-tile load/store. Many channels: the same kernel reads the C*R*S taps from
-  // padded rows in place and measured ~15-20% faster than im2col tiles + sgemm
-  // (N64 C32 14x14 K64: 68 vs 58 GFLOP/s on one Zen 3 core).
-  if (s.sw == 1) return s.cg() <= 4 ? Algo::direct_smallc : Algo::implicit_gemm;
+  // Small C (any stride; strided columns are read from phase-split padded rows): a
+  // GEMM with reduction length C*R*S = 9 or 27 fills few of its k steps per C-tile
+  // load/store, the direct kernel keeps its K x Wo tile in registers.
+  if (s.cg() <= 4) return Algo::direct_smallc;
+  // Many channels, stride_w 1: the same kernel reads the C*R*S taps from padded rows in
+  // place and measured ~15-20% faster than im2col tiles + sgemm (N64 C32 14x14 K64:
+  // 68 vs 58 GFLOP/s on one Zen 3 core). With stride 2 it was slower (41-46 vs 58 for
+  // N16 C64 28x28 K128): twice the input rows per output row.
+  if (s.sw == 1) return Algo::implicit_gemm;
   return Algo::im2col_tiles;
 }
 
