@@ -157,7 +157,8 @@ def forced_algorithm():
 def test_every_algorithm_on_every_shape_it_runs(isa, rng, forced_algorithm, algo):
     """Forcing an algorithm (where it applies) gives the same accuracy, e.g. im2col tiles
     on the shapes the direct kernel normally takes, the direct kernel on 1x1 layers, and
-    the dx-as-forward path of the backward on every forward kernel."""
+    the dx-as-forward path of the backward on every forward kernel; dW follows (direct
+    kernel for the direct algorithms, GEMM for the GEMM ones)."""
     forced_algorithm(algo)
     assert nnforge._core.conv2d_get_algorithm() == algo
     used = set()

@@ -108,3 +108,75 @@ inline void direct_impl(const nnf::conv::DirectArgs& a) {
     }
   }
 }
+
+// ---- dW (see DirectDwArgs) ---------------------------------------------------------
+template <int KB, int TB>
+inline void dw_block(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
+                     int64_t k0, int64_t t0) {
+  V acc[KB][TB];
+#pragma GCC unroll 16
+  for (int kk = 0; kk < KB; ++kk)
+#pragma GCC unroll 16
+    for (int tt = 0; tt < TB; ++tt) acc[kk][tt] = V::zero();
+  const float* xp[TB];
+#pragma GCC unroll 16
+  for (int tt = 0; tt < TB; ++tt) xp[tt] = a.pad + taps[t0 + tt];
+  const float* dp = a.dy + k0 * a.dyk;
+  for (int64_t i = 0; i < a.nrows; ++i) {
+    const int64_t xoff = i * a.sh * a.wpad, doff = i * a.ldy;
+    for (int64_t v = 0; v < a.nvec; ++v) {
+      V d[KB];
+#pragma GCC unroll 16
+      for (int kk = 0; kk < KB; ++kk) d[kk] = V::load(dp + kk * a.dyk + doff + v * V::N);
+#pragma GCC unroll 16
+      for (int tt = 0; tt < TB; ++tt) {
+        const V xv = V::load(xp[tt] + xoff + v * V::N);
+#pragma GCC unroll 16
+        for (int kk = 0; kk < KB; ++kk) acc[kk][tt] = V::fma(d[kk], xv, acc[kk][tt]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int kk = 0; kk < KB; ++kk)
+#pragma GCC unroll 16
+    for (int tt = 0; tt < TB; ++tt) a.partial[(k0 + kk) * crs + t0 + tt] += acc[kk][tt].hsum();
+}
+
+template <int KB, int TB>
+inline void dw_tap_rem(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
+                       int64_t k0, int64_t t0, int rem) {
+  if constexpr (TB > 1) {
+    if (rem == TB - 1) dw_block<KB, TB - 1>(a, taps, crs, k0, t0);
+    else dw_tap_rem<KB, TB - 1>(a, taps, crs, k0, t0, rem);
+  }
+}
+
+template <int KB>
+inline void dw_channels(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
+                        int64_t k0) {
+  int64_t t0 = 0;
+  for (; t0 + kDwTB <= crs; t0 += kDwTB) dw_block<KB, kDwTB>(a, taps, crs, k0, t0);
+  if (t0 < crs) dw_tap_rem<KB, kDwTB>(a, taps, crs, k0, t0, int(crs - t0));
+}
+
+template <int KB>
+inline void dw_channel_rem(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
+                           int64_t k0, int rem) {
+  if constexpr (KB > 1) {
+    if (rem == KB - 1) dw_channels<KB - 1>(a, taps, crs, k0);
+    else dw_channel_rem<KB - 1>(a, taps, crs, k0, rem);
+  }
+}
+
+inline void direct_dw_impl(const nnf::conv::DirectDwArgs& a) {
+  const int64_t crs = a.cg * a.r * a.s;
+  static thread_local std::vector<int64_t> taps;
+  taps.resize(size_t(crs));
+  for (int64_t c = 0, t = 0; c < a.cg; ++c)
+    for (int64_t r = 0; r < a.r; ++r)
+      for (int64_t q = 0; q < a.s; ++q, ++t)
+        taps[size_t(t)] = c * a.pplane + r * a.dh * a.wpad + (q * a.dw) % a.sw * a.wphase + (q * a.dw) / a.sw;
+  int64_t k0 = 0;
+  for (; k0 + kDwKB <= a.kg; k0 += kDwKB) dw_channels<kDwKB>(a, taps.data(), crs, k0);
+  if (k0 < a.kg) dw_channel_rem<kDwKB>(a, taps.data(), crs, k0, int(a.kg - k0));
+}

@@ -28,6 +28,21 @@ struct DirectArgs {
   bool relu;
 };
 
+// dW of one work item (one image, one group, a block of output rows) from the same
+// padded rows as the forward: partial[k][t] += sum_{i, ow} dy[k][i][ow] * tap_t(i, ow)
+// with taps t = (c, r, s). Register tile: KB channels x TB taps of vector partial sums
+// over ow, reduced across lanes once per item. dy rows are zero past wo, so the
+// whole-vector reads past wo add nothing (for finite inputs).
+struct DirectDwArgs {
+  const float* pad;
+  int64_t wpad, wphase, pplane;
+  const float* dy;  // (kg, nrows, ldy), ldy = nvec * vec_width, zero past wo
+  int64_t dyk, ldy;
+  int64_t cg, kg, r, s, dh, dw, sh, sw;
+  int64_t nrows, nvec;
+  float* partial;  // (kg, cg*R*S), accumulated into
+};
+
 struct DirectGeometry {
   int kb;         // output channels per packed weight block (wpack)
   int vec_width;  // floats per vector register
@@ -47,6 +62,7 @@ struct DepthwiseArgs {
 #define NNF_CONV_KERNEL_DECLS                \
   DirectGeometry direct_geometry();          \
   void direct_conv(const DirectArgs& a);   \
+  void direct_dw(const DirectDwArgs& a);   \
   void depthwise_plane(const DepthwiseArgs& a);
 
 namespace generic { NNF_CONV_KERNEL_DECLS }
