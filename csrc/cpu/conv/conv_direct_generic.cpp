@@ -36,6 +36,11 @@ struct V {
     for (int i = 0; i < N; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
     return r;
   }
+  static V add(V a, V b) {
+    V r;
+    for (int i = 0; i < N; ++i) r.v[i] = a.v[i] + b.v[i];
+    return r;
+  }
   static V relu(V a) {
     V r;
     for (int i = 0; i < N; ++i) r.v[i] = a.v[i] > 0.0f ? a.v[i] : 0.0f;

@@ -17,15 +17,23 @@ inline void direct_block(const nnf::conv::DirectArgs& a, const float* wb, const 
                          int64_t ntaps, int64_t k0, int64_t i, int64_t ow) {
   // One flat loop over the taps (offsets precomputed) so the compiler keeps acc in
   // registers; nested runtime c/r/s loops made GCC spill acc to the stack every tap.
-  V acc[KB][NV];
+  // Small tiles (the 1- or 3-channel output of dx for a first layer) would wait on
+  // the FMA latency with only KB*NV chains, so U interleaved accumulator sets take
+  // alternate taps (summed in a fixed order at the end).
+  constexpr int U = KB * NV >= 8 ? 1 : (KB * NV >= 4 ? 2 : 4);
+  V acc[U][KB][NV];
 #pragma GCC unroll 16
   for (int kk = 0; kk < KB; ++kk) {
     const V b0 = a.bpack ? V::bcast(a.bpack + k0 + kk) : V::zero();
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[kk][j] = b0;
+    for (int j = 0; j < NV; ++j) {
+      acc[0][kk][j] = b0;
+#pragma GCC unroll 4
+      for (int u = 1; u < U; ++u) acc[u][kk][j] = V::zero();
+    }
   }
   const float* in = a.pad + i * a.sh * a.wpad + ow;
-  for (int64_t t = 0; t < ntaps; ++t) {
+  auto tap = [&](int u, int64_t t) __attribute__((always_inline)) {
     const float* inq = in + taps[t];
     const float* wq = wb + t * kKBP;
     V xv[NV];
@@ -35,9 +43,21 @@ inline void direct_block(const nnf::conv::DirectArgs& a, const float* wb, const 
     for (int kk = 0; kk < KB; ++kk) {
       const V wv = V::bcast(wq + kk);
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[kk][j] = V::fma(wv, xv[j], acc[kk][j]);
+      for (int j = 0; j < NV; ++j) acc[u][kk][j] = V::fma(wv, xv[j], acc[u][kk][j]);
     }
+  };
+  int64_t t = 0;
+  for (; t + U <= ntaps; t += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) tap(u, t + u);
   }
+  for (; t < ntaps; ++t) tap(0, t);
+#pragma GCC unroll 4
+  for (int u = 1; u < U; ++u)
+#pragma GCC unroll 16
+    for (int kk = 0; kk < KB; ++kk)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[0][kk][j] = V::add(acc[0][kk][j], acc[u][kk][j]);
   // Compile-time kk / j loops (a runtime bound would force acc into memory).
 #pragma GCC unroll 16
   for (int kk = 0; kk < KB; ++kk) {
@@ -45,7 +65,7 @@ inline void direct_block(const nnf::conv::DirectArgs& a, const float* wb, const 
       float* yrow = a.y + (k0 + kk) * a.yk + i * a.wo + ow;
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) {
-        const V v = a.relu ? V::relu(acc[kk][j]) : acc[kk][j];
+        const V v = a.relu ? V::relu(acc[0][kk][j]) : acc[0][kk][j];
         const int64_t col = ow + j * V::N;
         if (col + V::N <= a.wo) {
           v.store(yrow + j * V::N);
