@@ -340,9 +340,22 @@ def test_output_shape_and_algorithm():
     assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=2) == "im2col_tiles"
     assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=(2, 1)) == "implicit_gemm"
     assert alg((8, 3, 56, 56), (64, 3, 3, 3), padding=1, stride=2) == "direct_smallc"
+    assert alg((8, 3, 56, 56), (64, 3, 3, 3), stride=9) == "im2col_tiles"
     assert alg((8, 64, 56, 56), (64, 64, 1, 1)) == "gemm_1x1"
     assert alg((8, 64, 56, 56), (64, 64, 1, 1), stride=2) == "im2col_tiles"
     assert alg((8, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"
+
+
+def test_huge_stride_and_dilation(isa, rng):
+    """Strides / dilations far beyond the image: one output, no giant padded rows."""
+    x = rng.standard_normal((2, 3, 7, 9), dtype=np.float32)
+    w = rng.standard_normal((4, 3, 2, 2), dtype=np.float32)
+    for kw in (dict(stride=2 ** 40), dict(stride=(1, 2 ** 40)), dict(dilation=(6, 8)),
+               dict(stride=(3, 1000), padding=(0, 5, 0, 7))):
+        y = ops.conv2d(x, w, **kw)
+        check_forward(y, x, w, None, kw)
+        dy = rng.standard_normal(y.shape, dtype=np.float32)
+        check_backward(ops.conv2d_backward(dy, x, w, **kw), dy, x, w, kw)
 
 
 def test_empty_batch(rng):
