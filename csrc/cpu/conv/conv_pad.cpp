@@ -12,7 +12,7 @@ DirectLayout direct_layout(const ConvShape& s, int vec_width) {
   L.wphase = (s.wo + vec_width - 1) / vec_width * vec_width + (s.s - 1) * s.dw / s.sw;
   L.wpad = s.sw * L.wphase;
   const int64_t fit =
-      (int64_t(32) * 1024 / std::max<int64_t>(1, s.cg() * L.wpad) - (s.r - 1) * s.dh) / s.sh;
+      (int64_t(16) * 1024 / std::max<int64_t>(1, s.cg() * L.wpad) - (s.r - 1) * s.dh) / s.sh;
   L.rows_per = std::max<int64_t>(1, std::min(s.ho, fit));
   L.rblocks = (s.ho + L.rows_per - 1) / L.rows_per;
   return L;
