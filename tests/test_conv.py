@@ -41,6 +41,8 @@ CONFIGS = [
     (2, 5, 6, 7, 4, 6, 7, 1, 0, 1, 1),             # kernel = whole input: Ho = Wo = 1
     (1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1),             # everything 1
     (2, 7, 4, 5, 3, 1, 1, 1, (1, 2, 0, 3), 1, 1),   # 1x1 with padding > extent (dx via col2im)
+    (2, 3, 15, 17, 10, 3, 3, 2, 1, 1, 1),          # small C, stride 2 (phase-split rows)
+    (1, 2, 9, 23, 5, 2, 3, (1, 3), (0, 1, 2, 0), (2, 1), 1),  # small C, stride_w 3
 ]
 IDS = ["N{}C{}H{}W{}K{}R{}S{}-st{}-p{}-d{}-g{}".format(*c).replace(" ", "") for c in CONFIGS]
 
@@ -155,7 +157,8 @@ def forced_algorithm():
 def test_every_algorithm_on_every_shape_it_runs(isa, rng, forced_algorithm, algo):
     """Forcing an algorithm (where it applies) gives the same accuracy, e.g. im2col tiles
     on the shapes the direct kernel normally takes, the direct kernel on 1x1 layers, and
-    the dx-as-forward path of the backward on every forward kernel."""
+    the dx-as-forward path of the backward on every forward kernel; dW follows (direct
+    kernel for the direct algorithms, GEMM for the GEMM ones)."""
     forced_algorithm(algo)
     assert nnforge._core.conv2d_get_algorithm() == algo
     used = set()
@@ -336,9 +339,23 @@ def test_output_shape_and_algorithm():
     assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "implicit_gemm"
     assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=2) == "im2col_tiles"
     assert alg((8, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=(2, 1)) == "implicit_gemm"
+    assert alg((8, 3, 56, 56), (64, 3, 3, 3), padding=1, stride=2) == "direct_smallc"
+    assert alg((8, 3, 56, 56), (64, 3, 3, 3), stride=9) == "im2col_tiles"
     assert alg((8, 64, 56, 56), (64, 64, 1, 1)) == "gemm_1x1"
     assert alg((8, 64, 56, 56), (64, 64, 1, 1), stride=2) == "im2col_tiles"
     assert alg((8, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32) == "depthwise"
+
+
+def test_huge_stride_and_dilation(isa, rng):
+    """Strides / dilations far beyond the image: one output, no giant padded rows."""
+    x = rng.standard_normal((2, 3, 7, 9), dtype=np.float32)
+    w = rng.standard_normal((4, 3, 2, 2), dtype=np.float32)
+    for kw in (dict(stride=2 ** 40), dict(stride=(1, 2 ** 40)), dict(dilation=(6, 8)),
+               dict(stride=(3, 1000), padding=(0, 5, 0, 7))):
+        y = ops.conv2d(x, w, **kw)
+        check_forward(y, x, w, None, kw)
+        dy = rng.standard_normal(y.shape, dtype=np.float32)
+        check_backward(ops.conv2d_backward(dy, x, w, **kw), dy, x, w, kw)
 
 
 def test_empty_batch(rng):

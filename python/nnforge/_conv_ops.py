@@ -6,10 +6,13 @@ copied to C order here (one pass over the input, small next to the convolution) 
 the kernels read plain contiguous planes; a view never gives a different answer.
 dtype is never converted: anything but float32 raises TypeError in the binding.
 
-Algorithms (conv2d_algorithm): "direct_smallc" (C/groups <= 4, stride_w 1: direct
-register-blocked kernel), "depthwise" (groups == C == K), "gemm_1x1" (1x1, stride 1,
-no padding: GEMM on the image itself), "im2col_tiles" (everything else: im2col in
-bounded per-thread tiles + GEMM). Results are bitwise identical for any thread count.
+Algorithms (conv2d_algorithm): "direct_smallc" (C/groups <= 4: direct register-blocked
+kernel), "implicit_gemm" (more channels, stride_w 1: the same kernel over the C*R*S taps,
+read in place from padded rows), "depthwise" (groups == C == K), "gemm_1x1" (1x1,
+stride 1, no padding: GEMM on the image itself), "im2col_tiles" (everything else: im2col
+in bounded per-thread tiles + GEMM). The backward pass computes dx as a forward
+convolution with flipped filters when the stride is 1 (else GEMM + col2im tiles), and dw
+with the direct kernel for C/groups <= 4 (else GEMMs over im2col tiles). Results are bitwise identical for any thread count.
 """
 from __future__ import annotations
 

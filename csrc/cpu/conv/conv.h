@@ -56,6 +56,11 @@ void finalize_shape(ConvShape& s);
 // Takes the forced algorithm (set_forced_algo) when it applies to the shape.
 Algo choose_algo(const ConvShape& s);
 
+// dW algorithm: direct_smallc (the direct kernel, vector partial sums over output
+// columns) or im2col_tiles (GEMMs over im2col tiles). Follows a forced forward
+// algorithm (direct kernels -> direct, GEMM kernels -> GEMM) so both get cross-checked.
+Algo dw_algo(const ConvShape& s);
+
 // y = act(conv(x, w) + bias); bias may be null.
 void forward(const ConvShape& s, const float* x, const float* w, const float* bias, bool relu,
              float* y);

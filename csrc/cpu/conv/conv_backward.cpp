@@ -19,14 +19,40 @@
 #include "common/aligned_buffer.h"
 #include "common/threads.h"
 #include "cpu/conv/conv.h"
+#include "common/cpu_features.h"
 #include "cpu/conv/conv_im2col.h"
+#include "cpu/conv/conv_kernels.h"
+#include "cpu/conv/conv_pad.h"
 #include "cpu/gemm/gemm.h"
 
 namespace nnf {
 namespace conv {
 namespace {
 
+#define NNF_CONV_DISPATCH(fn, ...)                                \
+  (active_isa() == Isa::avx512 ? avx512::fn(__VA_ARGS__)          \
+   : active_isa() == Isa::avx2 ? avx2::fn(__VA_ARGS__)            \
+                               : generic::fn(__VA_ARGS__))
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Chunk count for a dW reduction over `items` work items, from the shape only (never
+// from the thread count): up to 16, partials bounded to ~64 MiB in all.
+int64_t dw_chunks(int64_t items, int64_t dwlen) {
+  const int64_t cap = std::max<int64_t>(1, (int64_t(16) << 20) / dwlen);
+  return std::min<int64_t>({16, items, cap});
+}
+
+// Runs body(chunk, gemm_threads) over chunks: in parallel when there are enough.
+template <class Body>
+void for_chunks(int64_t chunks, int nt, Body body) {
+  if (nt > 1 && chunks >= nt) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t ch = 0; ch < chunks; ++ch) body(ch, 1);
+  } else {
+    for (int64_t ch = 0; ch < chunks; ++ch) body(ch, nt);
+  }
+}
 
 // 1x1, stride 1, no padding: col is the image itself.
 bool is_one_by_one(const ConvShape& s) {
@@ -147,11 +173,75 @@ void backward_input(const ConvShape& s, const float* dy, const float* w, float* 
   }
 }
 
+// dW with the direct kernel (conv_direct_*.cpp): items are (image, row block) with
+// the forward's padded rows; each chunk of items sums into its own (Kg x CgRS)
+// partial, chunks are added in order.
+void backward_weight_direct(const ConvShape& s, const float* dy, const float* x, float* dw) {
+  const DirectGeometry geo = NNF_CONV_DISPATCH(direct_geometry);
+  const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs(), P = s.howo();
+  const DirectLayout L = direct_layout(s, geo.vec_width);
+  const int64_t nvec = ceil_div(s.wo, geo.vec_width), ldy = nvec * geo.vec_width;
+  const int64_t items = s.n * L.rblocks, dwlen = kg * crs;
+  const int64_t chunks = dw_chunks(items, dwlen);
+  const int nt = threads_for(gemm_flops(s), 2.0e6);
+  float* partial = thread_scratch(2).floats(size_t(chunks * dwlen));
+  for (int64_t g = 0; g < G; ++g) {
+    std::fill(partial, partial + chunks * dwlen, 0.0f);
+    for_chunks(chunks, nt, [&](int64_t ch, int) {
+      const int64_t lo = items * ch / chunks, hi = items * (ch + 1) / chunks;
+      for (int64_t it = lo; it < hi; ++it) {
+        const int64_t n = it / L.rblocks, oh0 = (it % L.rblocks) * L.rows_per;
+        const int64_t nrows = std::min(L.rows_per, s.ho - oh0);
+        const int64_t pplane = direct_pad_plane(s, L, nrows);
+        float* pad = thread_scratch(0).floats(size_t(cg * pplane));
+        fill_direct_pad(s, L, x + (n * s.c + g * cg) * s.hw(), oh0, nrows, pad);
+        // dy rows of the item, zero-padded to whole vectors.
+        float* dyb = thread_scratch(1).floats(size_t(kg * nrows * ldy));
+        for (int64_t k = 0; k < kg; ++k)
+          for (int64_t i = 0; i < nrows; ++i) {
+            float* dst = dyb + (k * nrows + i) * ldy;
+            std::memcpy(dst, dy + (n * s.k + g * kg + k) * P + (oh0 + i) * s.wo,
+                        sizeof(float) * size_t(s.wo));
+            std::fill(dst + s.wo, dst + ldy, 0.0f);
+          }
+        DirectDwArgs a;
+        a.pad = pad;
+        a.wpad = L.wpad;
+        a.wphase = L.wphase;
+        a.pplane = pplane;
+        a.dy = dyb;
+        a.dyk = nrows * ldy;
+        a.ldy = ldy;
+        a.cg = cg;
+        a.kg = kg;
+        a.r = s.r;
+        a.s = s.s;
+        a.dh = s.dh;
+        a.dw = s.dw;
+        a.sh = s.sh;
+        a.sw = s.sw;
+        a.nrows = nrows;
+        a.nvec = nvec;
+        a.partial = partial + ch * dwlen;
+        NNF_CONV_DISPATCH(direct_dw, a);
+      }
+    });
+    float* dwg = dw + g * dwlen;
+    const int rt = threads_for(double(chunks) * double(dwlen));
+#pragma omp parallel for num_threads(rt) schedule(static) if (rt > 1)
+    for (int64_t i = 0; i < dwlen; ++i) {
+      float v = partial[i];
+      for (int64_t ch = 1; ch < chunks; ++ch) v += partial[ch * dwlen + i];
+      dwg[i] = v;
+    }
+  }
+}
+
 // dW_g^T (CgRS x Kg) = sum over (image, tile) of col (CgRS x t) @ dy_tile^T (t x Kg):
 // computed transposed so that the large operand (col, or x itself for 1x1) is read in
 // place row-major and only dy^T (t x Kg) gets packed; the partials are transposed back
 // in the final fixed-order reduction.
-void backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw) {
+void backward_weight_gemm(const ConvShape& s, const float* dy, const float* x, float* dw) {
   const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs(), P = s.howo();
   const bool one = is_one_by_one(s);
   const int64_t T = tile_columns(s), tiles = ceil_div(P, T);
@@ -162,8 +252,7 @@ void backward_weight(const ConvShape& s, const float* dy, const float* x, float*
   }
   // Chunk count from the shape only (never from the thread count): up to 16, with
   // partials bounded to ~64 MiB in all.
-  const int64_t cap = std::max<int64_t>(1, (int64_t(16) << 20) / dwlen);
-  const int64_t chunks = std::min<int64_t>({16, items, cap});
+  const int64_t chunks = dw_chunks(items, dwlen);
   const int nt = threads_for(gemm_flops(s), 2.0e6);
   float* partial = thread_scratch(2).floats(size_t(chunks * dwlen));
   for (int64_t g = 0; g < G; ++g) {
@@ -209,6 +298,11 @@ void backward_weight(const ConvShape& s, const float* dy, const float* x, float*
       }
     }
   }
+}
+
+void backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw) {
+  if (s.n > 0 && dw_algo(s) == Algo::direct_smallc) backward_weight_direct(s, dy, x, dw);
+  else backward_weight_gemm(s, dy, x, dw);
 }
 
 }  // namespace

@@ -36,6 +36,11 @@ struct V {
     for (int i = 0; i < N; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
     return r;
   }
+  static V add(V a, V b) {
+    V r;
+    for (int i = 0; i < N; ++i) r.v[i] = a.v[i] + b.v[i];
+    return r;
+  }
   static V relu(V a) {
     V r;
     for (int i = 0; i < N; ++i) r.v[i] = a.v[i] > 0.0f ? a.v[i] : 0.0f;
@@ -43,6 +48,11 @@ struct V {
   }
   void store(float* p) const {
     for (int i = 0; i < N; ++i) p[i] = v[i];
+  }
+  float hsum() const {  // fixed order: halves pairwise, like the SIMD paths
+    float s4[4];
+    for (int i = 0; i < 4; ++i) s4[i] = v[i] + v[i + 4];
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
   }
   void store_first(float* p, int n) const {
     for (int i = 0; i < n; ++i) p[i] = v[i];
@@ -54,11 +64,15 @@ constexpr int kKBP = 4;
 template <int NV>
 constexpr int kb_for() { return 4; }
 
+// dW tile: 2 channels x 4 taps.
+constexpr int kDwKB = 2, kDwTB = 4;
+
 #include "cpu/conv/conv_direct_impl.h"
 }  // namespace
 
 DirectGeometry direct_geometry() { return {kKBP, V::N}; }
 void direct_conv(const DirectArgs& a) { direct_impl(a); }
+void direct_dw(const DirectDwArgs& a) { direct_dw_impl(a); }
 
 }  // namespace generic
 }  // namespace conv

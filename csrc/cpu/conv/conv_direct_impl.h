@@ -17,15 +17,23 @@ inline void direct_block(const nnf::conv::DirectArgs& a, const float* wb, const 
                          int64_t ntaps, int64_t k0, int64_t i, int64_t ow) {
   // One flat loop over the taps (offsets precomputed) so the compiler keeps acc in
   // registers; nested runtime c/r/s loops made GCC spill acc to the stack every tap.
-  V acc[KB][NV];
+  // Small tiles (the 1- or 3-channel output of dx for a first layer) would wait on
+  // the FMA latency with only KB*NV chains, so U interleaved accumulator sets take
+  // alternate taps (summed in a fixed order at the end).
+  constexpr int U = KB * NV >= 8 ? 1 : (KB * NV >= 4 ? 2 : 4);
+  V acc[U][KB][NV];
 #pragma GCC unroll 16
   for (int kk = 0; kk < KB; ++kk) {
     const V b0 = a.bpack ? V::bcast(a.bpack + k0 + kk) : V::zero();
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[kk][j] = b0;
+    for (int j = 0; j < NV; ++j) {
+      acc[0][kk][j] = b0;
+#pragma GCC unroll 4
+      for (int u = 1; u < U; ++u) acc[u][kk][j] = V::zero();
+    }
   }
   const float* in = a.pad + i * a.sh * a.wpad + ow;
-  for (int64_t t = 0; t < ntaps; ++t) {
+  auto tap = [&](int u, int64_t t) __attribute__((always_inline)) {
     const float* inq = in + taps[t];
     const float* wq = wb + t * kKBP;
     V xv[NV];
@@ -35,9 +43,21 @@ inline void direct_block(const nnf::conv::DirectArgs& a, const float* wb, const 
     for (int kk = 0; kk < KB; ++kk) {
       const V wv = V::bcast(wq + kk);
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[kk][j] = V::fma(wv, xv[j], acc[kk][j]);
+      for (int j = 0; j < NV; ++j) acc[u][kk][j] = V::fma(wv, xv[j], acc[u][kk][j]);
     }
+  };
+  int64_t t = 0;
+  for (; t + U <= ntaps; t += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) tap(u, t + u);
   }
+  for (; t < ntaps; ++t) tap(0, t);
+#pragma GCC unroll 4
+  for (int u = 1; u < U; ++u)
+#pragma GCC unroll 16
+    for (int kk = 0; kk < KB; ++kk)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[0][kk][j] = V::add(acc[0][kk][j], acc[u][kk][j]);
   // Compile-time kk / j loops (a runtime bound would force acc into memory).
 #pragma GCC unroll 16
   for (int kk = 0; kk < KB; ++kk) {
@@ -45,7 +65,7 @@ inline void direct_block(const nnf::conv::DirectArgs& a, const float* wb, const 
       float* yrow = a.y + (k0 + kk) * a.yk + i * a.wo + ow;
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) {
-        const V v = a.relu ? V::relu(acc[kk][j]) : acc[kk][j];
+        const V v = a.relu ? V::relu(acc[0][kk][j]) : acc[0][kk][j];
         const int64_t col = ow + j * V::N;
         if (col + V::N <= a.wo) {
           v.store(yrow + j * V::N);
@@ -81,12 +101,13 @@ inline void direct_columns(const nnf::conv::DirectArgs& a, const float* wb, cons
 
 inline void direct_impl(const nnf::conv::DirectArgs& a) {
   const int64_t crs = a.cg * a.r * a.s;
-  // Tap t = (c, r, s) reads pad at c*pplane + r*dh*wpad + s*dw from the row start.
+  // Tap t = (c, r, s) reads pad at c*pplane + r*dh*wpad + its phase and shift.
   static thread_local std::vector<int64_t> taps;
   taps.resize(size_t(crs));
   for (int64_t c = 0, t = 0; c < a.cg; ++c)
     for (int64_t r = 0; r < a.r; ++r)
-      for (int64_t q = 0; q < a.s; ++q, ++t) taps[size_t(t)] = c * a.pplane + r * a.dh * a.wpad + q * a.dw;
+      for (int64_t q = 0; q < a.s; ++q, ++t)
+        taps[size_t(t)] = c * a.pplane + r * a.dh * a.wpad + (q * a.dw) % a.sw * a.wphase + (q * a.dw) / a.sw;
   // Channel blocks outer: one block's weights (C*R*S*KBP floats) stay in L1 while
   // every row of the item (padded rows sized for L2 by the caller) passes under them;
   // measured faster than rows outer (weights from L2 on every tap).
@@ -106,4 +127,76 @@ inline void direct_impl(const nnf::conv::DirectArgs& a) {
       }
     }
   }
+}
+
+// ---- dW (see DirectDwArgs) ---------------------------------------------------------
+template <int KB, int TB>
+inline void dw_block(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
+                     int64_t k0, int64_t t0) {
+  V acc[KB][TB];
+#pragma GCC unroll 16
+  for (int kk = 0; kk < KB; ++kk)
+#pragma GCC unroll 16
+    for (int tt = 0; tt < TB; ++tt) acc[kk][tt] = V::zero();
+  const float* xp[TB];
+#pragma GCC unroll 16
+  for (int tt = 0; tt < TB; ++tt) xp[tt] = a.pad + taps[t0 + tt];
+  const float* dp = a.dy + k0 * a.dyk;
+  for (int64_t i = 0; i < a.nrows; ++i) {
+    const int64_t xoff = i * a.sh * a.wpad, doff = i * a.ldy;
+    for (int64_t v = 0; v < a.nvec; ++v) {
+      V d[KB];
+#pragma GCC unroll 16
+      for (int kk = 0; kk < KB; ++kk) d[kk] = V::load(dp + kk * a.dyk + doff + v * V::N);
+#pragma GCC unroll 16
+      for (int tt = 0; tt < TB; ++tt) {
+        const V xv = V::load(xp[tt] + xoff + v * V::N);
+#pragma GCC unroll 16
+        for (int kk = 0; kk < KB; ++kk) acc[kk][tt] = V::fma(d[kk], xv, acc[kk][tt]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int kk = 0; kk < KB; ++kk)
+#pragma GCC unroll 16
+    for (int tt = 0; tt < TB; ++tt) a.partial[(k0 + kk) * crs + t0 + tt] += acc[kk][tt].hsum();
+}
+
+template <int KB, int TB>
+inline void dw_tap_rem(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
+                       int64_t k0, int64_t t0, int rem) {
+  if constexpr (TB > 1) {
+    if (rem == TB - 1) dw_block<KB, TB - 1>(a, taps, crs, k0, t0);
+    else dw_tap_rem<KB, TB - 1>(a, taps, crs, k0, t0, rem);
+  }
+}
+
+template <int KB>
+inline void dw_channels(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
+                        int64_t k0) {
+  int64_t t0 = 0;
+  for (; t0 + kDwTB <= crs; t0 += kDwTB) dw_block<KB, kDwTB>(a, taps, crs, k0, t0);
+  if (t0 < crs) dw_tap_rem<KB, kDwTB>(a, taps, crs, k0, t0, int(crs - t0));
+}
+
+template <int KB>
+inline void dw_channel_rem(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
+                           int64_t k0, int rem) {
+  if constexpr (KB > 1) {
+    if (rem == KB - 1) dw_channels<KB - 1>(a, taps, crs, k0);
+    else dw_channel_rem<KB - 1>(a, taps, crs, k0, rem);
+  }
+}
+
+inline void direct_dw_impl(const nnf::conv::DirectDwArgs& a) {
+  const int64_t crs = a.cg * a.r * a.s;
+  static thread_local std::vector<int64_t> taps;
+  taps.resize(size_t(crs));
+  for (int64_t c = 0, t = 0; c < a.cg; ++c)
+    for (int64_t r = 0; r < a.r; ++r)
+      for (int64_t q = 0; q < a.s; ++q, ++t)
+        taps[size_t(t)] = c * a.pplane + r * a.dh * a.wpad + (q * a.dw) % a.sw * a.wphase + (q * a.dw) / a.sw;
+  int64_t k0 = 0;
+  for (; k0 + kDwKB <= a.kg; k0 += kDwKB) dw_channels<kDwKB>(a, taps.data(), crs, k0);
+  if (k0 < a.kg) dw_channel_rem<kDwKB>(a, taps.data(), crs, k0, int(a.kg - k0));
 }

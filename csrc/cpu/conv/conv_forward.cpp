@@ -19,6 +19,7 @@
 #include "cpu/conv/conv.h"
 #include "cpu/conv/conv_im2col.h"
 #include "cpu/conv/conv_kernels.h"
+#include "cpu/conv/conv_pad.h"
 #include "cpu/gemm/gemm.h"
 
 namespace nnf {
@@ -104,40 +105,25 @@ void forward_direct(const ConvShape& s, const float* x, const float* w, const fl
     }
 
   const int nt = threads_for(forward_flops(s), 2.0e6);
-  const int64_t wpad = ceil_div(s.wo, geo.vec_width) * geo.vec_width + (s.s - 1) * s.dw;
-  // Row blocks: the padded rows of one block stay within ~128 KiB (L2) and there are
-  // enough blocks to share between threads.
   const int64_t planes = s.n * G;
-  const int64_t fit = (int64_t(32) * 1024 / std::max<int64_t>(1, cg * wpad) - (s.r - 1) * s.dh) / s.sh;
-  int64_t rows_per = std::max<int64_t>(1, std::min(s.ho, fit));
-  if (planes * ceil_div(s.ho, rows_per) < 2 * nt)
-    rows_per = std::max<int64_t>(1, ceil_div(s.ho, ceil_div(2 * nt, planes)));
-  const int64_t rblocks = ceil_div(s.ho, rows_per);
+  DirectLayout L = direct_layout(s, geo.vec_width);
+  // Enough row blocks to share between threads (any split gives the same y).
+  if (planes * L.rblocks < 2 * nt) {
+    L.rows_per = std::max<int64_t>(1, ceil_div(s.ho, ceil_div(2 * nt, planes)));
+    L.rblocks = ceil_div(s.ho, L.rows_per);
+  }
+  const int64_t rows_per = L.rows_per, rblocks = L.rblocks, wpad = L.wpad, wphase = L.wphase;
   for_items(planes * rblocks, nt, [&](int64_t it, int) {
     const int64_t rb = it % rblocks, ng = it / rblocks, g = ng % G, n = ng / G;
     const int64_t oh0 = rb * rows_per, nrows = std::min(rows_per, s.ho - oh0);
-    const int64_t prows = (nrows - 1) * s.sh + (s.r - 1) * s.dh + 1;
-    const int64_t pplane = prows * wpad;
+    const int64_t pplane = direct_pad_plane(s, L, nrows);
     float* pad = thread_scratch(0).floats(size_t(cg * pplane));
-    // pad row i = input row oh0*sh - pt + i; pad column j = input column j - pl.
-    const int64_t j0 = std::min(s.pl, wpad), j1 = std::max(j0, std::min(wpad, s.pl + s.w));
-    for (int64_t c = 0; c < cg; ++c) {
-      const float* xc = x + (n * s.c + g * cg + c) * s.hw();
-      for (int64_t i = 0; i < prows; ++i) {
-        float* row = pad + c * pplane + i * wpad;
-        const int64_t ih = oh0 * s.sh - s.pt + i;
-        if (ih < 0 || ih >= s.h) {
-          std::fill(row, row + wpad, 0.0f);
-          continue;
-        }
-        std::fill(row, row + j0, 0.0f);
-        std::memcpy(row + j0, xc + ih * s.w + (j0 - s.pl), sizeof(float) * size_t(j1 - j0));
-        std::fill(row + j1, row + wpad, 0.0f);
-      }
-    }
+    fill_direct_pad(s, L, x + (n * s.c + g * cg) * s.hw(), oh0, nrows, pad);
     DirectArgs a;
     a.pad = pad;
     a.wpad = wpad;
+    a.wphase = wphase;
+    a.sw = s.sw;
     a.pplane = pplane;
     a.wpack = wpack + g * kblocks * crs * KB;
     a.bpack = bias ? bpack + g * kblocks * KB : nullptr;

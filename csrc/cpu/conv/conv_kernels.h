@@ -11,17 +11,36 @@ namespace conv {
 // One work item of the direct kernel (direct_smallc and implicit_gemm): `nrows` output rows of one image and
 // one group, every output channel of the group.
 struct DirectArgs {
-  const float* pad;  // (cg, prows, wpad) zero-padded input rows; output row i reads pad
-                     // rows i*sh + r*dh, output column ow reads pad column ow + q*dw
-  int64_t wpad;      // >= round_up(wo, vec_width) + (S-1)*dw: whole vectors never overrun
-  int64_t pplane;    // prows * wpad
+  // (cg, prows, wpad) zero-padded input rows, each row split into sw phases of wphase
+  // floats: phase p holds padded columns p, p + sw, p + 2 sw, ... so that output columns
+  // ow .. ow + N-1 of tap (r, s) read one contiguous vector at phase (s*dw) % sw, index
+  // ow + (s*dw) / sw, for any stride. Output row i reads pad rows i*sh + r*dh.
+  const float* pad;
+  int64_t wpad;    // sw * wphase
+  int64_t wphase;  // >= round_up(wo, vec_width) + (S-1)*dw / sw: whole vectors never overrun
+  int64_t pplane;  // prows * wpad
   const float* wpack;  // (ceil(kg/KBP), cg, R, S, KBP), zero for k >= kg
   const float* bpack;  // (ceil(kg/KBP) * KBP) or null
-  int64_t cg, kg, r, s, dh, dw, sh;
+  int64_t cg, kg, r, s, dh, dw, sh, sw;
   int64_t nrows, wo;
   float* y;    // element (k, i, ow) of this item at y[k*yk + i*wo + ow]
   int64_t yk;  // Ho * Wo
   bool relu;
+};
+
+// dW of one work item (one image, one group, a block of output rows) from the same
+// padded rows as the forward: partial[k][t] += sum_{i, ow} dy[k][i][ow] * tap_t(i, ow)
+// with taps t = (c, r, s). Register tile: KB channels x TB taps of vector partial sums
+// over ow, reduced across lanes once per item. dy rows are zero past wo, so the
+// whole-vector reads past wo add nothing (for finite inputs).
+struct DirectDwArgs {
+  const float* pad;
+  int64_t wpad, wphase, pplane;
+  const float* dy;  // (kg, nrows, ldy), ldy = nvec * vec_width, zero past wo
+  int64_t dyk, ldy;
+  int64_t cg, kg, r, s, dh, dw, sh, sw;
+  int64_t nrows, nvec;
+  float* partial;  // (kg, cg*R*S), accumulated into
 };
 
 struct DirectGeometry {
@@ -43,6 +62,7 @@ struct DepthwiseArgs {
 #define NNF_CONV_KERNEL_DECLS                \
   DirectGeometry direct_geometry();          \
   void direct_conv(const DirectArgs& a);   \
+  void direct_dw(const DirectDwArgs& a);   \
   void depthwise_plane(const DepthwiseArgs& a);
 
 namespace generic { NNF_CONV_KERNEL_DECLS }

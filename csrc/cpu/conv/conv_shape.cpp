@@ -95,6 +95,9 @@ void finalize_shape(ConvShape& s) {
 
 namespace {
 bool is_depthwise(const ConvShape& s) { return s.groups > 1 && s.cg() == 1 && s.kg() == 1; }
+// The direct kernel's padded rows hold sw phases of >= round_up(Wo, 16) floats each:
+// fine for ordinary strides, wasteful (and for absurd strides unbounded) beyond 8.
+bool direct_ok(const ConvShape& s) { return s.sw <= 8; }
 bool is_one_by_one(const ConvShape& s) {
   return s.r == 1 && s.s == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pb == 0 && s.pl == 0 &&
          s.pr == 0;
@@ -107,18 +110,32 @@ Algo choose_algo(const ConvShape& s) {
     const Algo f = Algo(forced);
     const bool ok = f == Algo::im2col_tiles || (f == Algo::depthwise && is_depthwise(s)) ||
                     (f == Algo::gemm_1x1 && is_one_by_one(s)) ||
-                    ((f == Algo::direct_smallc || f == Algo::implicit_gemm) && s.sw == 1);
+                    ((f == Algo::direct_smallc || f == Algo::implicit_gemm) && direct_ok(s));
     if (ok) return f;
   }
   if (is_depthwise(s)) return Algo::depthwise;
   if (is_one_by_one(s)) return Algo::gemm_1x1;
-  // The direct kernel vectorises along Wo with unit-stride loads, hence stride_w == 1.
-  // Small C: a GEMM with reduction length C*R*S = 9 or 27 fills few of its k steps
-  // per C-tile load/store. Many channels: the same kernel reads the C*R*S taps from
-  // padded rows in place and measured ~15-20% faster than im2col tiles + sgemm
-  // (N64 C32 14x14 K64: 68 vs 58 GFLOP/s on one Zen 3 core).
-  if (s.sw == 1) return s.cg() <= 4 ? Algo::direct_smallc : Algo::implicit_gemm;
+  // Small C (any stride; strided columns are read from phase-split padded rows): a
+  // GEMM with reduction length C*R*S = 9 or 27 fills few of its k steps per C-tile
+  // load/store, the direct kernel keeps its K x Wo tile in registers.
+  if (s.cg() <= 4 && direct_ok(s)) return Algo::direct_smallc;
+  // Many channels, stride_w 1: the same kernel reads the C*R*S taps from padded rows in
+  // place and measured ~15-20% faster than im2col tiles + sgemm (N64 C32 14x14 K64:
+  // 68 vs 58 GFLOP/s on one Zen 3 core). With stride 2 it was slower (41-46 vs 58 for
+  // N16 C64 28x28 K128): twice the input rows per output row.
+  if (s.sw == 1) return Algo::implicit_gemm;
   return Algo::im2col_tiles;
+}
+
+Algo dw_algo(const ConvShape& s) {
+  const int forced = g_forced.load(std::memory_order_relaxed);
+  if ((forced == int(Algo::direct_smallc) || forced == int(Algo::implicit_gemm)) && direct_ok(s))
+    return Algo::direct_smallc;
+  if (forced == int(Algo::im2col_tiles) || forced == int(Algo::gemm_1x1)) return Algo::im2col_tiles;
+  // Measured on one Zen 3 core (GFLOP/s, direct vs GEMM): C1 28x28 K32 29 vs 17, C3
+  // 32x32 K64 53 vs 41; C32 14x14 K64 58 vs 59, C64 56x56 K64 71 vs 69; stride 2 34 vs
+  // 45; 1x1 38 vs 64. The GEMM wins or ties once C*R*S is large.
+  return s.cg() <= 4 && direct_ok(s) ? Algo::direct_smallc : Algo::im2col_tiles;
 }
 
 }  // namespace conv

@@ -10,8 +10,16 @@ Method: each library is timed in its own phase (2 warm-up calls, then the median
 --repeats samples, each a loop of >= 50 ms), with --settle seconds of idle before each
 phase so the previous library's spinning thread pool parks; --rounds sweeps the table
 again and each (case, library, pass) keeps its best median. Same thread count for both.
+
+--clock cpu times with the process CPU clock instead of the wall clock: on a shared,
+oversubscribed machine a one-thread run (`nnforge --threads 1 bench conv --clock cpu`)
+then no longer counts the time it was descheduled. Meaningless with several threads
+(spinning workers add CPU time), so it is refused unless the thread count is 1.
 """
 from __future__ import annotations
+
+import statistics
+import time
 
 import numpy as np
 
@@ -52,6 +60,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--peak", type=float, default=FP32_PEAK_GFLOPS,
                         help="FP32 peak GFLOP/s for the %%-of-peak column")
     parser.add_argument("--quick", action="store_true", help="1 round, 3 repeats")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall clock (default) or process CPU time (one thread only)")
+
+
+def median_cpu_seconds(fn, *, repeats: int = 7, warmup: int = 2, min_time: float = 0.05,
+                       settle: float = 0.0) -> float:
+    """median_seconds with time.process_time: CPU seconds of this process per call."""
+    if settle > 0:
+        time.sleep(settle)
+    for _ in range(warmup):
+        fn()
+    t0 = time.process_time()
+    fn()
+    one = max(time.process_time() - t0, 1e-6)
+    inner = max(1, int(min_time / one))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        for _ in range(inner):
+            fn()
+        samples.append((time.process_time() - t0) / inner)
+    return statistics.median(samples)
 
 
 def case_fns(case, torch, rng):
@@ -94,6 +124,9 @@ def run(args) -> int:
     import nnforge
     import nnforge.ops as ops
 
+    if args.clock == "cpu" and nnforge.get_num_threads() != 1:
+        raise SystemExit("nnforge bench conv: --clock cpu needs one thread (nnforge --threads 1 bench conv ...)")
+    timer = median_cpu_seconds if args.clock == "cpu" else median_seconds
     torch = torch_or_none()
     rng = np.random.default_rng(0)
     repeats, rounds = (3, 1) if args.quick else (args.repeats, args.rounds)
@@ -102,7 +135,7 @@ def run(args) -> int:
     for _ in range(rounds):
         for case_f, b in zip(fns, best):
             for key, fn in case_f.items():
-                t = median_seconds(fn, repeats=repeats, settle=args.settle)
+                t = timer(fn, repeats=repeats, settle=args.settle)
                 b[key] = min(t, b.get(key, t))
     rows = []
     for case, b in zip(CASES, best):
@@ -118,7 +151,8 @@ def run(args) -> int:
     title = (f"nnforge bench conv  ({machine_line()} torch={'-' if torch is None else torch.__version__} "
              f"peak={args.peak:g} GFLOP/s)\n"
              f"method: one phase per library and pass (same inputs), {args.settle:g} s idle before each, "
-             f"2 warm-up calls, median of {repeats} samples of >= 50 ms loops, best of {rounds} rounds; "
+             f"2 warm-up calls, median of {repeats} samples of >= 50 ms loops ({args.clock} clock), "
+             f"best of {rounds} rounds; "
              f"fwd+bwd = y, dx, dw, db (3x fwd FLOPs)")
     print_table(["shape", "algorithm", "nnf fwd GF/s", "torch fwd GF/s", "fwd ratio",
                  "nnf f+b GF/s", "torch f+b GF/s", "f+b ratio", "fwd % peak"], rows, title=title)
