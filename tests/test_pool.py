@@ -203,6 +203,14 @@ def test_bad_inputs_raise_clear_errors(rng):
         ops.max_pool2d(x, 3, 1, 2)
     with pytest.raises(ValueError, match="kernel_size must be positive"):
         ops.avg_pool2d(x, 0)
+    with pytest.raises(ValueError, match=r"kernel_size must be positive \(and at most 2\^31\), got \(2, 4398"):
+        ops.max_pool2d(x, (2, 2**42))
+    with pytest.raises(ValueError, match="stride must be positive"):
+        ops.max_pool2d(x, 2, (2**40, 1))
+    with pytest.raises(ValueError, match="kernel_size .* is out of range"):
+        ops.max_pool2d(x, 2**70)
+    with pytest.raises(ValueError, match="padding .* is out of range"):
+        ops.avg_pool2d_backward(x, x.shape, 2, 1, (0, -2**63))
     with pytest.raises(TypeError, match="kernel_size must be an int or a pair"):
         ops.max_pool2d(x, 2.0)
     with pytest.raises(TypeError, match="stride must be an int or a pair"):

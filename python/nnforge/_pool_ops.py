@@ -23,11 +23,15 @@ IntPair = Union[int, Sequence[int]]
 def _pair(value, name: str) -> tuple[int, int]:
     """An int or a length-2 sequence of ints -> (h, w); anything else is a TypeError."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        pair = int(value), int(value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        pair = int(value[0]), int(value[1])
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if any(abs(v) >= 2**62 for v in pair):  # would not fit the kernel's int64 arguments
+        raise ValueError(f"{name} {pair} is out of range")
+    return pair
 
 
 def _window(kernel_size, stride, padding):

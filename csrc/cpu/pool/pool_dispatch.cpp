@@ -44,9 +44,9 @@ PoolGeometry make_geometry(const char* what, int64_t n, int64_t c, int64_t h, in
   const std::string in = "(" + std::to_string(n) + ", " + std::to_string(c) + ", " +
                          std::to_string(h) + ", " + std::to_string(w) + ")";
   if (kh < 1 || kw < 1 || kh > kMaxParam || kw > kMaxParam)
-    throw std::invalid_argument(op + ": kernel_size must be positive, got " + pair_str(kh, kw));
+    throw std::invalid_argument(op + ": kernel_size must be positive (and at most 2^31), got " + pair_str(kh, kw));
   if (sh < 1 || sw < 1 || sh > kMaxParam || sw > kMaxParam)
-    throw std::invalid_argument(op + ": stride must be positive, got " + pair_str(sh, sw));
+    throw std::invalid_argument(op + ": stride must be positive (and at most 2^31), got " + pair_str(sh, sw));
   if (ph < 0 || pw < 0 || 2 * ph > kh || 2 * pw > kw)
     throw std::invalid_argument(op + ": padding must be >= 0 and at most half the kernel size, got padding " +
                                 pair_str(ph, pw) + " for kernel_size " + pair_str(kh, kw));
