@@ -16,6 +16,9 @@
 //      through ceil_mode and padding cases.
 //   v3 max_pool_2x2_avx2.cpp: v2 by hand in AVX2 with masked row tails (the avx2 path
 //      uses it; generic and avx512 use v2).
+// The max-pool backward stays memset + scatter per plane: a dense one-pass 2x2 block
+// writer (auto-vectorised, then AVX2 by hand) measured no faster on 28x28 planes and
+// 1.4x slower on 14x14 ones (the plane is L1-resident, so the scatter is cheap).
 #include <omp.h>
 
 #include <cmath>
