@@ -1,5 +1,6 @@
-// direct_smallc for AVX2+FMA: 8-float vectors, 4 output channels x up to 3 vectors
-// (12 accumulators + 3 inputs + 1 weight = 16 ymm registers).
+// Direct conv kernels (direct_smallc / implicit_gemm forward, direct dW) for AVX2+FMA:
+// 8-float vectors; forward tiles 4 channels x 3 vectors or 6 x 2 (12 accumulators +
+// inputs + 1 weight = 16 ymm registers), dW tiles 3 channels x 4 taps.
 #include <immintrin.h>
 
 #include <vector>

@@ -1,5 +1,8 @@
-// direct_smallc for AVX-512: 16-float vectors, 8 output channels x up to 3 vectors
-// (24 accumulators + 3 inputs + 1 weight of the 32 zmm registers).
+// Direct conv kernels (direct_smallc / implicit_gemm forward, direct dW) for AVX-512:
+// 16-float vectors; forward tiles 8 channels x 3 vectors or 12 x 2 (24 accumulators of
+// the 32 zmm registers), dW tiles 4 channels x 6 taps. Not runnable on the AVX2
+// development machine: its block logic was run there with these exact geometries on
+// the generic vector type (all of tests/test_conv.py passed).
 #include <immintrin.h>
 
 #include <vector>

@@ -1,5 +1,6 @@
-// direct_smallc reference path (no ISA flags): a portable 8-float "vector" that the
-// compiler maps onto the baseline SIMD (SSE2 on x86-64); 4 output channels per block.
+// Direct conv kernels, reference path (no ISA flags): a portable 8-float "vector" the
+// compiler maps onto the baseline SIMD (SSE2 on x86-64); 4-channel forward tiles, 2 x 4
+// dW tiles.
 #include <cmath>
 
 #include <vector>

@@ -10,6 +10,8 @@ Method: each library is timed in its own phase (2 warm-up calls, then the median
 --repeats samples, each a loop of >= 50 ms), with --settle seconds of idle before each
 phase so the previous library's spinning thread pool parks; --rounds sweeps the table
 again and each (case, library, pass) keeps its best median. Same thread count for both.
+Every timed callable runs once before the first round (PyTorch's small-C forward is
+several times faster after its backward has run once in the process).
 
 --clock cpu times with the process CPU clock instead of the wall clock: on a shared,
 oversubscribed machine a one-thread run (`nnforge --threads 1 bench conv --clock cpu`)
@@ -131,6 +133,12 @@ def run(args) -> int:
     rng = np.random.default_rng(0)
     repeats, rounds = (3, 1) if args.quick else (args.repeats, args.rounds)
     fns = [case_fns(case, torch, rng) for case in CASES]
+    # One call of everything first: PyTorch's forward for the C=1 / C=3 layers runs 4-8x
+    # faster once an autograd backward of the same shapes has run in the process (seen
+    # with torch 2.13 CPU), so round 1 would otherwise time a cold path.
+    for case_f in fns:
+        for fn in case_f.values():
+            fn()
     best = [{} for _ in CASES]
     for _ in range(rounds):
         for case_f, b in zip(fns, best):
