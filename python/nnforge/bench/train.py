@@ -215,7 +215,8 @@ def _profile(case, model, opt, loss_fn, x, y) -> tuple[float, list[tuple[str, in
     finally:
         data.batches = orig_batches
         timer.restore()
-    rows = [(k, timer.calls[k], timer.seconds[k]) for k in timer.seconds]
+    # categories the model never called (conv/pool in an MLP) are left out
+    rows = [(k, timer.calls[k], timer.seconds[k]) for k in timer.seconds if timer.calls[k]]
     rows.append(("Python (layers, loop, wrappers)", 0, total - sum(timer.seconds.values())))
     return total, rows
 
