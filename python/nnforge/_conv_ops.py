@@ -11,8 +11,9 @@ kernel), "implicit_gemm" (more channels, stride_w 1: the same kernel over the C*
 read in place from padded rows), "depthwise" (groups == C == K), "gemm_1x1" (1x1,
 stride 1, no padding: GEMM on the image itself), "im2col_tiles" (everything else: im2col
 in bounded per-thread tiles + GEMM). The backward pass computes dx as a forward
-convolution with flipped filters when the stride is 1 (else GEMM + col2im tiles), and dw
-with the direct kernel for C/groups <= 4 (else GEMMs over im2col tiles). Results are bitwise identical for any thread count.
+convolution with flipped filters when the stride is 1 and C/groups >= 3 or depthwise (else
+GEMM + col2im tiles), and dw with the direct kernel for C/groups <= 4 (else GEMMs over
+im2col tiles). Results are bitwise identical for any thread count.
 """
 from __future__ import annotations
 

@@ -67,7 +67,11 @@ inline void direct_block(const nnf::conv::DirectArgs& a, const float* wb, const 
       for (int j = 0; j < NV; ++j) {
         const V v = a.relu ? V::relu(acc[0][kk][j]) : acc[0][kk][j];
         const int64_t col = ow + j * V::N;
-        if (col + V::N <= a.wo) {
+        // A whole-vector store may run past the row end into this item's next rows of
+        // the same channel: they are computed (and overwritten) later by this thread.
+        // Only the item's last row (next rows belong to another item) needs a masked
+        // store, which is slow on AMD cores.
+        if (i * a.wo + col + V::N <= a.nrows * a.wo) {
           v.store(yrow + j * V::N);
         } else if (col < a.wo) {
           v.store_first(yrow + j * V::N, int(a.wo - col));
