@@ -5,8 +5,8 @@ build_cnn: conv32-pool-conv64-pool-fc128-fc10 (3x3 'same' convolutions, 2x2 max
 pools), the classic small MNIST CNN. `nnforge bench train` times it without batch
 norm (convolutions with fused ReLU) against PyTorch; `nnforge train --model cnn`
 adds BatchNorm2d after each convolution: on the bundled 8x8 digits (the pools leave
-a 2x2 map) it lifted the worst test accuracy over seeds 0-11 from 96.4% to 98.1%
-at 12 epochs (mean ~98.9%).
+a 2x2 map), 12 epochs, the worst test accuracy went from 96.4% (no BN, seeds 0-4)
+to 98.3% (seeds 0-11; mean 99.0%).
 """
 from __future__ import annotations
 
