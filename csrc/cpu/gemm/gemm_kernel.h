@@ -69,6 +69,10 @@ NNF_SGEMM_UKR(sgemm_generic_4x8_rowa);
 namespace avx2 {
 NNF_SGEMM_UKR(sgemm_avx2_6x16);
 NNF_SGEMM_UKR(sgemm_avx2_6x16_rowa);
+NNF_SGEMM_UKR(sgemm_avx2_6x16p);
+NNF_SGEMM_UKR(sgemm_avx2_6x16p_rowa);
+void transpose_pack_avx2_6(int64_t kc, const float* src, int64_t ss, float* dst);
+void transpose_pack_avx2_16(int64_t kc, const float* src, int64_t ss, float* dst);
 }  // namespace avx2
 namespace avx512 {
 NNF_SGEMM_UKR(sgemm_avx512_14x32);

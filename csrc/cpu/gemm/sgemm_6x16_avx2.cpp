@@ -15,6 +15,12 @@ namespace avx2 {
 
 namespace {
 constexpr int MR = 6;
+#ifndef PFB
+#define PFB 8
+#endif
+#ifndef PFA
+#define PFA 16
+#endif
 
 // Stores row i of the tile: v = alpha*acc (+ beta*c) (+ bias) -> activation.
 inline void store_row(float* c, __m256 acc0, __m256 acc1, __m256 valpha, const gemm::TileEpilogue& ep,
@@ -43,7 +49,7 @@ inline void store_row(float* c, __m256 acc0, __m256 acc1, __m256 valpha, const g
 
 // kRowA: A element (i, p) at a[i*lda + p] (row-major A read in place), else at
 // a[p*lda + i] (packed micro-panel with lda == MR, or a transposed view).
-template <bool kRowA>
+template <bool kRowA, int kVer>
 inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, int64_t lda,
                                                 const float* b, int64_t ldb, float* c, int64_t ldc,
                                                 const gemm::TileEpilogue& ep) {
@@ -51,9 +57,15 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, int6
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
 
-  for (int64_t p = 0; p < kc; ++p) {
-    if (!kRowA) _mm_prefetch(reinterpret_cast<const char*>(a + 8 * lda), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * ldb), _MM_HINT_T0);
+  if (kVer >= 2) {
+    // C rows are needed after the loop; fetch them now so the misses overlap the FMAs.
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 15), _MM_HINT_T0);
+    }
+  }
+  auto step = [&]() __attribute__((always_inline)) {
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
@@ -63,6 +75,12 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, int6
     }
     a += kRowA ? 1 : lda;
     b += ldb;
+  };
+  int64_t p = 0;
+  for (; p < kc; ++p) {
+    if (!kRowA) _mm_prefetch(reinterpret_cast<const char*>(a + 8 * lda), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * ldb), _MM_HINT_T0);
+    step();
   }
 
   const __m256 valpha = _mm256_set1_ps(ep.alpha);
@@ -79,12 +97,22 @@ inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, int6
 
 void sgemm_avx2_6x16(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                      float* c, int64_t ldc, const gemm::TileEpilogue& ep) {
-  tile<false>(kc, a, lda, b, ldb, c, ldc, ep);
+  tile<false, 1>(kc, a, lda, b, ldb, c, ldc, ep);
 }
 
 void sgemm_avx2_6x16_rowa(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                           float* c, int64_t ldc, const gemm::TileEpilogue& ep) {
-  tile<true>(kc, a, lda, b, ldb, c, ldc, ep);
+  tile<true, 1>(kc, a, lda, b, ldb, c, ldc, ep);
+}
+
+void sgemm_avx2_6x16p(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                     float* c, int64_t ldc, const gemm::TileEpilogue& ep) {
+  tile<false, 2>(kc, a, lda, b, ldb, c, ldc, ep);
+}
+
+void sgemm_avx2_6x16p_rowa(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                          float* c, int64_t ldc, const gemm::TileEpilogue& ep) {
+  tile<true, 2>(kc, a, lda, b, ldb, c, ldc, ep);
 }
 
 }  // namespace avx2
