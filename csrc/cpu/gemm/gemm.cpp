@@ -1,16 +1,17 @@
 // Portable GEMM frame (GotoBLAS / BLIS scheme) around per-ISA micro-kernels.
 //
-//   for jc in N step NC:                 B block  kc x nc, packed once, shared (L2/L3)
+//   for jc in N step NC:                 B block  kc x nc, packed (L2/L3)
 //     for pc in K step KC:
-//       for ic in M step MC:             A block  mc x kc, packed, shared (L2)
+//       for ic in M step MC:             A block  mc x kc, packed (L2)
 //         for jr in nc step NR:          B micro-panel kc x NR (L1)
 //           for ir in mc step MR:        A micro-panel kc x MR
 //             micro-kernel -> C tile MR x NR
 //
-// Threads split the tiles of each (ic) macro block, along whichever of the jr / ir
-// dimensions balances better; packing is shared the same way. K is never split,
-// and a tile's arithmetic does not depend on which thread runs it, so results are
-// bitwise identical for any thread count.
+// Threads split C into disjoint slabs of whole MR-row (or NR-column) panels and run
+// this loop nest on their slab with their own packing buffers, with no barrier (see
+// gemm_threads). K is never split and KC depends on k only, so every element of C is
+// computed by the same FMA chain whatever the thread count: results are bitwise
+// identical for any number of threads.
 #include "cpu/gemm/gemm.h"
 
 #include <omp.h>
@@ -37,8 +38,11 @@ using gemm::TileEpilogue;
 
 constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
 
-// Block sizes: kc*nr*4 B micro-panel ~ L1 (32 KiB); mc*kc*4 A block well inside the
-// 1 MiB L2; kc*nc*4 B block in L2/L3.
+// Block sizes: kc*nr*4 B micro-panel ~ L1 (32 KiB); mc*kc*4 A block well inside L2;
+// kc*nc*4 B block in L2/L3. AVX-512 (Zen 4, 1 MiB L2): 14x32 panel 32 KiB, A 168 KiB.
+// AVX2 (Zen 3, 512 KiB L2): 6x16 panel 16 KiB, A block 144 KiB, BLIS's Zen values;
+// KC 384 / 512 measured no faster at 1024-2048 (the 24-32 KiB B panel no longer stays
+// in L1) and MC 72..192 within noise, once C is prefetched (avx2_6x16p).
 // "auto" takes the first entry of the active ISA, so the newest variant comes first.
 const KernelConfig kKernels[] = {
     {"generic_4x8", int(Isa::generic), 4, 8, 256, 128, 1024, generic::sgemm_generic_4x8,
@@ -245,12 +249,9 @@ void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
                   MatRef a, MatRef b, float beta, MutMatRef c, const GemmEpilogue& ep, int nt,
                   bool direct) {
   const int MR = cfg.mr, NR = cfg.nr;
-  const int64_t xkc = std::getenv("XKC") ? std::atoll(std::getenv("XKC")) : cfg.kc;  // XXX
-  const int64_t xmc = std::getenv("XMC") ? std::atoll(std::getenv("XMC")) : cfg.mc;  // XXX
-  const int64_t xnc = std::getenv("XNC") ? std::atoll(std::getenv("XNC")) : cfg.nc;  // XXX
   // Equal k-blocks (784 -> 4 x 196, not 3 x 256 + 16): a thin last block would reload and
   // store every C tile for little work.
-  const Blocking blk{ceil_div(k, ceil_div(k, xkc)), xmc, xnc};
+  const Blocking blk{ceil_div(k, ceil_div(k, cfg.kc)), cfg.mc, cfg.nc};
 
   const float* bias_row = nullptr;
   const float* bias_col = nullptr;

@@ -5,7 +5,9 @@
 //
 // Variants ("auto" takes the first listed for the active ISA):
 //   generic_4x8     portable 4x8 kernel (auto-vectorised).
-//   avx2_6x16       AVX2+FMA 6x16 kernel.
+//   avx2_6x16p      v2: avx2_6x16 + prefetch of the C tile before the k loop, AVX2 8x8
+//                   transposing packs (row-major A panels, column-major B panels).
+//   avx2_6x16       v1: AVX2+FMA 6x16 kernel.
 //   avx512_14x32t   v3: v2 + AVX-512 16x16 transposing packs (row-major A panels, column-
 //                   major B panels such as W.T) instead of SSE 4x4 + scalar rows
 //                   (128x128x10 x@W ~53 -> ~60 GF/s, 1 thread).
