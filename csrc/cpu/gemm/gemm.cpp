@@ -196,7 +196,12 @@ void gemm_slab(const KernelConfig& cfg, const Blocking& blk, int64_t m, int64_t 
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
       const bool last = pc + kc == k;
-      for (int64_t jp = 0; jp < nbp; ++jp) {
+      int64_t jp0 = 0;
+      if (b.cs == 1 && !b_in_place(NR)) {  // row-major B: full panels row by row
+        jp0 = nc / NR;
+        gemm::pack_b_rows(NR, kc, jp0, b.data + pc * b.rs + jc, b.rs, bpack);
+      }
+      for (int64_t jp = jp0; jp < nbp; ++jp) {
         const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
         if (b_in_place(cols)) continue;
         gemm::pack_b_panel(NR, kc, cols, b.data + pc * b.rs + (jc + j0) * b.cs, b.rs, b.cs,
