@@ -46,19 +46,22 @@ constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
 // "auto" takes the first entry of the active ISA, so the newest variant comes first.
 const KernelConfig kKernels[] = {
     {"generic_4x8", int(Isa::generic), 4, 8, 256, 128, 1024, generic::sgemm_generic_4x8,
-     generic::sgemm_generic_4x8_rowa, nullptr, nullptr, nullptr},
+     generic::sgemm_generic_4x8_rowa, nullptr, nullptr, nullptr, 0.6},
+    {"avx2_6x16e", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16e,
+     avx2::sgemm_avx2_6x16e_rowa, avx2::sgemm_avx2_6x16e_edge, avx2::transpose_pack_avx2_6,
+     avx2::transpose_pack_avx2_16, 0.75},
     {"avx2_6x16p", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16p,
      avx2::sgemm_avx2_6x16p_rowa, nullptr, avx2::transpose_pack_avx2_6,
-     avx2::transpose_pack_avx2_16},
+     avx2::transpose_pack_avx2_16, 0.6},
     {"avx2_6x16", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16,
-     avx2::sgemm_avx2_6x16_rowa, nullptr, nullptr, nullptr},
+     avx2::sgemm_avx2_6x16_rowa, nullptr, nullptr, nullptr, 0.6},
     {"avx512_14x32t", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
      avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge,
-     avx512::transpose_pack_avx512_14, avx512::transpose_pack_avx512_32},
+     avx512::transpose_pack_avx512_14, avx512::transpose_pack_avx512_32, 0.6},
     {"avx512_14x32e", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
-     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge, nullptr, nullptr},
+     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge, nullptr, nullptr, 0.6},
     {"avx512_14x32", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32,
-     avx512::sgemm_avx512_14x32_rowa, nullptr, nullptr, nullptr},
+     avx512::sgemm_avx512_14x32_rowa, nullptr, nullptr, nullptr, 0.6},
 };
 constexpr int kNumKernels = sizeof(kKernels) / sizeof(kKernels[0]);
 
@@ -124,7 +127,7 @@ void scale_only(int64_t m, int64_t n, float beta, MutMatRef c, const GemmEpilogu
 // One C tile at (i0, j0) of extent rows x cols (<= MR x NR), A addressed in place
 // (rowa: a[i*lda + p]) or packed/column-major (a[p*lda + i]). Remainder tiles run the
 // variant's exact-size edge kernel when it has one (it computes rows x ecols, ecols the
-// next multiple of 16), else the full kernel on zero-padded panels. Tiles whose computed
+// kernel's width: 8, 16 or 32), else the full kernel on zero-padded panels. Tiles whose computed
 // extent matches C and has unit column stride go straight to C; others through `tmp`
 // (row stride NR) so nothing outside C is touched.
 inline void run_tile(const KernelConfig& cfg, bool rowa, int64_t kc, const float* ap, int64_t lda,
@@ -345,7 +348,7 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
   const bool col_major_c = c.cs != 1 && c.rs == 1;
   const bool row_major_c = c.cs == 1;
   const bool swap = col_major_c ? padded(n, m) <= 1.5 * padded(m, n)
-                                : (row_major_c && padded(n, m) < 0.6 * padded(m, n));
+                                : (row_major_c && padded(n, m) < cfg.swap_below * padded(m, n));
   GemmEpilogue e = ep;
   if (swap) {
     std::swap(m, n);
