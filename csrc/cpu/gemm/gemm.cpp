@@ -251,8 +251,8 @@ void gemm_slab(const KernelConfig& cfg, const Blocking& blk, int64_t m, int64_t 
 // (the previous scheme shared packed blocks and synchronised twice per MC x KC block,
 // stalling whenever the other core was busy). The price is packing the shared operand
 // once per thread (B for a row split, A for a column split), k*n or k*m floats against
-// m*n*k/team FMAs each, so the split goes along the dimension whose partner is smaller
-// when the tile balance is equal. Per element the arithmetic is that of the serial call.
+// m*n*k/team FMAs each, which the choice of split weighs against the tile balance.
+// Per element the arithmetic is that of the serial call.
 void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, float alpha,
                   MatRef a, MatRef b, float beta, MutMatRef c, const GemmEpilogue& ep, int nt,
                   bool direct) {
@@ -273,7 +273,17 @@ void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   }
   const int act = int(ep.activation);
   const int64_t nap = ceil_div(m, MR), nbp = ceil_div(n, NR);
-  const int64_t cost_m = ceil_div(nap, nt) * nbp, cost_n = ceil_div(nbp, nt) * nap;
+  // Per-thread cost of each split in FMA lanes: its tiles (k lanes per tile element) plus
+  // the packing it does, ~8 lanes per packed float (a transposing or strided pack runs at
+  // ~1 float per cycle against 16 lanes per cycle of FMAs). The row split packs all of B
+  // and its share of A, the column split the reverse: fc1 dX 128x256x784 with B = W.T
+  // splits columns (each thread packs half of W.T) although rows balance slightly better.
+  const bool a_packs = !(direct && (a.cs == 1 || a.rs == 1)), b_packs = !(direct && b.cs == 1);
+  const double pa = a_packs ? 8.0 * double(m) * double(k) : 0.0;
+  const double pb = b_packs ? 8.0 * double(k) * double(n) : 0.0;
+  const double kk = double(k);
+  const double cost_m = double(ceil_div(nap, nt) * MR) * double(nbp * NR) * kk + pb + pa / nt;
+  const double cost_n = double(ceil_div(nbp, nt) * NR) * double(nap * MR) * kk + pa + pb / nt;
   const bool split_m = cost_m < cost_n || (cost_m == cost_n && n <= m);
 
   auto slab = [&](int tid) {
