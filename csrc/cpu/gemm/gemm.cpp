@@ -127,9 +127,9 @@ void scale_only(int64_t m, int64_t n, float beta, MutMatRef c, const GemmEpilogu
 // One C tile at (i0, j0) of extent rows x cols (<= MR x NR), A addressed in place
 // (rowa: a[i*lda + p]) or packed/column-major (a[p*lda + i]). Remainder tiles run the
 // variant's exact-size edge kernel when it has one (it computes rows x ecols, ecols the
-// kernel's width: 8, 16 or 32), else the full kernel on zero-padded panels. Tiles whose computed
-// extent matches C and has unit column stride go straight to C; others through `tmp`
-// (row stride NR) so nothing outside C is touched.
+// kernel's width: 8, 16 or 32), else the full kernel on zero-padded panels. Tiles whose
+// computed extent matches C and has unit column stride go straight to C; others through
+// `tmp` (row stride NR) so nothing outside C is touched.
 inline void run_tile(const KernelConfig& cfg, bool rowa, int64_t kc, const float* ap, int64_t lda,
                      const float* bp, int64_t ldb, MutMatRef c, int64_t i0, int64_t j0,
                      int64_t rows, int64_t cols, const TileEpilogue& te, float* tmp) {

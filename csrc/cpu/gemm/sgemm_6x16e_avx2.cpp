@@ -103,7 +103,8 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v) {
           float* cv = c + i * ldc + 8 * v;
-          _mm256_storeu_ps(cv, _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(cv), _mm256_mul_ps(acc[i][v], valpha)));
+          const __m256 v0 = _mm256_mul_ps(acc[i][v], valpha);
+          _mm256_storeu_ps(cv, _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(cv), v0));
         }
     }
     return;
