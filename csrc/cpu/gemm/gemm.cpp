@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 
 #include "common/aligned_buffer.h"
@@ -307,9 +308,20 @@ void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   if (nt <= 1) {
     slab(0);
   } else {
+    // Each thread grows its own packing buffers here, so std::bad_alloc can be thrown
+    // inside the region; it must not escape it (std::terminate), so it is carried out.
+    std::exception_ptr error;
     // A nested region may get fewer threads than slabs: each runs every team-th slab.
 #pragma omp parallel num_threads(nt)
-    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) slab(t);
+    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) {
+      try {
+        slab(t);
+      } catch (...) {
+#pragma omp critical(nnf_gemm_slab_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
   }
 }
 
