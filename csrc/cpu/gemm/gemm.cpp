@@ -183,9 +183,10 @@ void gemm_slab(const KernelConfig& cfg, const Blocking& blk, int64_t m, int64_t 
   auto b_in_place = [&](int64_t cols) {
     return b_direct && (cols == NR || (cfg.edge && cfg.edge(MR, int(cols), false).cols == cols));
   };
-  const bool a_packs = !a_in_place(MR) || (m % MR && !a_in_place(m % MR));
-  // A read wholly in place needs no L2-sized block: one ic block per slab.
-  const int64_t MC = a_packs ? std::min<int64_t>(blk.mc, round_up(m, MR)) : round_up(m, MR);
+  // MC-row blocks even when A is read in place: the rows of one block are swept once per
+  // B micro-panel, and a whole large A (fc1 dW: 784 x 128, 400 KiB) would fall out of L2
+  // between sweeps (784x128x256 ~79 -> ~84 GF/s on one thread).
+  const int64_t MC = std::min<int64_t>(blk.mc, round_up(m, MR));
   const int64_t KC = blk.kc;
   const int64_t NC = std::min<int64_t>(blk.nc, round_up(n, NR));
 
