@@ -132,18 +132,20 @@ VARIANT_SHAPES = [(1, 3, 1), (2, 9, 16), (10, 128, 10), (13, 40, 17), (15, 33, 4
                   (29, 70, 33), (128, 128, 10), (128, 10, 128), (128, 256, 784), (157, 1100, 150)]
 
 
+@pytest.mark.parametrize("family", ["avx512", "avx2"])
 @pytest.mark.parametrize("m,k,n", VARIANT_SHAPES)
-def test_avx512_variants_bitwise_equal(rng, m, k, n):
-    # Variants of one ISA differ in tiling only, never in per-element arithmetic.
-    variants = _variant_family("avx512")
+def test_variants_bitwise_equal(rng, family, m, k, n):
+    # Variants of one ISA differ in tiling, prefetch and packing only, never in
+    # per-element arithmetic.
+    variants = _variant_family(family)
     if len(variants) < 2:
-        pytest.skip("needs AVX-512")
+        pytest.skip(f"needs {family}")
     a_rm, b_rm = randn(rng, m, k), randn(rng, k, n)
     a_t, b_t = np.ascontiguousarray(a_rm.T).T, np.ascontiguousarray(b_rm.T).T
     bias, c0 = randn(rng, n), randn(rng, m, n)
     prev = _core.get_gemm_variant()
     try:
-        with nnforge.use_isa("avx512"):
+        with nnforge.use_isa(family):
             for layout, (a, b) in enumerate([(a_rm, b_rm), (a_t, b_rm), (a_rm, b_t), (a_t, b_t)]):
                 res = []
                 for v in variants:
@@ -325,6 +327,25 @@ def test_threads_bitwise(isa, threads, rng, m, k, n):
         res.append(matmul(a, b, bias=bias, activation="gelu_erf"))
     np.testing.assert_array_equal(res[0], res[1])
     check(res[1], a, b, bias=bias, activation="gelu_erf")
+
+
+# Packed path (A + B > 320K floats) with transposed operands and output, slabs that span
+# several MC blocks, and thread counts that leave uneven or empty slabs.
+@pytest.mark.parametrize("m,k,n", [(700, 300, 517), (5, 1500, 3001), (3001, 700, 9)])
+def test_threads_bitwise_layouts(isa, threads, rng, m, k, n):
+    a = np.ascontiguousarray(randn(rng, m, k).T).T  # column-major A (x.T)
+    b = np.ascontiguousarray(randn(rng, k, n).T).T  # column-major B (W.T)
+    c0 = randn(rng, n, m).T  # column-major out
+    res = []
+    for t in (1, 2, 3):
+        nnforge.set_num_threads(t)
+        for a_, b_ in ((a, b), (np.ascontiguousarray(a), np.ascontiguousarray(b))):
+            out = c0.copy(order="F")
+            matmul(a_, b_, out, beta=0.5, activation="relu")
+            res.append(out)
+    for r in res[1:]:
+        np.testing.assert_array_equal(r, res[0])
+    check(res[0], a, b, beta=0.5, c0=c0, activation="relu")
 
 
 def test_threads_bitwise_batched(threads, rng):

@@ -1,16 +1,17 @@
 // Portable GEMM frame (GotoBLAS / BLIS scheme) around per-ISA micro-kernels.
 //
-//   for jc in N step NC:                 B block  kc x nc, packed once, shared (L2/L3)
+//   for jc in N step NC:                 B block  kc x nc, packed (L2/L3)
 //     for pc in K step KC:
-//       for ic in M step MC:             A block  mc x kc, packed, shared (L2)
+//       for ic in M step MC:             A block  mc x kc, packed (L2)
 //         for jr in nc step NR:          B micro-panel kc x NR (L1)
 //           for ir in mc step MR:        A micro-panel kc x MR
 //             micro-kernel -> C tile MR x NR
 //
-// Threads split the tiles of each (ic) macro block, along whichever of the jr / ir
-// dimensions balances better; packing is shared the same way. K is never split,
-// and a tile's arithmetic does not depend on which thread runs it, so results are
-// bitwise identical for any thread count.
+// Threads split C into disjoint slabs of whole MR-row (or NR-column) panels and run
+// this loop nest on their slab with their own packing buffers, with no barrier (see
+// gemm_threads). K is never split and KC depends on k only, so every element of C is
+// computed by the same FMA chain whatever the thread count: results are bitwise
+// identical for any number of threads.
 #include "cpu/gemm/gemm.h"
 
 #include <omp.h>
@@ -19,6 +20,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 
 #include "common/aligned_buffer.h"
@@ -37,21 +39,30 @@ using gemm::TileEpilogue;
 
 constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
 
-// Block sizes: kc*nr*4 B micro-panel ~ L1 (32 KiB); mc*kc*4 A block well inside the
-// 1 MiB L2; kc*nc*4 B block in L2/L3.
+// Block sizes: kc*nr*4 B micro-panel ~ L1 (32 KiB); mc*kc*4 A block well inside L2;
+// kc*nc*4 B block in L2/L3. AVX-512 (Zen 4, 1 MiB L2): 14x32 panel 32 KiB, A 168 KiB.
+// AVX2 (Zen 3, 512 KiB L2): 6x16 panel 16 KiB, A block 144 KiB, BLIS's Zen values;
+// KC 384 / 512 measured no faster at 1024-2048 (the 24-32 KiB B panel no longer stays
+// in L1) and MC 72..192 within noise, once C is prefetched (avx2_6x16p).
 // "auto" takes the first entry of the active ISA, so the newest variant comes first.
 const KernelConfig kKernels[] = {
     {"generic_4x8", int(Isa::generic), 4, 8, 256, 128, 1024, generic::sgemm_generic_4x8,
-     generic::sgemm_generic_4x8_rowa, nullptr, nullptr, nullptr},
+     generic::sgemm_generic_4x8_rowa, nullptr, nullptr, nullptr, 0.6},
+    {"avx2_6x16e", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16e,
+     avx2::sgemm_avx2_6x16e_rowa, avx2::sgemm_avx2_6x16e_edge, avx2::transpose_pack_avx2_6,
+     avx2::transpose_pack_avx2_16, 0.75},
+    {"avx2_6x16p", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16p,
+     avx2::sgemm_avx2_6x16p_rowa, nullptr, avx2::transpose_pack_avx2_6,
+     avx2::transpose_pack_avx2_16, 0.6},
     {"avx2_6x16", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16,
-     avx2::sgemm_avx2_6x16_rowa, nullptr, nullptr, nullptr},
+     avx2::sgemm_avx2_6x16_rowa, nullptr, nullptr, nullptr, 0.6},
     {"avx512_14x32t", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
      avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge,
-     avx512::transpose_pack_avx512_14, avx512::transpose_pack_avx512_32},
+     avx512::transpose_pack_avx512_14, avx512::transpose_pack_avx512_32, 0.6},
     {"avx512_14x32e", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
-     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge, nullptr, nullptr},
+     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge, nullptr, nullptr, 0.6},
     {"avx512_14x32", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32,
-     avx512::sgemm_avx512_14x32_rowa, nullptr, nullptr, nullptr},
+     avx512::sgemm_avx512_14x32_rowa, nullptr, nullptr, nullptr, 0.6},
 };
 constexpr int kNumKernels = sizeof(kKernels) / sizeof(kKernels[0]);
 
@@ -89,13 +100,13 @@ const KernelConfig& pick_kernel() {
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
-// Scratch owned by the calling thread and shared with its OpenMP team for one call.
+// Per-thread packing scratch (each thread of a call packs into its own).
 // Private to GEMM (not nnf::thread_scratch) so callers such as conv can hold their
 // own scratch across a GEMM call.
 struct Scratch {
-  AlignedBuffer a[2];  // A blocks, double-buffered so one barrier per block suffices
+  AlignedBuffer a;     // A block
   AlignedBuffer b;     // B block
-  AlignedBuffer bias;  // bias copied contiguous and zero-padded to whole tiles
+  AlignedBuffer bias;  // bias copied contiguous and zero-padded to whole tiles (caller's)
 };
 Scratch& caller_scratch() {
   static thread_local Scratch s;
@@ -117,9 +128,9 @@ void scale_only(int64_t m, int64_t n, float beta, MutMatRef c, const GemmEpilogu
 // One C tile at (i0, j0) of extent rows x cols (<= MR x NR), A addressed in place
 // (rowa: a[i*lda + p]) or packed/column-major (a[p*lda + i]). Remainder tiles run the
 // variant's exact-size edge kernel when it has one (it computes rows x ecols, ecols the
-// next multiple of 16), else the full kernel on zero-padded panels. Tiles whose computed
-// extent matches C and has unit column stride go straight to C; others through `tmp`
-// (row stride NR) so nothing outside C is touched.
+// kernel's width: 8, 16 or 32), else the full kernel on zero-padded panels. Tiles whose
+// computed extent matches C and has unit column stride go straight to C; others through
+// `tmp` (row stride NR) so nothing outside C is touched.
 inline void run_tile(const KernelConfig& cfg, bool rowa, int64_t kc, const float* ap, int64_t lda,
                      const float* bp, int64_t ldb, MutMatRef c, int64_t i0, int64_t j0,
                      int64_t rows, int64_t cols, const TileEpilogue& te, float* tmp) {
@@ -146,18 +157,23 @@ inline void run_tile(const KernelConfig& cfg, bool rowa, int64_t kc, const float
     for (int64_t j = 0; j < cols; ++j) cij[i * c.rs + j * c.cs] = tmp[i * nr + j];
 }
 
-// Contiguous share [lo, hi) of `count` items for thread `tid` of `team`.
-inline void share(int64_t count, int tid, int team, int64_t& lo, int64_t& hi) {
-  lo = count * tid / team;
-  hi = count * (tid + 1) / team;
-}
+// Block sizes of one call; KC depends on k only (never on the thread split), so every
+// element of C sees the same k-blocks and FMA order whatever the thread count.
+struct Blocking {
+  int64_t kc, mc, nc;
+};
 
+// Serial blocked GEMM on one slab of C (rows x cols), the whole k range:
+//   for jc in N step NC: for pc in K step KC: pack B block; for ic in M step MC: pack A
+//   block; for jr: for ir: micro-kernel.
+// bias_row / bias_col: contiguous, zero-padded to whole tiles, already offset to the slab.
 // direct: read full A micro-panels and full B micro-panels in place where the strides
 // allow (A row- or column-major, B row-major) instead of packing them; edge panels are
 // still packed (zero-padded). Worth it for small problems, where packing is a large
 // share of the time and everything sits in L1/L2 anyway.
-void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, float alpha, MatRef a,
-                  MatRef b, float beta, MutMatRef c, const GemmEpilogue& ep, int nt, bool direct) {
+void gemm_slab(const KernelConfig& cfg, const Blocking& blk, int64_t m, int64_t n, int64_t k,
+               float alpha, MatRef a, MatRef b, float beta, MutMatRef c, const float* bias_row,
+               const float* bias_col, int act, bool direct) {
   const bool a_rowmajor = a.cs == 1, a_direct = direct && (a.cs == 1 || a.rs == 1);
   const bool b_direct = direct && b.cs == 1;
   const int MR = cfg.mr, NR = cfg.nr;
@@ -167,114 +183,146 @@ void gemm_blocked(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   auto b_in_place = [&](int64_t cols) {
     return b_direct && (cols == NR || (cfg.edge && cfg.edge(MR, int(cols), false).cols == cols));
   };
-  // Whether a block needs packing at all (else its barrier is skipped): depends on the
-  // shape only, so every thread takes the same barriers.
-  // (a block of mc rows / nc columns: full panels plus a remainder)
-  auto a_packs = [&](int64_t mc) { return !a_in_place(MR) || (mc % MR && !a_in_place(mc % MR)); };
-  auto b_packs = [&](int64_t nc) { return !b_in_place(NR) || (nc % NR && !b_in_place(nc % NR)); };
-  // A read wholly in place needs no L2-sized block: one ic block, fewer barriers and
-  // a better split of the tile grid (256 rows: 1 x 19 panels, not 12 + 7).
-  const int64_t MC = a_packs(m) ? std::min<int64_t>(cfg.mc, round_up(m, MR)) : round_up(m, MR);
-  // Equal k-blocks (784 -> 4 x 196, not 3 x 256 + 16): a thin last block would reload and
-  // store every C tile for little work. Depends on k only, so thread-count invariant.
-  const int64_t KC = ceil_div(k, ceil_div(k, cfg.kc));
-  const int64_t NC = std::min<int64_t>(cfg.nc, round_up(n, NR));
+  // MC-row blocks even when A is read in place: the rows of one block are swept once per
+  // B micro-panel, and a whole large A (fc1 dW: 784 x 128, 400 KiB) would fall out of L2
+  // between sweeps (784x128x256 ~79 -> ~84 GF/s on one thread).
+  const int64_t MC = std::min<int64_t>(blk.mc, round_up(m, MR));
+  const int64_t KC = blk.kc;
+  const int64_t NC = std::min<int64_t>(blk.nc, round_up(n, NR));
 
+  // This thread's own scratch: slabs share nothing but the (read-only) operands.
   Scratch& s = caller_scratch();
   float* bpack = s.b.floats(size_t(KC * NC));
-  float* apack[2] = {s.a[0].floats(size_t(KC * MC)), s.a[1].floats(size_t(KC * MC))};
+  float* apack = s.a.floats(size_t(KC * MC));
+  alignas(64) float tmp[kMaxTile];
+
+  for (int64_t jc = 0; jc < n; jc += NC) {
+    const int64_t nc = std::min(NC, n - jc), nbp = ceil_div(nc, NR);
+    for (int64_t pc = 0; pc < k; pc += KC) {
+      const int64_t kc = std::min(KC, k - pc);
+      const bool last = pc + kc == k;
+      int64_t jp0 = 0;
+      if (b.cs == 1 && !b_in_place(NR)) {  // row-major B: full panels row by row
+        jp0 = nc / NR;
+        gemm::pack_b_rows(NR, kc, jp0, b.data + pc * b.rs + jc, b.rs, bpack);
+      }
+      for (int64_t jp = jp0; jp < nbp; ++jp) {
+        const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
+        if (b_in_place(cols)) continue;
+        gemm::pack_b_panel(NR, kc, cols, b.data + pc * b.rs + (jc + j0) * b.cs, b.rs, b.cs,
+                           bpack + jp * NR * kc, cfg.tpack_b);
+      }
+      TileEpilogue te;
+      te.alpha = alpha;
+      te.beta = pc == 0 ? beta : 1.0f;
+      te.activation = last ? act : 0;
+      for (int64_t ic = 0; ic < m; ic += MC) {
+        const int64_t mc = std::min(MC, m - ic), nap = ceil_div(mc, MR);
+        for (int64_t ip = 0; ip < nap; ++ip) {
+          const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
+          if (a_in_place(rows)) continue;
+          gemm::pack_a_panel(MR, kc, rows, a.data + (ic + i0) * a.rs + pc * a.cs, a.rs, a.cs,
+                             apack + ip * MR * kc, cfg.tpack_a);
+        }
+        for (int64_t jp = 0; jp < nbp; ++jp) {
+          const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
+          te.bias_col = (last && bias_col) ? bias_col + jc + j0 : nullptr;
+          const bool bd = b_in_place(cols);
+          const float* bp = bd ? b.data + pc * b.rs + jc + j0 : bpack + jp * NR * kc;
+          const int64_t ldb = bd ? b.rs : NR;
+          for (int64_t ip = 0; ip < nap; ++ip) {
+            const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
+            te.bias_row = (last && bias_row) ? bias_row + ic + i0 : nullptr;
+            if (a_in_place(rows)) {
+              const float* ap = a.data + (ic + i0) * a.rs + pc * a.cs;
+              run_tile(cfg, a_rowmajor, kc, ap, a_rowmajor ? a.rs : a.cs, bp, ldb, c, ic + i0,
+                       jc + j0, rows, cols, te, tmp);
+            } else {
+              run_tile(cfg, false, kc, apack + ip * MR * kc, MR, bp, ldb, c, ic + i0, jc + j0,
+                       rows, cols, te, tmp);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Threads own disjoint slabs of C -- whole MR-row panels (split_m) or NR-column panels --
+// and run the serial algorithm on them with their own packing buffers: no barrier at all
+// (the previous scheme shared packed blocks and synchronised twice per MC x KC block,
+// stalling whenever the other core was busy). The price is packing the shared operand
+// once per thread (B for a row split, A for a column split), k*n or k*m floats against
+// m*n*k/team FMAs each, which the choice of split weighs against the tile balance.
+// Per element the arithmetic is that of the serial call.
+void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, float alpha,
+                  MatRef a, MatRef b, float beta, MutMatRef c, const GemmEpilogue& ep, int nt,
+                  bool direct) {
+  const int MR = cfg.mr, NR = cfg.nr;
+  // Equal k-blocks (784 -> 4 x 196, not 3 x 256 + 16): a thin last block would reload and
+  // store every C tile for little work.
+  const Blocking blk{ceil_div(k, ceil_div(k, cfg.kc)), cfg.mc, cfg.nc};
+
   const float* bias_row = nullptr;
   const float* bias_col = nullptr;
   if (ep.bias_mode != BiasMode::none && ep.bias) {
     const bool rows = ep.bias_mode == BiasMode::per_row;
     const int64_t len = rows ? m : n, padded = round_up(len, rows ? MR : NR);
-    float* p = s.bias.floats(size_t(padded));
+    float* p = caller_scratch().bias.floats(size_t(padded));
     for (int64_t i = 0; i < len; ++i) p[i] = ep.bias[i * ep.bias_stride];
     std::fill(p + len, p + padded, 0.0f);
     (rows ? bias_row : bias_col) = p;
   }
   const int act = int(ep.activation);
+  const int64_t nap = ceil_div(m, MR), nbp = ceil_div(n, NR);
+  // Per-thread cost of each split in FMA lanes: its tiles (k lanes per tile element) plus
+  // the packing it does, ~8 lanes per packed float (a transposing or strided pack runs at
+  // ~1 float per cycle against 16 lanes per cycle of FMAs). The row split packs all of B
+  // and its share of A, the column split the reverse: fc1 dX 128x256x784 with B = W.T
+  // splits columns (each thread packs half of W.T) although rows balance slightly better.
+  const bool a_packs = !(direct && (a.cs == 1 || a.rs == 1)), b_packs = !(direct && b.cs == 1);
+  const double pa = a_packs ? 8.0 * double(m) * double(k) : 0.0;
+  const double pb = b_packs ? 8.0 * double(k) * double(n) : 0.0;
+  const double kk = double(k);
+  const double cost_m = double(ceil_div(nap, nt) * MR) * double(nbp * NR) * kk + pb + pa / nt;
+  const double cost_n = double(ceil_div(nbp, nt) * NR) * double(nap * MR) * kk + pa + pb / nt;
+  const bool split_m = cost_m < cost_n || (cost_m == cost_n && n <= m);
 
-  auto body = [&](int tid, int team) {
-    alignas(64) float tmp[kMaxTile];
-    int buf = 0;
-    for (int64_t jc = 0; jc < n; jc += NC) {
-      const int64_t nc = std::min(NC, n - jc), nbp = ceil_div(nc, NR);
-      for (int64_t pc = 0; pc < k; pc += KC) {
-        const int64_t kc = std::min(KC, k - pc);
-        const bool first = pc == 0, last = pc + kc == k;
-        const bool bpacked = b_packs(nc);
-        int64_t lo, hi;
-        share(nbp, tid, team, lo, hi);
-        for (int64_t jp = lo; jp < hi; ++jp) {
-          const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
-          if (b_in_place(cols)) continue;
-          gemm::pack_b_panel(NR, kc, cols, b.data + pc * b.rs + (jc + j0) * b.cs, b.rs, b.cs,
-                             bpack + jp * NR * kc, cfg.tpack_b);
-        }
-        if (team > 1 && bpacked) {
-#pragma omp barrier
-        }
-        bool any_packed = bpacked;
-        TileEpilogue te;
-        te.alpha = alpha;
-        te.beta = first ? beta : 1.0f;
-        te.activation = last ? act : 0;
-        for (int64_t ic = 0; ic < m; ic += MC) {
-          const int64_t mc = std::min(MC, m - ic), nap = ceil_div(mc, MR);
-          const bool apacked = a_packs(mc);
-          any_packed |= apacked;
-          float* ablk = apack[buf];
-          buf ^= 1;
-          share(nap, tid, team, lo, hi);
-          for (int64_t ip = lo; ip < hi; ++ip) {
-            const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
-            if (a_in_place(rows)) continue;
-            gemm::pack_a_panel(MR, kc, rows, a.data + (ic + i0) * a.rs + pc * a.cs, a.rs, a.cs,
-                               ablk + ip * MR * kc, cfg.tpack_a);
-          }
-          if (team > 1 && apacked) {
-#pragma omp barrier
-          }
-          // Split the nap x nbp tile grid along the dimension that balances better.
-          const bool split_n = ceil_div(nbp, team) * nap <= ceil_div(nap, team) * nbp;
-          int64_t jlo = 0, jhi = nbp, ilo = 0, ihi = nap;
-          if (split_n) share(nbp, tid, team, jlo, jhi);
-          else share(nap, tid, team, ilo, ihi);
-          for (int64_t jp = jlo; jp < jhi; ++jp) {
-            const int64_t j0 = jp * NR, cols = std::min<int64_t>(NR, nc - j0);
-            te.bias_col = (last && bias_col) ? bias_col + jc + j0 : nullptr;
-            const bool bd = b_in_place(cols);
-            const float* bp = bd ? b.data + pc * b.rs + jc + j0 : bpack + jp * NR * kc;
-            const int64_t ldb = bd ? b.rs : NR;
-            for (int64_t ip = ilo; ip < ihi; ++ip) {
-              const int64_t i0 = ip * MR, rows = std::min<int64_t>(MR, mc - i0);
-              te.bias_row = (last && bias_row) ? bias_row + ic + i0 : nullptr;
-              if (a_in_place(rows)) {
-                const float* ap = a.data + (ic + i0) * a.rs + pc * a.cs;
-                run_tile(cfg, a_rowmajor, kc, ap, a_rowmajor ? a.rs : a.cs, bp, ldb, c, ic + i0,
-                         jc + j0, rows, cols, te, tmp);
-              } else {
-                run_tile(cfg, false, kc, ablk + ip * MR * kc, MR, bp, ldb, c, ic + i0, jc + j0,
-                         rows, cols, te, tmp);
-              }
-            }
-          }
-        }
-        // Before the next k-block repacks the buffers. C tiles need no barrier: a
-        // tile's owner depends on the shape only, so it is the same in every k-block.
-        if (team > 1 && any_packed) {
-#pragma omp barrier
-        }
-      }
+  auto slab = [&](int tid) {
+    const int64_t panels = split_m ? nap : nbp, width = split_m ? MR : NR;
+    const int64_t lo = panels * tid / nt * width, hi = panels * (tid + 1) / nt * width;
+    if (split_m) {
+      const int64_t r1 = std::min(hi, m);
+      if (r1 <= lo) return;
+      gemm_slab(cfg, blk, r1 - lo, n, k, alpha, MatRef{a.data + lo * a.rs, a.rs, a.cs}, b, beta,
+                MutMatRef{c.data + lo * c.rs, c.rs, c.cs}, bias_row ? bias_row + lo : nullptr,
+                bias_col, act, direct);
+    } else {
+      const int64_t c1 = std::min(hi, n);
+      if (c1 <= lo) return;
+      gemm_slab(cfg, blk, m, c1 - lo, k, alpha, a, MatRef{b.data + lo * b.cs, b.rs, b.cs}, beta,
+                MutMatRef{c.data + lo * c.cs, c.rs, c.cs}, bias_row,
+                bias_col ? bias_col + lo : nullptr, act, direct);
     }
   };
   // A one-thread call skips the OpenMP runtime entirely (~1 us per call otherwise).
   if (nt <= 1) {
-    body(0, 1);
+    slab(0);
   } else {
+    // Each thread grows its own packing buffers here, so std::bad_alloc can be thrown
+    // inside the region; it must not escape it (std::terminate), so it is carried out.
+    std::exception_ptr error;
+    // A nested region may get fewer threads than slabs: each runs every team-th slab.
 #pragma omp parallel num_threads(nt)
-    body(omp_get_thread_num(), omp_get_num_threads());
+    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) {
+      try {
+        slab(t);
+      } catch (...) {
+#pragma omp critical(nnf_gemm_slab_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
   }
 }
 
@@ -323,7 +371,7 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
   const bool col_major_c = c.cs != 1 && c.rs == 1;
   const bool row_major_c = c.cs == 1;
   const bool swap = col_major_c ? padded(n, m) <= 1.5 * padded(m, n)
-                                : (row_major_c && padded(n, m) < 0.6 * padded(m, n));
+                                : (row_major_c && padded(n, m) < cfg.swap_below * padded(m, n));
   GemmEpilogue e = ep;
   if (swap) {
     std::swap(m, n);
@@ -340,7 +388,7 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
   // In place when A + B <= 1.25 MiB (measured: MLP shapes such as 128x784x256 gain
   // ~40% over packing; 512^3 and up still pack).
   const bool direct = double(m) * double(k) + double(k) * double(n) <= 320.0 * 1024;
-  gemm_blocked(cfg, m, n, k, alpha, a, b, beta, c, e, std::max(1, nt), direct);
+  gemm_threads(cfg, m, n, k, alpha, a, b, beta, c, e, std::max(1, nt), direct);
 }
 
 }  // namespace nnf

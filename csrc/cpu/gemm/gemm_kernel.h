@@ -29,7 +29,7 @@ struct TileEpilogue {
 using MicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                              float* c, int64_t ldc, const TileEpilogue& ep);
 
-// Exact-size edge tile: a kernel computing rows x `cols` (cols: 16 or 32 here) that reads
+// Exact-size edge tile: a kernel computing rows x `cols` (cols: 8, 16 or 32 here) that reads
 // only `rows` rows of A and `cols` columns of B and writes rows x cols of C.
 struct EdgeKernel {
   MicroKernel ukr;
@@ -55,6 +55,9 @@ struct KernelConfig {
   MicroKernel ukr_rowa;  // A element (i, p) at a[i*lda + p]
   EdgePicker edge;       // nullptr: edge tiles run the full kernel on zero-padded panels
   TransposePack tpack_a, tpack_b;  // nullptr: portable (SSE 4x4) transposing pack
+  // Row-major C is computed as C^T = B^T A^T when that pads to fewer than swap_below
+  // times the tile area (padded to whole mr x nr tiles either way).
+  double swap_below;
 };
 
 }  // namespace gemm
@@ -69,6 +72,13 @@ NNF_SGEMM_UKR(sgemm_generic_4x8_rowa);
 namespace avx2 {
 NNF_SGEMM_UKR(sgemm_avx2_6x16);
 NNF_SGEMM_UKR(sgemm_avx2_6x16_rowa);
+NNF_SGEMM_UKR(sgemm_avx2_6x16p);
+NNF_SGEMM_UKR(sgemm_avx2_6x16p_rowa);
+NNF_SGEMM_UKR(sgemm_avx2_6x16e);
+NNF_SGEMM_UKR(sgemm_avx2_6x16e_rowa);
+gemm::EdgeKernel sgemm_avx2_6x16e_edge(int rows, int cols, bool rowa);
+void transpose_pack_avx2_6(int64_t kc, const float* src, int64_t ss, float* dst);
+void transpose_pack_avx2_16(int64_t kc, const float* src, int64_t ss, float* dst);
 }  // namespace avx2
 namespace avx512 {
 NNF_SGEMM_UKR(sgemm_avx512_14x32);

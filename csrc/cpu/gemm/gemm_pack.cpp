@@ -92,7 +92,25 @@ void pack_b_edge(int nr, int64_t kc, int64_t cols, const float* b, int64_t rs, i
   }
 }
 
+template <int NR>
+void pack_b_rows_t(int64_t kc, int64_t panels, const float* b, int64_t rs, float* dst) {
+  for (int64_t p = 0; p < kc; ++p)
+    for (int64_t q = 0; q < panels; ++q)
+      std::memcpy(dst + q * NR * kc + p * NR, b + p * rs + q * NR, NR * sizeof(float));
+}
+
 }  // namespace
+
+void pack_b_rows(int nr, int64_t kc, int64_t panels, const float* b, int64_t rs, float* dst) {
+  switch (nr) {
+    case 8: return pack_b_rows_t<8>(kc, panels, b, rs, dst);
+    case 16: return pack_b_rows_t<16>(kc, panels, b, rs, dst);
+    case 32: return pack_b_rows_t<32>(kc, panels, b, rs, dst);
+    default:
+      for (int64_t q = 0; q < panels; ++q)
+        pack_b_panel(nr, kc, nr, b + q * nr, rs, 1, dst + q * nr * kc);
+  }
+}
 
 void pack_a_panel(int mr, int64_t kc, int64_t rows, const float* a, int64_t rs, int64_t cs, float* dst,
                   TransposePack tpack) {

@@ -23,5 +23,11 @@ void pack_a_panel(int mr, int64_t kc, int64_t rows, const float* a, int64_t rs, 
 void pack_b_panel(int nr, int64_t kc, int64_t cols, const float* b, int64_t rs, int64_t cs,
                   float* dst, TransposePack tpack = nullptr);
 
+// `panels` full B micro-panels of a row-major B (element (p, j) at b[p*rs + j]), panel q
+// to dst + q*nr*kc: the same layout as pack_b_panel per panel, filled row by row so the
+// reads stream along B's rows (a panel at a time reads one line from each of kc rows
+// nc*4 bytes apart, ~2.5x slower at n = 2048).
+void pack_b_rows(int nr, int64_t kc, int64_t panels, const float* b, int64_t rs, float* dst);
+
 }  // namespace gemm
 }  // namespace nnf

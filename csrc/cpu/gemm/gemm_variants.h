@@ -5,7 +5,13 @@
 //
 // Variants ("auto" takes the first listed for the active ISA):
 //   generic_4x8     portable 4x8 kernel (auto-vectorised).
-//   avx2_6x16       AVX2+FMA 6x16 kernel.
+//   avx2_6x16e      v3: avx2_6x16p + exact-size edge tiles (R x 8 / R x 16, R = 1..6), A
+//                   edge panels and 8-wide B edge panels read in place, and the C^T
+//                   orientation taken when it pads < 0.75x (fc3 dW 128x128x10 ~40 -> ~57
+//                   GF/s, 1 thread).
+//   avx2_6x16p      v2: avx2_6x16 + prefetch of the C tile before the k loop, AVX2 8x8
+//                   transposing packs (row-major A panels, column-major B panels).
+//   avx2_6x16       v1: AVX2+FMA 6x16 kernel.
 //   avx512_14x32t   v3: v2 + AVX-512 16x16 transposing packs (row-major A panels, column-
 //                   major B panels such as W.T) instead of SSE 4x4 + scalar rows
 //                   (128x128x10 x@W ~53 -> ~60 GF/s, 1 thread).
