@@ -400,3 +400,24 @@ def test_matches_torch(rng, cfg):
     assert (np.abs(dx - tdx) <= 2 * fp32_dot_tol(k * red_len(wt), 1.0) * mx + 1e-30).all()
     assert (np.abs(dw - gw.grad.numpy()) <= 2 * fp32_dot_tol(n * ho * wo, 1.0) * mw + 1e-30).all()
     assert (np.abs(db - gb.grad.numpy()) <= 2 * fp32_dot_tol(n * ho * wo, 1.0) * mb + 1e-30).all()
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[3], CONFIGS[20], CONFIGS[6]],
+                         ids=["C1", "C3", "C3-stride_h2", "C3-stride2", "C64"])
+def test_inf_in_x_poisons_only_the_weights_that_touch_it(isa, rng, cfg):
+    """An inf at a row's right edge reaches exactly the dW entries whose taps read it.
+    The vector kernels run past the output window on the last vector of a row (dy is 0
+    there); those lanes must not turn 0 * inf into NaN in a neighbouring entry."""
+    x, wt, b, kw = make(rng, cfg)
+    x[0, 0, x.shape[2] // 2, -1] = np.inf
+    x[-1, -1, -1, -1] = -np.inf
+    dy = rng.standard_normal(ops.conv2d_output_shape(x.shape, wt.shape, **kw), dtype=np.float32)
+    _, dw, _ = ops.conv2d_backward(dy, x, wt, need_input=False, need_bias=False, **kw)
+    with np.errstate(invalid="ignore"):
+        _, want, _ = conv2d_backward_ref(dy, x, wt, **kw)
+    np.testing.assert_array_equal(np.isfinite(dw), np.isfinite(want))
+    finite = np.isfinite(want)
+    assert finite.any() and not finite.all()
+    xf = np.where(np.isfinite(x), x, 0).astype(np.float32)
+    _, dw_clean, _ = ops.conv2d_backward(dy, xf, wt, need_input=False, need_bias=False, **kw)
+    np.testing.assert_array_equal(dw[finite], dw_clean[finite])

@@ -227,6 +227,7 @@ void backward_weight_direct(const ConvShape& s, const float* dy, const float* x,
         a.sw = s.sw;
         a.nrows = nrows;
         a.nvec = nvec;
+        a.wo = s.wo;
         a.partial = partial + ch * dwlen;
         NNF_CONV_DISPATCH(direct_dw, a);
       }

@@ -28,6 +28,11 @@ struct V {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
+  // Lanes [0, n) loaded, the rest 0 (0 < n <= N).
+  static V load_first(const float* p, int n) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return {_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane))};
+  }
   // Lanes [0, n) only (0 < n < N): a masked store never touches memory past the row.
   void store_first(float* p, int n) const {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

@@ -35,6 +35,10 @@ struct V {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
+  // Lanes [0, n) loaded, the rest 0 (0 < n <= N).
+  static V load_first(const float* p, int n) {
+    return {_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1u), p)};
+  }
   // Lanes [0, n) only (0 < n < N): a masked store never touches memory past the row.
   void store_first(float* p, int n) const {
     _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1u), v);

@@ -30,6 +30,12 @@ struct V {
     for (int i = 0; i < N; ++i) r.v[i] = p[i];
     return r;
   }
+  // Lanes [0, n) loaded, the rest 0 (0 < n <= N).
+  static V load_first(const float* p, int n) {
+    V r;
+    for (int i = 0; i < N; ++i) r.v[i] = i < n ? p[i] : 0.0f;
+    return r;
+  }
   // Separate multiply and add (no FMA contraction without -mfma): the reference
   // rounding differs from the FMA paths by at most one rounding per term.
   static V fma(V a, V b, V c) {

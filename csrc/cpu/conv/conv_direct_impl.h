@@ -146,15 +146,20 @@ inline void dw_block(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int6
 #pragma GCC unroll 16
   for (int tt = 0; tt < TB; ++tt) xp[tt] = a.pad + taps[t0 + tt];
   const float* dp = a.dy + k0 * a.dyk;
+  // The last vector's lanes past wo hold dy = 0 but x from beyond the output window
+  // (the next padded row): they are loaded as 0 so an inf there cannot make 0 * inf.
+  const int last_lanes = int(a.wo - (a.nvec - 1) * V::N);
   for (int64_t i = 0; i < a.nrows; ++i) {
     const int64_t xoff = i * a.sh * a.wpad, doff = i * a.ldy;
     for (int64_t v = 0; v < a.nvec; ++v) {
+      const bool tail = v == a.nvec - 1 && last_lanes < V::N;
       V d[KB];
 #pragma GCC unroll 16
       for (int kk = 0; kk < KB; ++kk) d[kk] = V::load(dp + kk * a.dyk + doff + v * V::N);
 #pragma GCC unroll 16
       for (int tt = 0; tt < TB; ++tt) {
-        const V xv = V::load(xp[tt] + xoff + v * V::N);
+        const float* xq = xp[tt] + xoff + v * V::N;
+        const V xv = tail ? V::load_first(xq, last_lanes) : V::load(xq);
 #pragma GCC unroll 16
         for (int kk = 0; kk < KB; ++kk) acc[kk][tt] = V::fma(d[kk], xv, acc[kk][tt]);
       }

@@ -40,6 +40,7 @@ struct DirectDwArgs {
   int64_t dyk, ldy;
   int64_t cg, kg, r, s, dh, dw, sh, sw;
   int64_t nrows, nvec;
+  int64_t wo;      // valid output columns; lanes past it read x as 0 (0 * inf would be NaN)
   float* partial;  // (kg, cg*R*S), accumulated into
 };
 
