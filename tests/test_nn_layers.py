@@ -12,11 +12,8 @@ import nnforge
 from nnforge import nn
 
 import nn_reference as ref
+from layer_check import check_layer, randn
 from nn_reference import EPS32, assert_close, central_diff, f64
-
-
-def randn(rng, *shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
 # --- float64 reference forwards: f(x, params) with params as a dict name -> array -------------
@@ -39,39 +36,6 @@ def layer_norm_ref(x, p):
 
 def batch_norm_ref(x, p):
     return ref.batch_norm_train(x, p.get("weight"), p.get("bias"))[0]
-
-
-def check_layer(layer, x, f, rng, *, tol_scale=1.0, input_grad=True):
-    """Forward vs f in float64; backward of L = sum(w * layer(x)) vs central
-    differences of f in float64 for x and every parameter; gradients accumulate."""
-    params = {name: f64(p.data) for name, p in layer.named_parameters()}
-    y = layer.forward(x)
-    want = f(f64(x), params)
-    mag = 1.0 + np.abs(want).max()
-    k = max(x.shape[-1], x.shape[0], 8)  # longest reduction in these small layers
-    assert_close(y, want, 16 * EPS32 * k * mag * tol_scale, "forward")
-    w = randn(rng, *y.shape)
-    layer.zero_grad()
-    dx = layer.backward(w)
-    loss = lambda xv, pv: float((f64(w) * f(xv, pv)).sum())
-    gtol = lambda fd: 64 * EPS32 * k * tol_scale * (1 + np.abs(fd).max()) * (1 + np.abs(f64(w)).max()) + 1e-6
-    if input_grad:
-        fd = central_diff(lambda v: loss(v, params), x)
-        assert_close(dx, fd, gtol(fd), "dx")
-    first = {}
-    for name, p in layer.named_parameters():
-        def at(v, name=name):
-            q = dict(params)
-            q[name] = v
-            return loss(f64(x), q)
-        fd = central_diff(at, params[name])
-        assert_close(p.grad, fd, gtol(fd), f"d{name}")
-        first[name] = p.grad.copy()
-    layer.forward(x)
-    layer.backward(w)
-    for name, p in layer.named_parameters():  # backward accumulates into .grad
-        assert_close(p.grad, 2 * f64(first[name]), 4 * EPS32 * (1 + np.abs(first[name])), f"{name} accumulate")
-    return dx
 
 
 # --- layers --------------------------------------------------------------------------

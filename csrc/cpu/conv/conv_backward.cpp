@@ -19,8 +19,8 @@
 #include "common/aligned_buffer.h"
 #include "common/threads.h"
 #include "cpu/conv/conv.h"
-#include "common/cpu_features.h"
 #include "cpu/conv/conv_im2col.h"
+#include "cpu/conv/conv_dispatch.h"
 #include "cpu/conv/conv_kernels.h"
 #include "cpu/conv/conv_pad.h"
 #include "cpu/gemm/gemm.h"
@@ -28,13 +28,6 @@
 namespace nnf {
 namespace conv {
 namespace {
-
-#define NNF_CONV_DISPATCH(fn, ...)                                \
-  (active_isa() == Isa::avx512 ? avx512::fn(__VA_ARGS__)          \
-   : active_isa() == Isa::avx2 ? avx2::fn(__VA_ARGS__)            \
-                               : generic::fn(__VA_ARGS__))
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Chunk count for a dW reduction over `items` work items, from the shape only (never
 // from the thread count): up to 16, partials bounded to ~64 MiB in all.

@@ -14,10 +14,10 @@
 #include <cstring>
 
 #include "common/aligned_buffer.h"
-#include "common/cpu_features.h"
 #include "common/threads.h"
 #include "cpu/conv/conv.h"
 #include "cpu/conv/conv_im2col.h"
+#include "cpu/conv/conv_dispatch.h"
 #include "cpu/conv/conv_kernels.h"
 #include "cpu/conv/conv_pad.h"
 #include "cpu/gemm/gemm.h"
@@ -25,13 +25,6 @@
 namespace nnf {
 namespace conv {
 namespace {
-
-#define NNF_CONV_DISPATCH(fn, ...)                                \
-  (active_isa() == Isa::avx512 ? avx512::fn(__VA_ARGS__)          \
-   : active_isa() == Isa::avx2 ? avx2::fn(__VA_ARGS__)            \
-                               : generic::fn(__VA_ARGS__))
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 double forward_flops(const ConvShape& s) {
   return 2.0 * double(s.n) * double(s.k) * double(s.crs()) * double(s.howo());
