@@ -133,6 +133,8 @@ inline void direct_impl(const nnf::conv::DirectArgs& a) {
   }
 }
 
+#define NNF_DW_ALWAYS_INLINE __attribute__((always_inline))
+
 // ---- dW (see DirectDwArgs) ---------------------------------------------------------
 template <int KB, int TB>
 inline void dw_block(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int64_t crs,
@@ -148,22 +150,25 @@ inline void dw_block(const nnf::conv::DirectDwArgs& a, const int64_t* taps, int6
   const float* dp = a.dy + k0 * a.dyk;
   // The last vector's lanes past wo hold dy = 0 but x from beyond the output window
   // (the next padded row): they are loaded as 0 so an inf there cannot make 0 * inf.
+  // That vector is peeled off so the main loop keeps plain loads.
   const int last_lanes = int(a.wo - (a.nvec - 1) * V::N);
+  const int64_t full = last_lanes == V::N ? a.nvec : a.nvec - 1;
+  auto step = [&](int64_t doff, const int64_t xoff, int64_t v, bool tail) NNF_DW_ALWAYS_INLINE {
+    V d[KB];
+#pragma GCC unroll 16
+    for (int kk = 0; kk < KB; ++kk) d[kk] = V::load(dp + kk * a.dyk + doff + v * V::N);
+#pragma GCC unroll 16
+    for (int tt = 0; tt < TB; ++tt) {
+      const float* xq = xp[tt] + xoff + v * V::N;
+      const V xv = tail ? V::load_first(xq, last_lanes) : V::load(xq);
+#pragma GCC unroll 16
+      for (int kk = 0; kk < KB; ++kk) acc[kk][tt] = V::fma(d[kk], xv, acc[kk][tt]);
+    }
+  };
   for (int64_t i = 0; i < a.nrows; ++i) {
     const int64_t xoff = i * a.sh * a.wpad, doff = i * a.ldy;
-    for (int64_t v = 0; v < a.nvec; ++v) {
-      const bool tail = v == a.nvec - 1 && last_lanes < V::N;
-      V d[KB];
-#pragma GCC unroll 16
-      for (int kk = 0; kk < KB; ++kk) d[kk] = V::load(dp + kk * a.dyk + doff + v * V::N);
-#pragma GCC unroll 16
-      for (int tt = 0; tt < TB; ++tt) {
-        const float* xq = xp[tt] + xoff + v * V::N;
-        const V xv = tail ? V::load_first(xq, last_lanes) : V::load(xq);
-#pragma GCC unroll 16
-        for (int kk = 0; kk < KB; ++kk) acc[kk][tt] = V::fma(d[kk], xv, acc[kk][tt]);
-      }
-    }
+    for (int64_t v = 0; v < full; ++v) step(doff, xoff, v, false);
+    if (full < a.nvec) step(doff, xoff, full, true);
   }
 #pragma GCC unroll 16
   for (int kk = 0; kk < KB; ++kk)

@@ -132,10 +132,13 @@ Algo dw_algo(const ConvShape& s) {
   if ((forced == int(Algo::direct_smallc) || forced == int(Algo::implicit_gemm)) && direct_ok(s))
     return Algo::direct_smallc;
   if (forced == int(Algo::im2col_tiles) || forced == int(Algo::gemm_1x1)) return Algo::im2col_tiles;
-  // Measured on one Zen 3 core (GFLOP/s, direct vs GEMM): C1 28x28 K32 29 vs 17, C3
-  // 32x32 K64 53 vs 41; C32 14x14 K64 58 vs 59, C64 56x56 K64 71 vs 69; stride 2 34 vs
-  // 45; 1x1 38 vs 64. The GEMM wins or ties once C*R*S is large.
-  return s.cg() <= 4 && direct_ok(s) ? Algo::direct_smallc : Algo::im2col_tiles;
+  // With the old AVX2 GEMM the direct kernel won for small C (one Zen 3 core, GFLOP/s,
+  // direct vs GEMM: C1 28x28 K32 29 vs 17, C3 32x32 K64 53 vs 41). With the current
+  // GEMM (avx2_6x16e, exact edge tiles) the GEMM route wins or ties everywhere: C1
+  // 28 vs 36 (1 thread) and 45 vs 56 (2 threads), C3 50 vs 50 and 90 vs 100, C32/C64
+  // ties, stride 2 and 1x1 GEMM ahead. The direct dW stays selectable by forcing the
+  // direct_smallc / implicit_gemm algorithm (tests cross-check it).
+  return Algo::im2col_tiles;
 }
 
 }  // namespace conv
