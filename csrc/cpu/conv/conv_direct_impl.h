@@ -103,15 +103,22 @@ inline void direct_columns(const nnf::conv::DirectArgs& a, const float* wb, cons
   if (sub < kvalid) direct_remainder<NV, KB>(a, wb + sub, taps, ntaps, kbase + sub, kvalid - sub, i, ow);
 }
 
-inline void direct_impl(const nnf::conv::DirectArgs& a) {
-  const int64_t crs = a.cg * a.r * a.s;
-  // Tap t = (c, r, s) reads pad at c*pplane + r*dh*wpad + its phase and shift.
+// Offset into the padded input of each tap t = (c, r, s): c*pplane + r*dh*wpad plus the
+// stride phase and shift of column s*dw. One per-thread vector, reused across calls.
+template <class Args>
+inline const std::vector<int64_t>& tap_offsets(const Args& a) {
   static thread_local std::vector<int64_t> taps;
-  taps.resize(size_t(crs));
+  taps.resize(size_t(a.cg * a.r * a.s));
   for (int64_t c = 0, t = 0; c < a.cg; ++c)
     for (int64_t r = 0; r < a.r; ++r)
       for (int64_t q = 0; q < a.s; ++q, ++t)
         taps[size_t(t)] = c * a.pplane + r * a.dh * a.wpad + (q * a.dw) % a.sw * a.wphase + (q * a.dw) / a.sw;
+  return taps;
+}
+
+inline void direct_impl(const nnf::conv::DirectArgs& a) {
+  const int64_t crs = a.cg * a.r * a.s;
+  const std::vector<int64_t>& taps = tap_offsets(a);
   // Channel blocks outer: one block's weights (C*R*S*KBP floats) stay in L1 while
   // every row of the item (padded rows sized for L2 by the caller) passes under them;
   // measured faster than rows outer (weights from L2 on every tap).
@@ -204,12 +211,7 @@ inline void dw_channel_rem(const nnf::conv::DirectDwArgs& a, const int64_t* taps
 
 inline void direct_dw_impl(const nnf::conv::DirectDwArgs& a) {
   const int64_t crs = a.cg * a.r * a.s;
-  static thread_local std::vector<int64_t> taps;
-  taps.resize(size_t(crs));
-  for (int64_t c = 0, t = 0; c < a.cg; ++c)
-    for (int64_t r = 0; r < a.r; ++r)
-      for (int64_t q = 0; q < a.s; ++q, ++t)
-        taps[size_t(t)] = c * a.pplane + r * a.dh * a.wpad + (q * a.dw) % a.sw * a.wphase + (q * a.dw) / a.sw;
+  const std::vector<int64_t>& taps = tap_offsets(a);
   int64_t k0 = 0;
   for (; k0 + kDwKB <= a.kg; k0 += kDwKB) dw_channels<kDwKB>(a, taps.data(), crs, k0);
   if (k0 < a.kg) dw_channel_rem<kDwKB>(a, taps.data(), crs, k0, int(a.kg - k0));
