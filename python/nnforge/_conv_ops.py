@@ -12,8 +12,9 @@ read in place from padded rows), "depthwise" (groups == C == K), "gemm_1x1" (1x1
 stride 1, no padding: GEMM on the image itself), "im2col_tiles" (everything else: im2col
 in bounded per-thread tiles + GEMM). The backward pass computes dx as a forward
 convolution with flipped filters when the stride is 1 and C/groups >= 3 or depthwise (else
-GEMM + col2im tiles), and dw with the direct kernel for C/groups <= 4 (else GEMMs over
-im2col tiles). Results are bitwise identical for any thread count.
+GEMM + col2im tiles), and dw as GEMMs over im2col tiles (the direct dW kernel, measured
+slower since the AVX2 GEMM rewrite, runs only when direct_smallc / implicit_gemm is
+forced). Results are bitwise identical for any thread count.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
+from ._nn_ops import _contig as _c
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_output_shape", "conv2d_algorithm"]
 
@@ -55,13 +57,6 @@ def _padding(v) -> list[int]:
         raise ValueError(f"conv2d: padding must be an int, (ph, pw) or (top, bottom, left, right), got {v!r}")
     p = _int(v, "padding")
     return [p, p, p, p]
-
-
-def _c(a):
-    """C-order copy of a non-contiguous ndarray; anything else is left to the binding."""
-    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
-        return np.ascontiguousarray(a)
-    return a
 
 
 def _shape(a, what: str) -> list[int]:

@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from . import _core
+from ._nn_ops import _contig
 
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
            "max_pool2d", "max_pool2d_backward", "pool2d_output_shape"]
@@ -38,12 +39,6 @@ def _window(kernel_size, stride, padding):
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None else _pair(stride, "stride")
     return k, s, _pair(padding, "padding")
-
-
-def _contig(a):
-    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
-        return np.ascontiguousarray(a)
-    return a
 
 
 def _out_size(n: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
