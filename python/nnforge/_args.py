@@ -1,0 +1,164 @@
+"""Argument parsing shared by every op wrapper and layer: one error convention.
+
+TypeError: the argument has the wrong type (a float where an int is needed, a bool, a
+string, a list where an array is needed, a dtype we do not convert). ValueError: the
+type is right but the value is not (a pair of length 3, a stride of 0, a negative
+padding, an axis out of range). Nothing is silently "fixed": 2.0 is not an int.
+
+Arrays: `as_ndarray` is the one place where non-NumPy arrays enter. It takes, without a
+copy, a NumPy array, any object exporting DLPack on the CPU (torch / JAX CPU tensors) or
+the buffer protocol; an object on another device is a TypeError naming that device.
+The C++ bindings call it too (csrc/bindings/array_arg.h), so the rule is written once.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["as_ndarray", "int_arg", "int_pair", "padding4", "shape_arg", "axis_arg",
+           "c_contiguous", "rows_layout"]
+
+IntOrPair = Union[int, Sequence[int]]
+
+# DLPack's DLDeviceType codes (dlpack.h) and the names users know them by.
+_DL_DEVICE_NAMES = {1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal",
+                    9: "vpi", 10: "rocm", 11: "rocm_host", 13: "cuda_managed", 14: "oneapi"}
+_HOST_DEVICES = (1, 3, 11)  # plain, CUDA-pinned and ROCm-pinned host memory are CPU-readable
+
+# Sizes at or beyond this would not fit the kernels' int64 arithmetic once multiplied.
+_MAX_INT_ARG = 2 ** 62
+
+
+def _type_name(v) -> str:
+    return type(v).__name__
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def int_arg(v, name: str, *, min: Optional[int] = None, op: str = "") -> int:
+    """An int (Python or NumPy integer, never bool or float) >= min."""
+    where = f"{op}: " if op else ""
+    if not _is_int(v):
+        raise TypeError(f"{where}{name} must be an int, got {_type_name(v)} {v!r}")
+    i = int(v)
+    if min is not None and i < min:
+        raise ValueError(f"{where}{name} must be >= {min}, got {i}")
+    if abs(i) >= _MAX_INT_ARG:
+        raise ValueError(f"{where}{name} {i} is out of range")
+    return i
+
+
+def int_pair(v, name: str, *, min: Optional[int] = None, op: str = "") -> Tuple[int, int]:
+    """An int or a length-2 sequence of ints -> (h, w)."""
+    where = f"{op}: " if op else ""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{where}{name} must be an int or a pair of ints, got {v!r} (length {len(v)})")
+        return int_arg(v[0], name, min=min, op=op), int_arg(v[1], name, min=min, op=op)
+    if not _is_int(v):
+        raise TypeError(f"{where}{name} must be an int or a pair of ints, got {_type_name(v)} {v!r}")
+    i = int_arg(v, name, min=min, op=op)
+    return i, i
+
+
+def padding4(v, name: str = "padding", *, op: str = "") -> Tuple[int, int, int, int]:
+    """int, (ph, pw) or (top, bottom, left, right) -> (top, bottom, left, right), each >= 0."""
+    where = f"{op}: " if op else ""
+    if isinstance(v, (tuple, list)):
+        if len(v) == 2:
+            ph, pw = (int_arg(e, name, min=0, op=op) for e in v)
+            return ph, ph, pw, pw
+        if len(v) == 4:
+            t, b, l, r = (int_arg(e, name, min=0, op=op) for e in v)
+            return t, b, l, r
+        raise ValueError(f"{where}{name} must be an int, (ph, pw) or (top, bottom, left, right), "
+                         f"got {v!r} (length {len(v)})")
+    if not _is_int(v):
+        raise TypeError(f"{where}{name} must be an int, (ph, pw) or (top, bottom, left, right), "
+                        f"got {_type_name(v)} {v!r}")
+    p = int_arg(v, name, min=0, op=op)
+    return p, p, p, p
+
+
+def shape_arg(v, name: str, *, ndim: Optional[int] = None, op: str = "") -> Tuple[int, ...]:
+    """A sequence of non-negative ints (a shape tuple); floats are refused, not truncated."""
+    where = f"{op}: " if op else ""
+    if isinstance(v, (str, bytes)) or not isinstance(v, (tuple, list, np.ndarray)) and not hasattr(v, "__len__"):
+        raise TypeError(f"{where}{name} must be a sequence of ints, got {_type_name(v)} {v!r}")
+    dims = tuple(v)
+    for d in dims:
+        if not _is_int(d):
+            raise TypeError(f"{where}{name} must be a sequence of ints, got {v!r} "
+                            f"(entry {d!r} is {_type_name(d)})")
+    if ndim is not None and len(dims) != ndim:
+        raise ValueError(f"{where}{name} must have {ndim} entries, got {v!r}")
+    return tuple(int_arg(d, name, min=0, op=op) for d in dims)
+
+
+def axis_arg(axis, ndim: int, *, op: str = "") -> int:
+    """An axis in [-ndim, ndim) -> its non-negative value."""
+    where = f"{op}: " if op else ""
+    if not _is_int(axis):
+        raise TypeError(f"{where}axis must be an int, got {_type_name(axis)} {axis!r}")
+    if not -ndim <= int(axis) < ndim:
+        raise ValueError(f"{where}axis {int(axis)} is out of range for an array with {ndim} dimensions")
+    return int(axis) % ndim
+
+
+def as_ndarray(obj, name: str):
+    """A NumPy view of `obj` (no copy): ndarray, CPU DLPack exporter, or buffer.
+
+    Anything else (lists, scalars, GPU arrays) is a TypeError; dtypes are not converted.
+    """
+    if isinstance(obj, np.ndarray):
+        return obj
+    if hasattr(obj, "__dlpack_device__") and hasattr(obj, "__dlpack__"):
+        dev_type, dev_id = obj.__dlpack_device__()
+        dev_type = int(dev_type)
+        if dev_type not in _HOST_DEVICES:
+            dev = _DL_DEVICE_NAMES.get(dev_type, f"DLPack device type {dev_type}")
+            raise TypeError(f"{name} is a {_type_name(obj)} on device {dev}:{int(dev_id)}; nnforge's CPU "
+                            f"ops take arrays in host memory (copy it to the CPU first)")
+        try:
+            return np.from_dlpack(obj)
+        except (BufferError, RuntimeError, TypeError) as e:
+            raise TypeError(f"{name} ({_type_name(obj)}) could not be shared through DLPack without a "
+                            f"copy: {e}") from None
+    if hasattr(obj, "__cuda_array_interface__"):
+        raise TypeError(f"{name} is a {_type_name(obj)} on a CUDA device; nnforge's CPU ops take arrays "
+                        f"in host memory (copy it to the CPU first)")
+    if isinstance(obj, (bytes, bytearray, memoryview)) or _has_buffer(obj):
+        try:
+            return np.asarray(memoryview(obj))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name} ({_type_name(obj)}) exports a buffer NumPy cannot view: {e}") from None
+    raise TypeError(f"{name} must be a numpy.ndarray, a CPU tensor exporting DLPack (torch, JAX) or an "
+                    f"object with the buffer protocol, got {_type_name(obj)}")
+
+
+def _has_buffer(obj) -> bool:
+    try:
+        memoryview(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def c_contiguous(a):
+    """A C-order array: `a` itself when it already is, else a copy (inputs only)."""
+    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+        return np.ascontiguousarray(a)
+    return a
+
+
+def rows_layout(a):
+    """The row kernels' layout rule: C-contiguous, or a 2-D view with unit stride along
+    its last axis (rows may be padded apart); anything else is copied to C order."""
+    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+        if not (a.ndim == 2 and (a.shape[1] <= 1 or a.strides[1] == a.itemsize)):
+            return np.ascontiguousarray(a)
+    return a
