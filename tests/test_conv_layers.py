@@ -87,9 +87,10 @@ def test_conv2d_bad_inputs(rng):
         nn.Conv2d(3, 4, 3, activation="tanh")
     with pytest.raises(TypeError, match="kernel_size"):
         nn.Conv2d(3, 4, 2.5)
-    with pytest.raises(TypeError, match="kernel_size"):
+    # nnforge._args convention: a wrong length or value is a ValueError, a wrong type a TypeError
+    with pytest.raises(ValueError, match=r"kernel_size must be an int or a pair of ints, got \(3,\)"):
         nn.Conv2d(3, 4, (3,))
-    with pytest.raises(ValueError, match="kernel_size must be positive"):
+    with pytest.raises(ValueError, match="kernel_size must be >= 1, got 0"):
         nn.Conv2d(3, 4, (3, 0))
 
 
@@ -132,8 +133,10 @@ def test_pool_layers_bad_inputs(rng):
         nn.AvgPool2d(5).forward(randn(rng, 1, 1, 4, 4))
     with pytest.raises(ValueError, match=r"GlobalAvgPool2d expected input of shape \(N, C, H, W\)"):
         nn.GlobalAvgPool2d().forward(randn(rng, 2, 3, 4))
-    with pytest.raises(TypeError, match="kernel_size must be an int or a pair"):
+    with pytest.raises(ValueError, match="kernel_size must be an int or a pair"):
         nn.MaxPool2d((2, 2, 2))
+    with pytest.raises(TypeError, match="kernel_size must be an int or a pair"):
+        nn.MaxPool2d(2.0)
     layer = nn.MaxPool2d(2)
     with pytest.raises(RuntimeError, match="before forward"):
         layer.backward(np.zeros((1, 1, 2, 2), np.float32))

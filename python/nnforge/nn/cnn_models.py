@@ -1,5 +1,4 @@
-"""CNN model builders; importing this module registers them with `nnforge train`
-(train_cli._register_optional_models) as --model cnn.
+"""CNN model builders, registered as model "cnn" (nn/registry.py; `nnforge train --model cnn`).
 
 build_cnn: conv32-pool-conv64-pool-fc128-fc10 (3x3 'same' convolutions, 2x2 max
 pools), the classic small MNIST CNN. `nnforge bench train` times it without batch
@@ -10,10 +9,12 @@ to 98.3% (seeds 0-11; mean 99.0%).
 """
 from __future__ import annotations
 
-from .. import train_cli
-from .conv import BatchNorm2d, Conv2d, MaxPool2d
+from .containers import Sequential
+from .conv import Conv2d
 from .layers import Flatten, Linear, ReLU
-from .module import Sequential
+from .norm import BatchNorm2d
+from .pool import MaxPool2d
+from .registry import ModelSpec, register_model
 
 __all__ = ["build_cnn"]
 
@@ -42,6 +43,6 @@ def build_cnn(input_shape, num_classes: int, *, batch_norm: bool = True, channel
     return Sequential(*layers)
 
 
-train_cli.register_model("cnn", train_cli.ModelSpec(
+register_model("cnn", ModelSpec(
     build_cnn, "image", {"epochs": 12, "batch_size": 32, "optimizer": "adam", "lr": 1e-3},
     "CNN conv32-BN-pool-conv64-BN-pool-fc128, 3x3 convs, ReLU, 2x2 max pools"))

@@ -1,4 +1,6 @@
-"""Layers on nnforge kernels: explicit forward/backward (see module.py).
+"""Dense layers and activations on nnforge kernels: explicit forward/backward (see
+module.py). Normalisation layers are in norm.py, convolution in conv.py, pooling in
+pool.py, joins and splits in merge.py.
 
 forward(x) caches what backward needs; backward(grad_out) returns dL/dx and
 accumulates parameter gradients into Parameter.grad. Inputs are float32 arrays
@@ -13,40 +15,13 @@ import numpy as np
 
 from .. import _random, ops
 from . import init
+from ._checks import _check_grad, _float32_input, _need_forward, _positive_int
 from .module import Module, Parameter
 
-__all__ = ["BatchNorm1d", "Dropout", "Embedding", "Flatten", "GELU", "LayerNorm", "LeakyReLU",
-           "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["Dropout", "Embedding", "Flatten", "GELU", "LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax",
+           "Tanh"]
 
 _LINEAR_ACTIVATIONS = (None, "relu", "gelu_tanh", "gelu_erf")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _float32_input(x, layer: str) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{layer} expects a numpy.ndarray, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise TypeError(f"{layer} expects float32 input, got dtype {x.dtype} with shape {x.shape}; "
-                        f"convert it with x.astype(numpy.float32)")
-    return x
-
-
-def _check_grad(grad_out, shape, layer: str) -> np.ndarray:
-    if not isinstance(grad_out, np.ndarray) or grad_out.shape != shape:
-        got = grad_out.shape if isinstance(grad_out, np.ndarray) else type(grad_out).__name__
-        raise ValueError(f"{layer}.backward expects grad_out of shape {shape} (the forward output), got {got}")
-    return grad_out
-
-
-def _need_forward(cache, layer: str):
-    if cache is None:
-        raise RuntimeError(f"{layer}.backward called before forward")
-    return cache
 
 
 class Linear(Module):
@@ -271,93 +246,6 @@ class Flatten(Module):
         n = int(np.prod(shape[1:], dtype=np.int64))
         _check_grad(grad_out, (shape[0], n), "Flatten")
         return grad_out.reshape(shape)
-
-
-class LayerNorm(Module):
-    """Normalise over the last axis (size normalized_shape), then gamma * x + beta."""
-
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True):
-        super().__init__()
-        if isinstance(normalized_shape, (tuple, list)):
-            if len(normalized_shape) != 1:
-                raise ValueError(f"LayerNorm normalises the last axis only; got normalized_shape={normalized_shape!r}")
-            normalized_shape = normalized_shape[0]
-        self.normalized_shape = _positive_int(normalized_shape, "normalized_shape")
-        self.eps = float(eps)
-        self.weight = Parameter(init.ones(self.normalized_shape)) if elementwise_affine else None
-        self.bias = Parameter(init.zeros(self.normalized_shape)) if elementwise_affine else None
-        self._cache = None
-
-    def forward(self, x):
-        x = _float32_input(x, "LayerNorm")
-        if x.ndim < 1 or x.shape[-1] != self.normalized_shape:
-            raise ValueError(f"LayerNorm expected input of shape (..., {self.normalized_shape}), got {x.shape}")
-        g = self.weight.data if self.weight is not None else None
-        b = self.bias.data if self.bias is not None else None
-        y, mean, rstd = ops.layer_norm(x, g, b, self.eps)
-        self._cache = (x, mean, rstd)
-        return y
-
-    def backward(self, grad_out):
-        x, mean, rstd = _need_forward(self._cache, "LayerNorm")
-        g = self.weight.data if self.weight is not None else None
-        dx, dg, db = ops.layer_norm_backward(_check_grad(grad_out, x.shape, "LayerNorm"), x, g, mean, rstd)
-        if self.weight is not None:
-            self.weight.grad += dg
-            self.bias.grad += db
-        return dx
-
-    def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
-
-
-class BatchNorm1d(Module):
-    """Batch norm over (N, C) or (N, C, L): batch statistics in training mode
-    (running_mean / running_var buffers updated with the unbiased variance, like
-    torch), running statistics in eval mode."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
-                 track_running_stats: bool = True):
-        super().__init__()
-        self.num_features = _positive_int(num_features, "num_features")
-        self.eps = float(eps)
-        self.momentum = float(momentum)
-        self.weight = Parameter(init.ones(self.num_features)) if affine else None
-        self.bias = Parameter(init.zeros(self.num_features)) if affine else None
-        self.track_running_stats = bool(track_running_stats)
-        if self.track_running_stats:
-            self.register_buffer("running_mean", init.zeros(self.num_features))
-            self.register_buffer("running_var", init.ones(self.num_features))
-        self._cache = None
-
-    _expected_ndim = (2, 3)
-
-    def forward(self, x):
-        x = _float32_input(x, type(self).__name__)
-        if x.ndim not in self._expected_ndim or x.shape[1] != self.num_features:
-            want = " or ".join(f"(N, {self.num_features}" + ", *" * (d - 2) + ")" for d in self._expected_ndim)
-            raise ValueError(f"{type(self).__name__} expected input of shape {want}, got {x.shape}")
-        use_batch = self.training or not self.track_running_stats
-        rm = self.running_mean if self.track_running_stats else None
-        rv = self.running_var if self.track_running_stats else None
-        g = self.weight.data if self.weight is not None else None
-        b = self.bias.data if self.bias is not None else None
-        y, mean, rstd = ops.batch_norm(x, g, b, rm, rv, training=use_batch, momentum=self.momentum, eps=self.eps)
-        self._cache = (x, mean, rstd, use_batch)
-        return y
-
-    def backward(self, grad_out):
-        x, mean, rstd, use_batch = _need_forward(self._cache, type(self).__name__)
-        g = self.weight.data if self.weight is not None else None
-        dx, dg, db = ops.batch_norm_backward(_check_grad(grad_out, x.shape, type(self).__name__), x, g, mean,
-                                             rstd, training=use_batch)
-        if self.weight is not None:
-            self.weight.grad += dg
-            self.bias.grad += db
-        return dx
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.weight is not None}"
 
 
 class Embedding(Module):

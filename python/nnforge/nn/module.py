@@ -1,24 +1,41 @@
 """Module and Parameter: explicit forward/backward, no autograd tape.
 
-forward(x) caches what backward needs; backward(grad_out) returns the gradient
-with respect to the input and *accumulates* into each Parameter's .grad.
+The layer contract (what every layer and container keeps):
+    forward(*inputs)          -> one output array, or a tuple of outputs
+    backward(*grad_outputs)   -> one gradient per input: a bare array when the layer
+                                 has one input, a tuple when it has several (None for
+                                 an input that has no gradient, e.g. integer indices)
+forward caches what backward needs; backward takes one gradient per forward output
+and *accumulates* into each Parameter's .grad. Containers chain layers by this rule
+alone (nn/containers.py), so multi-input and multi-output layers (attention's q, k, v;
+an LSTM's x and (h, c)) need no special case.
+
+The Keras facade (compile / fit / evaluate / predict / save / load / summary) is not
+here: it lives in nn/model.py (nn.Model), so this base class imports nothing from
+training, optimizers or checkpoints.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from . import flat as _flat
+
 
 class Parameter:
-    """A trainable float32 array and its gradient (same shape, C-contiguous)."""
+    """A trainable float32 array and its gradient (same shape, C-contiguous).
 
-    __slots__ = ("data", "grad")
+    After Module.flatten_parameters() both are views into the model's flat buffers
+    (_flat names them); they are only ever updated in place, never re-bound."""
+
+    __slots__ = ("data", "grad", "_flat")
 
     def __init__(self, data: np.ndarray):
         self.data = np.ascontiguousarray(data, dtype=np.float32)
         self.grad = np.zeros_like(self.data)
+        self._flat: Optional[_flat.FlatParameters] = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -63,14 +80,19 @@ class Module:
         self._buffers[name] = array
 
     # --- the contract ---------------------------------------------------------
-    def forward(self, x):
+    def forward(self, *inputs):
         raise NotImplementedError
 
-    def backward(self, grad_out):
+    def backward(self, *grad_outputs):
         raise NotImplementedError
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, *inputs):
+        return self.forward(*inputs)
+
+    def _input_layer(self) -> "Module":
+        """The layer that receives the model's raw input (fit switches off its dX);
+        containers that hand their input straight to a first child override this."""
+        return self
 
     # --- traversal ------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
@@ -111,8 +133,30 @@ class Module:
         return self.train(False)
 
     def zero_grad(self) -> None:
-        for p in self.parameters():
+        params = self.parameters()
+        flat = _flat.owner(params)
+        if flat is not None:  # one fill over the flat gradient buffer
+            flat.grad.fill(0.0)
+            return
+        for p in params:
             p.grad.fill(0.0)
+
+    # --- flat parameters (nn/flat.py) ------------------------------------------------
+    def flatten_parameters(self, groups: Optional[Sequence[Sequence[Parameter]]] = None) -> "Module":
+        """Make every Parameter's data and grad views into one contiguous, 64-byte aligned
+        float32 buffer each, so an optimizer step, zero_grad or an all-reduce is one call.
+        groups (lists of this model's Parameters, e.g. an optimizer's parameter groups)
+        orders the buffer so each group is one contiguous segment. Names, values and
+        state_dict are unchanged; calling it again with the same order does nothing.
+        Returns self."""
+        _flat.flatten(self.parameters(), groups)
+        return self
+
+    def flat_parameters(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """(data, grad) 1-D float32 buffers holding every parameter, or None when the
+        model is not flattened (see flatten_parameters)."""
+        flat = _flat.owner(self.parameters())
+        return None if flat is None else (flat.data, flat.grad)
 
     # --- state ------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
@@ -125,9 +169,9 @@ class Module:
         return state
 
     def load_state_dict(self, state, strict: bool = True) -> None:
-        """Load arrays by name. Everything is validated before anything is written,
-        so a mismatch leaves the model unchanged; the error names the first
-        mismatched entry and both shapes."""
+        """Load arrays by name, in place (flat-parameter views stay views). Everything is
+        validated before anything is written, so a mismatch leaves the model unchanged;
+        the error names the first mismatched entry and both shapes."""
         targets: list[tuple[str, np.ndarray]] = [(n, p.data) for n, p in self.named_parameters()]
         targets += self.named_buffers()
         expected = {n for n, _ in targets}
@@ -149,45 +193,6 @@ class Module:
         for dst, src in plan:
             dst[...] = src
 
-    # --- Keras-style training (nn/training.py) and checkpoints (nn/checkpoint.py) ---
-    def compile(self, optimizer="adam", loss="cross_entropy", metrics=("accuracy",), **kwargs) -> "Module":
-        """Attach an optimizer (instance or name; lr=... and other kwargs build it), a loss
-        (instance or name) and metrics for fit/evaluate. Returns self."""
-        from .training import Trainer
-        object.__setattr__(self, "trainer", Trainer(self, optimizer, loss, metrics, **kwargs))
-        return self
-
-    def _trainer(self):
-        trainer = self.__dict__.get("trainer")
-        if trainer is None:
-            raise RuntimeError(f"{type(self).__name__}: call compile(optimizer, loss, metrics) before fit/evaluate")
-        return trainer
-
-    @property
-    def optimizer(self):
-        return self._trainer().optimizer
-
-    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, **kwargs):
-        """Train; returns a History (dict of per-epoch lists). See nnforge.nn.training.Trainer.fit."""
-        return self._trainer().fit(x, y, epochs=epochs, batch_size=batch_size, **kwargs)
-
-    def evaluate(self, x, y, batch_size: int = 256) -> dict:
-        return self._trainer().evaluate(x, y, batch_size=batch_size)
-
-    def predict(self, x, batch_size: int = 256) -> np.ndarray:
-        from .training import predict
-        return predict(self, x, batch_size=batch_size)
-
-    def save(self, path, optimizer=None, extra=None, **kwargs) -> str:
-        """Atomic .npz checkpoint of this model (and optimizer): nnforge.nn.checkpoint.save."""
-        from . import checkpoint
-        return checkpoint.save(path, self, optimizer, extra, **kwargs)
-
-    def load(self, path, optimizer=None, **kwargs) -> dict:
-        """Load a checkpoint written by save(); returns its extra values."""
-        from . import checkpoint
-        return checkpoint.load(path, self, optimizer, **kwargs)
-
     # --- reporting ---------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""
@@ -198,81 +203,3 @@ class Module:
             sub = repr(mod).replace("\n", "\n  ")
             lines.append(f"  ({name}): {sub}")
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
-
-    def summary(self, input_shape: tuple[int, ...], print_fn=print) -> str:
-        """Table of layers with output shapes and parameter counts.
-
-        input_shape excludes the batch dimension; a forward pass on zeros (batch 2,
-        eval mode) discovers the shapes.
-        """
-        rows = []
-        was_training = self.training
-        self.eval()
-        try:
-            x = np.zeros((2, *input_shape), dtype=np.float32)
-            mods = list(self._modules.items()) if isinstance(self, Sequential) else [(type(self).__name__, self)]
-            for name, mod in mods:
-                x = mod.forward(x)
-                n_params = sum(p.size for p in mod.parameters())
-                rows.append((f"{name} ({type(mod).__name__})", str((None, *x.shape[1:])), f"{n_params:,}"))
-        finally:
-            self.train(was_training)
-        headers = ("layer", "output shape", "params")
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-        fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))
-        text = "\n".join([fmt(headers), "-" * (sum(widths) + 4), *map(fmt, rows), "-" * (sum(widths) + 4),
-                          f"total parameters: {self.num_parameters():,}"])
-        if print_fn is not None:
-            print_fn(text)
-        return text
-
-
-class Sequential(Module):
-    """Applies modules in order; backward runs them in reverse."""
-
-    def __init__(self, *modules: Module):
-        super().__init__()
-        for i, m in enumerate(modules):
-            if not isinstance(m, Module):
-                raise TypeError(f"Sequential item {i} is {type(m).__name__}, not a Module")
-            setattr(self, str(i), m)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __getitem__(self, i: int) -> Module:
-        return list(self._modules.values())[i]
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> "Sequential":
-        setattr(self, str(len(self._modules)), module)
-        return self
-
-    def forward(self, x):
-        for m in self._modules.values():
-            x = m.forward(x)
-        return x
-
-    def backward(self, grad_out):
-        for m in reversed(self._modules.values()):
-            grad_out = m.backward(grad_out)
-        return grad_out
-
-
-class Residual(Module):
-    """y = x + body(x); the gradient flows through both branches."""
-
-    def __init__(self, body: Module):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x):
-        y = self.body.forward(x)
-        if y.shape != x.shape:
-            raise ValueError(f"Residual body changed the shape from {x.shape} to {y.shape}")
-        return x + y
-
-    def backward(self, grad_out):
-        return grad_out + self.body.backward(grad_out)

@@ -12,6 +12,18 @@ The update rules are PyTorch's. Parameters must be updated in place (as
 Module.load_state_dict does) because the lists hold the arrays themselves.
 state_dict() is a flat {name: ndarray} (step, lr, hyper-parameters, buffers) ready for
 nnforge.nn.checkpoint.
+
+Parameter groups (torch style): params may be a list of dicts {"params": [...], "lr": ...,
+"weight_decay": ...}; a group's lr / weight_decay override the optimizer's (a schedule
+changes the optimizer's lr, i.e. that of the groups without their own). decay_groups()
+builds the usual "weight decay on matrices only" pair.
+
+Flat models (Module.flatten_parameters, done by compile): when every parameter lives in
+one flat buffer and each group is one contiguous segment of it, the state buffers get the
+same flat layout and step() is one kernel call per group over one array each (the
+per-parameter state stays visible as views, so state_dict is unchanged). Otherwise
+step() passes the per-tensor lists (one call per group as well). The optimizer notices a
+re-layout (nn/flat.py's epoch) and rebinds before its next step.
 """
 from __future__ import annotations
 
@@ -21,9 +33,15 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .. import ops
+from . import flat as _flat
 from .module import Module, Parameter
 
-__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "get_optimizer", "OPTIMIZERS"]
+__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "decay_groups", "get_optimizer",
+           "OPTIMIZERS"]
+
+# What a parameter group may set for itself; the other hyper-parameters change the state
+# buffers an optimizer keeps, so they are the optimizer's own.
+_GROUP_KEYS = ("lr", "weight_decay")
 
 
 def _nonneg(value, name: str) -> float:
@@ -32,25 +50,67 @@ def _nonneg(value, name: str) -> float:
     return float(value)
 
 
+def _param_groups(params, kind: str) -> list[dict]:
+    """[{"params": [Parameter, ...], override: value, ...}, ...] from a Module, an iterable of
+    Parameters, or an iterable of group dicts."""
+    if isinstance(params, Module):
+        params = params.parameters()
+    items = list(params)
+    if items and all(isinstance(g, dict) for g in items):
+        groups = []
+        for gi, g in enumerate(items):
+            if "params" not in g:
+                raise ValueError(f"{kind}: parameter group {gi} has no 'params' entry")
+            bad = sorted(k for k in g if k != "params" and k not in _GROUP_KEYS)
+            if bad:
+                raise ValueError(f"{kind}: parameter group {gi} sets {bad}; a group may set {list(_GROUP_KEYS)}")
+            ps = g["params"]
+            ps = ps.parameters() if isinstance(ps, Module) else list(ps)
+            groups.append({"params": ps, **{k: _nonneg(v, f"group {gi} {k}") for k, v in g.items() if k != "params"}})
+    else:
+        groups = [{"params": items}]
+    flat = [p for g in groups for p in g["params"]]
+    if not flat:
+        raise ValueError(f"{kind} got an empty parameter list")
+    for i, p in enumerate(flat):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{kind} expects nnforge Parameters; item {i} is {type(p).__name__}")
+    if len({id(p) for p in flat}) != len(flat):
+        raise ValueError(f"{kind}: a parameter appears more than once")
+    return [g for g in groups if g["params"]]
+
+
+def decay_groups(model, weight_decay: float) -> list[dict]:
+    """Two groups: matrices and convolution kernels (ndim >= 2) with weight_decay, biases and
+    norm scales (ndim < 2) without, as is usual for AdamW."""
+    params = model.parameters() if isinstance(model, Module) else list(model)
+    return [{"params": [p for p in params if p.data.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.data.ndim < 2], "weight_decay": 0.0}]
+
+
+class _Bound:
+    """One group as the kernel sees it: arrays (one flat segment, or one per tensor)."""
+
+    __slots__ = ("data", "grads", "bufs", "overrides")
+
+    def __init__(self, data, grads, bufs, overrides):
+        self.data, self.grads, self.bufs, self.overrides = data, grads, bufs, overrides
+
+
 class Optimizer:
-    """Base class. Subclasses declare _kernel_name, _buffer_names() and _call(grad_scale, zero_grad)."""
+    """Base class. Subclasses declare _kernel_name, _buffer_names() and _run(group, hp, ...)."""
 
     _kernel_name = ""
     _hyper: tuple[str, ...] = ()  # hyper-parameters saved in state_dict besides lr
 
     def __init__(self, params, lr: float, *, clip_grad_norm: Optional[float] = None, l1: float = 0.0,
                  check_finite: bool = False, maximize: bool = False):
-        if isinstance(params, Module):
-            params = params.parameters()
-        params = list(params)
-        if not params:
-            raise ValueError(f"{type(self).__name__} got an empty parameter list")
-        for i, p in enumerate(params):
-            if not isinstance(p, Parameter):
-                raise TypeError(f"{type(self).__name__} expects nnforge Parameters; item {i} is {type(p).__name__}")
-        if len({id(p) for p in params}) != len(params):
-            raise ValueError(f"{type(self).__name__}: a parameter appears more than once")
-        self.params: list[Parameter] = params
+        kind = type(self).__name__
+        self.param_groups = _param_groups(params, kind)
+        for g in self.param_groups:
+            if "weight_decay" in g and "weight_decay" not in self._hyper:
+                raise ValueError(f"{kind} has no weight_decay for a parameter group to set")
+        self.params: list[Parameter] = [p for g in self.param_groups for p in g["params"]]
         self.lr = _nonneg(lr, "lr")
         self.clip_grad_norm = None if clip_grad_norm is None else _nonneg(clip_grad_norm, "clip_grad_norm")
         self.l1 = _nonneg(l1, "l1")
@@ -59,36 +119,91 @@ class Optimizer:
         self.step_count = 0          # steps taken (skipped steps are not counted)
         self.skipped_steps = 0
         self.last_grad_norm: Optional[float] = None
-        self._data = [p.data for p in params]   # prebuilt once: the kernel walks these lists
-        self._grads = [p.grad for p in params]
         self._buffers: "OrderedDict[str, list[np.ndarray]]" = OrderedDict(
-            (name, [np.zeros_like(d) for d in self._data]) for name in self._buffer_names())
+            (name, [np.zeros_like(p.data) for p in self.params]) for name in self._buffer_names())
         self._step_fn = getattr(ops, self._kernel_name)
         self._grad_norm_fn = ops.grad_norm
         self._clip_coef_fn = ops.clip_coef
+        self._bind()
+
+    # --- binding to the parameters' current arrays ------------------------------------
+    def _bind(self) -> None:
+        """Build the arrays each kernel call walks: flat segments when the parameters are
+        flattened and each group is contiguous, else per-tensor lists (prebuilt once, so
+        step() has no per-tensor Python loop)."""
+        self._epoch = _flat.layout_epoch()
+        flat = self.params[0]._flat
+        if flat is not None and not all(p._flat is flat for p in self.params):
+            flat = None
+        big_bufs: dict[str, np.ndarray] = {}
+        if flat is not None:  # state in the same layout; per-parameter entries become views
+            for name, bufs in list(self._buffers.items()):
+                big = _flat.aligned_zeros(flat.data.size)
+                views = [flat.view_like(big, p) for p in self.params]
+                for v, old in zip(views, bufs):
+                    v[...] = old
+                self._buffers[name] = views
+                big_bufs[name] = big
+        index = {id(p): i for i, p in enumerate(self.params)}
+        self._bound: list[_Bound] = []
+        for g in self.param_groups:
+            ps = g["params"]
+            overrides = {k: v for k, v in g.items() if k != "params"}
+            seg = flat.segment(ps) if flat is not None else None
+            if seg is not None:
+                bound = _Bound([flat.data[seg]], [flat.grad[seg]],
+                               {n: [b[seg]] for n, b in big_bufs.items()}, overrides)
+            else:
+                ids = [index[id(p)] for p in ps]
+                bound = _Bound([p.data for p in ps], [p.grad for p in ps],
+                               {n: [bufs[i] for i in ids] for n, bufs in self._buffers.items()}, overrides)
+            self._bound.append(bound)
+        self._grads = [a for b in self._bound for a in b.grads]
+        self._data = [a for b in self._bound for a in b.data]
+
+    def group_parameters(self) -> list[list[Parameter]]:
+        """The parameters of each group, in order (compile flattens the model in this order)."""
+        return [list(g["params"]) for g in self.param_groups]
 
     # --- subclass hooks ---------------------------------------------------------
     def _buffer_names(self) -> list[str]:
         return []
 
-    def _call(self, step: int, grad_scale: float, zero_grad: bool) -> bool:
+    def _run(self, group: _Bound, hp: dict, step: int, grad_scale: float, zero_grad: bool,
+             check_finite: bool) -> bool:
         raise NotImplementedError
 
     # --- public ---------------------------------------------------------------
     def zero_grad(self) -> None:
+        if self._epoch != _flat.layout_epoch():
+            self._bind()
         for g in self._grads:
             g.fill(0.0)
 
     def step(self, zero_grad: bool = False) -> bool:
         """Apply one update from the accumulated gradients. zero_grad=True clears the
         gradients in the same pass. Returns False if the step was skipped (check_finite)."""
+        if self._epoch != _flat.layout_epoch():
+            self._bind()
         grad_scale = 1.0
         if self.clip_grad_norm is not None:
             self.last_grad_norm = float(self._grad_norm_fn(self._grads))
             grad_scale = float(self._clip_coef_fn(self.last_grad_norm, self.clip_grad_norm))
         if self.l1:
             grad_scale = self._add_l1(grad_scale)
-        ok = bool(self._call(self.step_count + 1, grad_scale, zero_grad))
+        check = self.check_finite
+        if check and len(self._bound) > 1:
+            # the whole step is skipped, so look at every group before any kernel writes
+            norm = self.last_grad_norm if self.clip_grad_norm is not None else self._grad_norm_fn(self._grads)
+            ok = bool(np.isfinite(norm))
+            check = False
+        else:
+            ok = True
+        if ok:
+            base = self.hyperparameters()
+            for b in self._bound:
+                hp = {**base, **b.overrides} if b.overrides else base
+                ok = bool(self._run(b, hp, self.step_count + 1, grad_scale, zero_grad, check)) and ok
         if ok:
             self.step_count += 1
         else:
@@ -99,7 +214,7 @@ class Optimizer:
 
     def _add_l1(self, grad_scale: float) -> float:
         # g <- grad_scale * g + l1 * sign(p): the L1 term is not clipped (like weight_decay).
-        # One extra pass per tensor, only when l1 is used.
+        # One extra pass per array, only when l1 is used.
         if self.check_finite and not all(np.isfinite(g).all() for g in self._grads):
             return grad_scale  # let the kernel see the non-finite gradient and skip
         for p, g in zip(self._data, self._grads):
@@ -116,21 +231,25 @@ class Optimizer:
         return {name: getattr(self, name) for name in ("lr", *self._hyper)}
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Flat {name: array}: step, lr, hyper-parameters, and copies of every buffer
-        ("exp_avg.3" is the first moment of parameter 3)."""
+        """Flat {name: array}: step, lr, hyper-parameters, groups' overrides and copies of
+        every buffer ("exp_avg.3" is the first moment of parameter 3)."""
         state: "OrderedDict[str, np.ndarray]" = OrderedDict()
         state["step"] = np.array(self.step_count, dtype=np.int64)
         state["skipped_steps"] = np.array(self.skipped_steps, dtype=np.int64)
         for name, value in self.hyperparameters().items():
             state[f"hyper.{name}"] = np.array(value, dtype=np.float64)
+        for gi, g in enumerate(self.param_groups):
+            for name in _GROUP_KEYS:
+                if name in g:
+                    state[f"hyper.group{gi}.{name}"] = np.array(g[name], dtype=np.float64)
         for name, bufs in self._buffers.items():
             for i, b in enumerate(bufs):
                 state[f"{name}.{i}"] = b.copy()
         return state
 
     def load_state_dict(self, state) -> None:
-        """Restore step count, hyper-parameters and buffers; validated first, so a
-        mismatch (ValueError naming the entry and shapes) changes nothing."""
+        """Restore step count, hyper-parameters and buffers (in place); validated first, so
+        a mismatch (ValueError naming the entry and shapes) changes nothing."""
         kind = type(self).__name__
         if "step" not in state:
             raise ValueError(f"{kind} state has no 'step' entry")
@@ -154,10 +273,19 @@ class Optimizer:
             key = f"hyper.{name}"
             if key in state:
                 hyper[name] = np.asarray(state[key]).item()
+        groups = {}
+        for gi, g in enumerate(self.param_groups):
+            for name in _GROUP_KEYS:
+                key = f"hyper.group{gi}.{name}"
+                if name in g and key in state:
+                    groups[(gi, name)] = float(np.asarray(state[key]).item())
         for dst, src in plan:
             dst[...] = src
         for name, value in hyper.items():
             setattr(self, name, type(getattr(self, name))(value))
+        for (gi, name), value in groups.items():
+            self.param_groups[gi][name] = value
+            self._bound[gi].overrides[name] = value
         self.step_count = int(np.asarray(state["step"]))
         self.skipped_steps = int(np.asarray(state.get("skipped_steps", 0)))
 
@@ -181,16 +309,15 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
         self.nesterov = bool(nesterov)
         super().__init__(params, lr, **options)
-        self._momentum_buffers = self._buffers.get("momentum_buffer")
 
     def _buffer_names(self):
         return ["momentum_buffer"] if self.momentum else []
 
-    def _call(self, step, grad_scale, zero_grad):
-        return self._step_fn(self._data, self._grads, self._momentum_buffers, lr=self.lr, step=step,
-                             momentum=self.momentum, dampening=self.dampening, weight_decay=self.weight_decay,
+    def _run(self, g, hp, step, grad_scale, zero_grad, check_finite):
+        return self._step_fn(g.data, g.grads, g.bufs.get("momentum_buffer"), lr=hp["lr"], step=step,
+                             momentum=self.momentum, dampening=self.dampening, weight_decay=hp["weight_decay"],
                              nesterov=self.nesterov, maximize=self.maximize, grad_scale=grad_scale,
-                             zero_grad=zero_grad, check_finite=self.check_finite)
+                             zero_grad=zero_grad, check_finite=check_finite)
 
 
 class Adam(Optimizer):
@@ -211,17 +338,15 @@ class Adam(Optimizer):
                                     "weight_decay")
         self.amsgrad = bool(amsgrad)
         super().__init__(params, lr, **options)
-        self._m, self._v = self._buffers["exp_avg"], self._buffers["exp_avg_sq"]
-        self._vmax = self._buffers.get("max_exp_avg_sq")
 
     def _buffer_names(self):
         return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if self.amsgrad else [])
 
-    def _call(self, step, grad_scale, zero_grad):
-        return self._step_fn(self._data, self._grads, self._m, self._v, self._vmax, step=step, lr=self.lr,
-                             beta1=self.beta1, beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay,
-                             amsgrad=self.amsgrad, maximize=self.maximize, grad_scale=grad_scale,
-                             zero_grad=zero_grad, check_finite=self.check_finite)
+    def _run(self, g, hp, step, grad_scale, zero_grad, check_finite):
+        return self._step_fn(g.data, g.grads, g.bufs["exp_avg"], g.bufs["exp_avg_sq"], g.bufs.get("max_exp_avg_sq"),
+                             step=step, lr=hp["lr"], beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                             weight_decay=hp["weight_decay"], amsgrad=self.amsgrad, maximize=self.maximize,
+                             grad_scale=grad_scale, zero_grad=zero_grad, check_finite=check_finite)
 
 
 class AdamW(Adam):
@@ -245,19 +370,17 @@ class RMSprop(Optimizer):
         self.momentum = _nonneg(momentum, "momentum")
         self.centered = bool(centered)
         super().__init__(params, lr, **options)
-        self._sq = self._buffers["square_avg"]
-        self._mom = self._buffers.get("momentum_buffer")
-        self._gavg = self._buffers.get("grad_avg")
 
     def _buffer_names(self):
         return (["square_avg"] + (["momentum_buffer"] if self.momentum else [])
                 + (["grad_avg"] if self.centered else []))
 
-    def _call(self, step, grad_scale, zero_grad):
-        return self._step_fn(self._data, self._grads, self._sq, self._mom, self._gavg, lr=self.lr, alpha=self.alpha,
-                             eps=self.eps, weight_decay=self.weight_decay, momentum=self.momentum,
-                             centered=self.centered, maximize=self.maximize, grad_scale=grad_scale,
-                             zero_grad=zero_grad, check_finite=self.check_finite)
+    def _run(self, g, hp, step, grad_scale, zero_grad, check_finite):
+        return self._step_fn(g.data, g.grads, g.bufs["square_avg"], g.bufs.get("momentum_buffer"),
+                             g.bufs.get("grad_avg"), lr=hp["lr"], alpha=self.alpha, eps=self.eps,
+                             weight_decay=hp["weight_decay"], momentum=self.momentum, centered=self.centered,
+                             maximize=self.maximize, grad_scale=grad_scale, zero_grad=zero_grad,
+                             check_finite=check_finite)
 
 
 class Adagrad(Optimizer):
@@ -272,15 +395,14 @@ class Adagrad(Optimizer):
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
         self.eps = _nonneg(eps, "eps")
         super().__init__(params, lr, **options)
-        self._sums = self._buffers["sum"]
 
     def _buffer_names(self):
         return ["sum"]
 
-    def _call(self, step, grad_scale, zero_grad):
-        return self._step_fn(self._data, self._grads, self._sums, step=step, lr=self.lr, lr_decay=self.lr_decay,
-                             weight_decay=self.weight_decay, eps=self.eps, maximize=self.maximize,
-                             grad_scale=grad_scale, zero_grad=zero_grad, check_finite=self.check_finite)
+    def _run(self, g, hp, step, grad_scale, zero_grad, check_finite):
+        return self._step_fn(g.data, g.grads, g.bufs["sum"], step=step, lr=hp["lr"], lr_decay=self.lr_decay,
+                             weight_decay=hp["weight_decay"], eps=self.eps, maximize=self.maximize,
+                             grad_scale=grad_scale, zero_grad=zero_grad, check_finite=check_finite)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}

@@ -1,4 +1,4 @@
-"""Keras-style training loop: compile / fit / evaluate / predict (Module delegates here).
+"""Keras-style training loop: compile / fit / evaluate / predict (nn.Model delegates here).
 
     model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], lr=1e-3)
     history = model.fit(x, y, epochs=10, batch_size=64, validation_split=0.1)
@@ -8,12 +8,13 @@
 One training step: out = model.forward(xb); loss.forward(out, yb); model.backward(
 loss.backward()); optimizer.step(zero_grad=True) (the kernel clears the gradients in
 the same pass). The first layer's needs_input_grad is switched off during fit, which
-saves its dX GEMM.
+saves its dX GEMM. fit(augment=f) replaces each training batch's inputs by f(xb)
+(e.g. nnforge.data.Augment); validation and evaluation data are never transformed.
 """
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -21,7 +22,6 @@ from .. import data as _data
 from .callbacks import Callback, LRScheduler
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .metrics import Metric, get_metric
-from .module import Sequential
 from .optim import Optimizer, get_optimizer
 from .progress import EpochProgress
 
@@ -84,12 +84,10 @@ class History(dict):
 
 
 def _first_layer(model):
-    """The module that receives the raw input: descend through leading Sequential items only
-    (inside a Residual or a custom module the input is also used elsewhere, so its first
-    layer's dX is still needed)."""
-    while isinstance(model, Sequential) and len(model):
-        model = model[0]
-    return model
+    """The module that receives the raw input (Module._input_layer: chains descend into their
+    first item; inside a Residual or a custom module the input is also used elsewhere, so
+    its first layer's dX is still needed)."""
+    return model._input_layer()
 
 
 def _as_inputs(x, name: str) -> np.ndarray:
@@ -136,7 +134,7 @@ class Trainer:
         self.epoch = 0  # index of the next epoch (after fit: epochs completed, counting initial_epoch)
 
     # --- one pass over data ---------------------------------------------------------
-    def _train_epoch(self, x, y, batch_size, shuffle, callbacks, progress) -> dict:
+    def _train_epoch(self, x, y, batch_size, shuffle, callbacks, progress, augment=None) -> dict:
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         for m in self.metrics:
             m.reset()
@@ -153,6 +151,8 @@ class Trainer:
 
         per_sample = loss_fn.reduction == "mean"  # "sum" losses already add up over the batch
         for i, (xb, yb) in enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle)):
+            if augment is not None:
+                xb = augment(xb)
             out = model.forward(xb)
             loss = loss_fn.forward(out, yb)
             for m in self.metrics:  # before backward: no layer may touch `out` afterwards
@@ -192,11 +192,13 @@ class Trainer:
     # --- public ---------------------------------------------------------------------
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, validation_split: float = 0.0,
             shuffle: bool = True, callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1,
-            initial_epoch: Optional[int] = None) -> History:
+            initial_epoch: Optional[int] = None, augment: Optional[Callable] = None) -> History:
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if augment is not None and not callable(augment):
+            raise TypeError(f"augment must be a callable taking a batch of inputs, got {type(augment).__name__}")
         x, y = _as_inputs(x, "x"), _as_targets(y, self.loss)
         if len(x) != len(y):
             raise ValueError(f"x and y have different numbers of samples: {x.shape} and {y.shape}")
@@ -239,7 +241,7 @@ class Trainer:
                     cb.on_epoch_begin(epoch, {})
                 lr = self.optimizer.lr
                 progress = EpochProgress(epoch, epochs, n_batches, verbose)
-                logs = self._train_epoch(x, y, batch_size, shuffle, callbacks, progress)
+                logs = self._train_epoch(x, y, batch_size, shuffle, callbacks, progress, augment)
                 samples_per_s = logs.pop("samples_per_s")
                 if validation_data is not None:
                     val = self._evaluate(*validation_data, batch_size=max(batch_size, 256))
