@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+import nnforge
 from nnforge import cli
 
-PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(nnforge.__file__)))  # the folder holding nnforge/
 
 
 @pytest.fixture(autouse=True)

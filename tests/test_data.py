@@ -97,7 +97,7 @@ def test_load_digits():
 
 def test_load_digits_without_sklearn_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match=r"pip install nnforge\[train\]"):
+    with pytest.raises(ImportError, match=r"pip install \"nnforge\[train\]\""):
         data.load_digits()
 
 

@@ -1,23 +1,45 @@
 """Data helpers for training on NumPy arrays.
 
 batches()        mini-batch iterator (seeded shuffle through nnforge's generator, drop_last)
-train_val_test_split(), kfold()   index splits
-Standardizer     per-feature mean/std fitted on the training set, applied to the others
+train_val_test_split(), kfold()   (stratified) splits: scikit-learn's train_test_split,
+                 KFold / StratifiedKFold, seeded from nnforge's generator or `rng`
+Standardizer     per-feature mean/std fitted on the training set (scikit-learn's
+                 StandardScaler), applied to the others
+Augment          seeded random crop / flip / shift of (N, C, H, W) training batches (data_augment.py)
 load_digits()    scikit-learn's bundled 8x8 digits (1,797 images; no network)
 load_mnist()     MNIST from IDX files (.gz or raw) in a folder; read_idx() reads one file
+
+scikit-learn comes with the `train` extra (pip install "nnforge[train]"); the helpers that
+need it say so in their ImportError. batches() and the IDX reader need NumPy only.
 """
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from . import _random
+from .data_augment import Augment
 
-__all__ = ["Standardizer", "batches", "kfold", "load_digits", "load_mnist", "num_batches", "read_idx",
+__all__ = ["Augment", "Standardizer", "batches", "kfold", "load_digits", "load_mnist", "num_batches", "read_idx",
            "train_val_test_split"]
+
+
+def _sklearn(module: str, what: str):
+    """Import a scikit-learn module, or an ImportError naming the extra that brings it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{what} needs scikit-learn ({module}): pip install \"nnforge[train]\"") from exc
+
+
+def _seed_from(gen: np.random.Generator) -> int:
+    """A seed for scikit-learn's random_state drawn from our generator, so nnforge.seed(n)
+    (or rng=) fixes scikit-learn's shuffles too."""
+    return int(gen.integers(0, 2 ** 31 - 1))
 
 
 def _as_generator(rng) -> np.random.Generator:
@@ -83,11 +105,13 @@ def _check_fraction(value, name: str) -> float:
 
 def train_val_test_split(*arrays: np.ndarray, val_fraction: float = 0.1, test_fraction: float = 0.1,
                          shuffle: bool = True, rng=None, stratify: Optional[np.ndarray] = None):
-    """Split aligned arrays into train / val / test parts.
+    """Split aligned arrays into train / val / test parts (scikit-learn's train_test_split,
+    applied twice: test off the whole, then val off the rest).
 
     Returns (train, val, test), each a tuple with one entry per input array.
     Sizes: n_test = round(n * test_fraction), n_val = round(n * val_fraction), the rest
-    is training data. stratify (labels) keeps class proportions in every part.
+    is training data. stratify (labels) keeps class proportions in every part; it needs
+    shuffle=True and at least two samples of each class.
     """
     val_fraction = _check_fraction(val_fraction, "val_fraction")
     test_fraction = _check_fraction(test_fraction, "test_fraction")
@@ -96,51 +120,59 @@ def train_val_test_split(*arrays: np.ndarray, val_fraction: float = 0.1, test_fr
     arrays = tuple(np.asarray(a) for a in arrays)
     n = _same_length(arrays)
     gen = _as_generator(rng)
-    if stratify is None:
-        order = gen.permutation(n) if shuffle else np.arange(n)
-        n_test = int(round(n * test_fraction))
-        n_val = int(round(n * val_fraction))
-        test_idx, val_idx, train_idx = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
-    else:
+    labels = None
+    if stratify is not None:
         labels = np.asarray(stratify)
         if len(labels) != n:
             raise ValueError(f"stratify has length {len(labels)}, arrays have {n}")
-        parts: list[list[np.ndarray]] = [[], [], []]
-        for cls in np.unique(labels):
-            idx = np.flatnonzero(labels == cls)
-            if shuffle:
-                idx = gen.permutation(idx)
-            n_test = int(round(len(idx) * test_fraction))
-            n_val = int(round(len(idx) * val_fraction))
-            parts[0].append(idx[n_test + n_val:])
-            parts[1].append(idx[n_test:n_test + n_val])
-            parts[2].append(idx[:n_test])
-        train_idx, val_idx, test_idx = (np.concatenate(p) for p in parts)
-        if shuffle:
-            train_idx, val_idx, test_idx = (gen.permutation(p) for p in (train_idx, val_idx, test_idx))
+        if not shuffle:
+            raise ValueError("a stratified split needs shuffle=True")
+    split = _sklearn("sklearn.model_selection", "train_val_test_split").train_test_split
+    n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+
+    def cut(idx, size):  # -> (rest, part) with len(part) == size
+        if size == 0:
+            return idx, idx[:0]
+        if not shuffle:
+            return idx[:len(idx) - size], idx[len(idx) - size:]
+        strat = None if labels is None else labels[idx]
+        return tuple(split(idx, test_size=size, shuffle=True, random_state=_seed_from(gen), stratify=strat))
+
+    rest, test_idx = cut(np.arange(n), n_test)
+    train_idx, val_idx = cut(rest, n_val)
     take = lambda idx: tuple(a[idx] for a in arrays)
     return take(train_idx), take(val_idx), take(test_idx)
 
 
-def kfold(n: int, k: int = 5, shuffle: bool = True, rng=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (train_idx, val_idx) for k folds over n samples; every sample is in exactly
-    one validation fold (fold sizes differ by at most one)."""
+def kfold(n: int, k: int = 5, shuffle: bool = True, rng=None,
+          stratify: Optional[np.ndarray] = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (train_idx, val_idx) for k folds over n samples (scikit-learn's KFold, or
+    StratifiedKFold with stratify=labels); every sample is in exactly one validation fold
+    (fold sizes differ by at most one)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise ValueError(f"k must be an int >= 2, got {k!r}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < k:
         raise ValueError(f"kfold needs n >= k samples, got n={n!r}, k={k}")
-    order = _as_generator(rng).permutation(n) if shuffle else np.arange(n)
-    for fold in np.array_split(order, k):
-        mask = np.ones(n, dtype=bool)
-        mask[fold] = False
-        yield order[mask[order]], fold
+    ms = _sklearn("sklearn.model_selection", "kfold")
+    seed = _seed_from(_as_generator(rng)) if shuffle else None
+    idx = np.arange(int(n))
+    if stratify is None:
+        folds = ms.KFold(n_splits=int(k), shuffle=shuffle, random_state=seed).split(idx)
+    else:
+        labels = np.asarray(stratify)
+        if len(labels) != n:
+            raise ValueError(f"stratify has length {len(labels)}, kfold has n={n}")
+        folds = ms.StratifiedKFold(n_splits=int(k), shuffle=shuffle, random_state=seed).split(idx, labels)
+    for train_idx, val_idx in folds:
+        yield train_idx, val_idx
 
 
 class Standardizer:
     """Per-feature (x - mean) / std, fitted on training data only and applied to others.
 
-    Features with std below eps (constant pixels) are only centred. Statistics are
-    computed in float64; outputs are float32.
+    The statistics come from scikit-learn's StandardScaler (float64, features = every axis
+    after the first); features with std below eps (constant pixels) are only centred.
+    Outputs are float32.
     """
 
     def __init__(self, eps: float = 1e-8):
@@ -152,8 +184,10 @@ class Standardizer:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim < 1 or len(x) == 0:
             raise ValueError(f"Standardizer.fit needs a non-empty array with samples on axis 0, got shape {x.shape}")
-        self.mean = x.mean(axis=0)
-        std = x.std(axis=0)
+        scaler = _sklearn("sklearn.preprocessing", "Standardizer").StandardScaler()
+        scaler.fit(x.reshape(len(x), -1))
+        self.mean = scaler.mean_.reshape(x.shape[1:])
+        std = np.sqrt(scaler.var_).reshape(x.shape[1:])
         self.std = np.where(std < self.eps, 1.0, std)
         return self
 
@@ -180,12 +214,8 @@ class Standardizer:
 def load_digits():
     """scikit-learn's bundled 8x8 digits: x (1797, 64) float32 in [0, 16], y (1797,) int64.
     Shipped with scikit-learn, so no network is needed."""
-    try:
-        from sklearn.datasets import load_digits as _sk_load_digits
-    except ImportError as exc:
-        raise ImportError("load_digits() needs scikit-learn (it ships the 8x8 digits): "
-                          "pip install nnforge[train]") from exc
-    d = _sk_load_digits()
+    datasets = _sklearn("sklearn.datasets", "load_digits() (scikit-learn ships the 8x8 digits)")
+    d = datasets.load_digits()
     return d.data.astype(np.float32), d.target.astype(np.int64)
 
 

@@ -3,9 +3,10 @@
 Writes into the output folder: checkpoint.npz (model, optimizer, schedule, RNG, epoch;
 resumable with --resume), history.json and curves.png (loss and accuracy per epoch).
 
-Models live in MODELS: name -> ModelSpec(build(input_shape, num_classes) -> Module,
-layout "flat" (N, features) or "image" (N, 1, H, W), default options). Other modules
-add theirs with register_model() (e.g. the conv team's "cnn").
+The models are the library's registry (nnforge.nn.register_model / model_names): a
+ModelSpec's build(input_shape, num_classes) -> Module, its layout "flat" (N, features)
+or "image" (N, 1, H, W), and default options. --augment (image models) applies
+nnforge.data.Augment to the training batches.
 """
 from __future__ import annotations
 
@@ -13,59 +14,21 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from .cli import CliError
+from .. import nn
+from ..nn.registry import ModelSpec
+from .errors import CliError
 
-__all__ = ["MODELS", "ModelSpec", "add_arguments", "register_model", "run"]
-
-
-@dataclass
-class ModelSpec:
-    build: Callable  # (input_shape without batch, num_classes) -> nnforge.nn.Module
-    layout: str = "flat"  # "flat": (N, H*W) standardised per pixel; "image": (N, 1, H, W)
-    defaults: dict = field(default_factory=dict)  # epochs / batch_size / optimizer / lr
-    help: str = ""
-
-
-MODELS: dict[str, ModelSpec] = {}
-
-
-def register_model(name: str, spec: ModelSpec) -> None:
-    if spec.layout not in ("flat", "image"):
-        raise ValueError(f"ModelSpec.layout must be 'flat' or 'image', got {spec.layout!r}")
-    MODELS[name] = spec
-
-
-def _build_mlp(input_shape, num_classes):
-    from . import nn
-    n_in = int(np.prod(input_shape))
-    return nn.Sequential(nn.Linear(n_in, 256, activation="relu"), nn.Linear(256, 128, activation="relu"),
-                         nn.Linear(128, num_classes))
-
-
-register_model("mlp", ModelSpec(_build_mlp, "flat", {"epochs": 20, "batch_size": 32, "optimizer": "adam",
-                                                      "lr": 1e-3}, "MLP in-256-128-classes, ReLU"))
-
-
-def _register_optional_models() -> None:
-    # Model families from other modules register themselves on import (absent ones are skipped).
-    for module in ("nnforge.nn.cnn_models",):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
-
+__all__ = ["add_arguments", "run"]
 
 _SCHEDULES = ("none", "cosine", "step", "onecycle")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _register_optional_models()
-    parser.add_argument("--model", default="mlp", choices=sorted(MODELS), help="model to train (default mlp)")
+    parser.add_argument("--model", default="mlp", choices=nn.model_names(), help="model to train (default mlp)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: per model, mlp 20)")
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: per model)")
     parser.add_argument("--optimizer", default=None, help="sgd | adam | adamw | rmsprop | adagrad (default adam)")
@@ -75,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="folder with MNIST IDX files (default: bundled 8x8 digits)")
     parser.add_argument("--out", default=None, help="output folder (default ./nnforge_runs/<model>-<time>)")
     parser.add_argument("--resume", default=None, help="checkpoint.npz to continue from")
+    parser.add_argument("--augment", action="store_true",
+                        help="augment training batches with a random 1-pixel crop (image models only)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="0 quiet, 1 progress bars, 2 one line per epoch")
 
@@ -83,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_dataset(args):
     """(x_train, y_train), (x_val, y_val), (x_test, y_test), image shape (H, W), name."""
-    from . import data
+    from .. import data
     if args.data is None:
         try:
             x, y = data.load_digits()
@@ -108,7 +73,7 @@ def _load_dataset(args):
 
 
 def _prepare(spec: ModelSpec, splits, image):
-    from . import data
+    from .. import data
     (xtr, ytr), (xva, yva), (xte, yte) = splits
     if spec.layout == "flat":
         st = data.Standardizer().fit(xtr)
@@ -123,7 +88,7 @@ def _prepare(spec: ModelSpec, splits, image):
 # --- options -----------------------------------------------------------------------
 
 def _options(args, spec: ModelSpec) -> dict:
-    from .nn.optim import OPTIMIZERS
+    from ..nn.optim import OPTIMIZERS
     opts = {"epochs": 20, "batch_size": 32, "optimizer": "adam", "lr": None}
     opts.update(spec.defaults)
     for key in ("epochs", "batch_size", "optimizer", "lr"):
@@ -147,7 +112,7 @@ def _options(args, spec: ModelSpec) -> dict:
 
 
 def _schedule(name: str, optimizer, epochs: int, steps_per_epoch: int):
-    from .nn import schedules
+    from ..nn import schedules
     if name == "cosine":
         return schedules.CosineAnnealingLR(optimizer, t_max=epochs)
     if name == "step":
@@ -194,13 +159,17 @@ def _plot(history: dict, path: str) -> Optional[str]:
 
 def run(args) -> int:
     import nnforge
-    from . import nn
-    from .nn import checkpoint
+    from .. import data
+    from ..nn import checkpoint
 
-    spec = MODELS.get(args.model)
-    if spec is None:
-        raise CliError(f"unknown --model {args.model!r}; choose one of {', '.join(sorted(MODELS))}")
+    try:
+        spec = nn.get_model_spec(args.model)
+    except ValueError as exc:
+        raise CliError(f"--model: {exc}") from None
     opts = _options(args, spec)
+    augment = getattr(args, "augment", False)
+    if augment and spec.layout != "image":
+        raise CliError(f"--augment needs an image model (e.g. --model cnn); {args.model} takes flat features")
     nnforge.seed(args.seed)
     tr, va, te, image, dataset = _load_dataset(args)
     splits = (tr, va, te)
@@ -249,8 +218,11 @@ def run(args) -> int:
 
     callbacks = ([nn.LRScheduler(sched)] if sched is not None else []) + [_SaveEachEpoch()]
     t0 = time.perf_counter()
+    # seeded from --seed, so a run (and a resumed run's fresh process) is reproducible
+    # (a 1-pixel random crop only: digits must not be flipped, and 8x8 images allow little more)
+    aug = data.Augment(crop_padding=1, seed=args.seed) if augment else None
     h = model.fit(*train, epochs=opts["epochs"], batch_size=opts["batch_size"], validation_data=val,
-                  callbacks=callbacks, verbose=verbose, initial_epoch=start)
+                  callbacks=callbacks, verbose=verbose, initial_epoch=start, augment=aug)
     elapsed = time.perf_counter() - t0
     del h  # the callback above already appended every epoch to `history`
     result = model.evaluate(*test)

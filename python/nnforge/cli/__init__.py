@@ -1,16 +1,22 @@
-"""The `nnforge` command: `nnforge train ...` and `nnforge bench FAMILY ...`."""
+"""The `nnforge` command: `nnforge train ...` and `nnforge bench FAMILY ...`.
+
+cli/__init__.py parses and dispatches; each command is a module with
+add_arguments(parser) and run(args) (cli/train.py; nnforge.bench.FAMILY), raising
+cli/errors.py's CliError for user mistakes. Commands never import this dispatcher.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
+from . import train as _train
+from .errors import CliError
+
+__all__ = ["BENCH_FAMILIES", "CliError", "main"]
+
 # Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
 BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn")
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2, no traceback."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -29,14 +35,9 @@ def _build_parser() -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(bench_module=mod)
 
-    try:
-        train_mod = importlib.import_module("nnforge.train_cli")
-    except ModuleNotFoundError:
-        train_mod = None
-    if train_mod is not None:
-        tp = sub.add_parser("train", help="train a model on the bundled digits (or MNIST IDX files)")
-        train_mod.add_arguments(tp)
-        tp.set_defaults(train_module=train_mod)
+    tp = sub.add_parser("train", help="train a model on the bundled digits (or MNIST IDX files)")
+    _train.add_arguments(tp)
+    tp.set_defaults(train_module=_train)
 
     sub.add_parser("config", help="print nnforge.show_config()")
     return parser
