@@ -169,3 +169,30 @@ def test_cnn_model_on_mnist_idx(tmp_path, capsys, rng):
     assert "test accuracy" in capsys.readouterr().out
     with np.load(tmp_path / "run" / "checkpoint.npz") as z:
         assert z["model/9.weight"].shape == (64 * 7 * 7, 128)  # (N, 1, 28, 28) -> 7x7 after two pools
+
+
+def test_cnn_with_augment_and_its_errors(tmp_path, capsys):
+    assert _train(tmp_path, "--model", "cnn", "--epochs", "1", "--augment") == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert _train(tmp_path, "--model", "mlp", "--epochs", "1", "--augment") == 2
+    assert "--augment needs an image model" in capsys.readouterr().err
+
+
+def test_models_come_from_the_nn_registry(tmp_path, capsys):
+    from nnforge import nn
+
+    assert {"mlp", "cnn"} <= set(nn.model_names())
+    calls = []
+
+    def tiny(input_shape, num_classes):
+        calls.append(tuple(input_shape))
+        return nn.Sequential(nn.Linear(int(np.prod(input_shape)), num_classes))
+
+    nn.register_model("tiny-test", nn.ModelSpec(tiny, "flat", {"epochs": 1}, "a one-layer test model"))
+    try:
+        assert _train(tmp_path, "--model", "tiny-test") == 0
+        assert calls == [(64,)]
+    finally:
+        nn.registry._MODELS.pop("tiny-test")
+    with pytest.raises(ValueError, match="layout"):
+        nn.register_model("bad", nn.ModelSpec(tiny, "volume"))

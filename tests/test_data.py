@@ -171,3 +171,35 @@ def test_load_mnist_errors(tmp_path, rng):
     _write(tmp_path / "t10k-labels-idx1-ubyte.gz", _idx_bytes(np.zeros(3, np.uint8)))
     with pytest.raises(ValueError, match="labels"):
         data.load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("module,call", [
+    ("sklearn.model_selection", lambda: data.train_val_test_split(np.arange(10), rng=0)),
+    ("sklearn.model_selection", lambda: list(data.kfold(10, 2))),
+    ("sklearn.preprocessing", lambda: data.Standardizer().fit(np.zeros((3, 2)))),
+])
+def test_sklearn_helpers_without_sklearn_say_what_to_install(monkeypatch, module, call):
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=r"needs scikit-learn .*pip install \"nnforge\[train\]\""):
+        call()
+
+
+def test_splits_are_sklearns_and_seeded():
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.repeat(np.arange(3), [12, 9, 6])
+    a = data.train_val_test_split(np.arange(27), y, val_fraction=0.2, test_fraction=0.2, rng=4, stratify=y)
+    b = data.train_val_test_split(np.arange(27), y, val_fraction=0.2, test_fraction=0.2, rng=4, stratify=y)
+    for pa, pb in zip(a, b):
+        np.testing.assert_array_equal(pa[0], pb[0])
+    np.testing.assert_array_equal(np.sort(np.concatenate([p[0] for p in a])), np.arange(27))
+    folds = list(data.kfold(27, 3, stratify=y, rng=0))
+    for _, va in folds:
+        np.testing.assert_array_equal(np.bincount(y[va]), [4, 3, 2])  # each fold keeps the proportions
+    seed = int(np.random.default_rng(0).integers(0, 2 ** 31 - 1))
+    want = StratifiedKFold(3, shuffle=True, random_state=seed).split(np.arange(27), y)
+    for (tr, va), (wtr, wva) in zip(folds, want):
+        np.testing.assert_array_equal(va, wva)
+        np.testing.assert_array_equal(tr, wtr)
+    unshuffled = list(data.kfold(10, 2, shuffle=False))
+    np.testing.assert_array_equal(unshuffled[0][1], np.arange(5))
