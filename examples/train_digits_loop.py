@@ -18,7 +18,9 @@ model = nn.Sequential(nn.Linear(64, 256, activation="relu"), nn.Linear(256, 128,
                       nn.Linear(128, 10))
 model[0].needs_input_grad = False              # nothing needs dL/dx of the input: skip that GEMM
 loss_fn = nn.CrossEntropyLoss()
-opt = nn.AdamW(model, lr=1e-3, weight_decay=1e-4)
+groups = nn.decay_groups(model, 1e-4)          # weight decay on the matrices, not the biases
+model.flatten_parameters([g["params"] for g in groups])  # one flat buffer, each group one segment
+opt = nn.AdamW(groups, lr=1e-3)                # so each step is one fused kernel call per group
 
 for epoch in range(15):
     model.train()
