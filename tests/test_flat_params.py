@@ -168,6 +168,20 @@ def test_checkpoint_round_trip_into_a_flat_model(tmp_path, rng):
         np.testing.assert_array_equal(p.data, q.data, err_msg=n)
 
 
+def test_a_deep_copy_of_a_flat_model_owns_its_arrays(rng):
+    import copy
+    model = _model().flatten_parameters()
+    twin = copy.deepcopy(model)
+    assert twin.flat_parameters() is None
+    for (n, p), (_, q) in zip(model.named_parameters(), twin.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=n)
+        assert not np.shares_memory(p.data, q.data)
+    twin.flatten_parameters()
+    twin.parameters()[0].grad += 1.0
+    twin.zero_grad()
+    assert not twin.flat_parameters()[1].any()
+
+
 def test_flatten_errors():
     model = _model()
     other = _model()

@@ -37,6 +37,13 @@ class Parameter:
         self.grad = np.zeros_like(self.data)
         self._flat: Optional[_flat.FlatParameters] = None
 
+    def __deepcopy__(self, memo) -> "Parameter":
+        # a copy owns its arrays: it leaves the flat buffer (a copied view would not be one)
+        p = Parameter.__new__(Parameter)
+        p.data, p.grad, p._flat = self.data.copy(), self.grad.copy(), None
+        memo[id(self)] = p
+        return p
+
     @property
     def shape(self) -> tuple[int, ...]:
         return self.data.shape
