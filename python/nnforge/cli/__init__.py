@@ -1,7 +1,7 @@
-"""The `nnforge` command: `nnforge train ...` and `nnforge bench FAMILY ...`.
+"""The `nnforge` command: `nnforge train ...`, `nnforge generate ...` and `nnforge bench FAMILY ...`.
 
 cli/__init__.py parses and dispatches; each command is a module with
-add_arguments(parser) and run(args) (cli/train.py; nnforge.bench.FAMILY), raising
+add_arguments(parser) and run(args) (cli/train.py, cli/generate.py; nnforge.bench.FAMILY), raising
 cli/errors.py's CliError for user mistakes. Commands never import this dispatcher.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from . import generate as _generate
 from . import train as _train
 from .errors import CliError
 
@@ -35,9 +36,13 @@ def _build_parser() -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(bench_module=mod)
 
-    tp = sub.add_parser("train", help="train a model on the bundled digits (or MNIST IDX files)")
+    tp = sub.add_parser("train", help="train a model on the bundled digits (or MNIST IDX files); "
+                        "--model gpt on text")
     _train.add_arguments(tp)
     tp.set_defaults(train_module=_train)
+
+    gp = sub.add_parser("generate", help="sample text from a GPT trained by `nnforge train --model gpt`")
+    _generate.add_arguments(gp)
 
     sub.add_parser("config", help="print nnforge.show_config()")
     return parser
@@ -57,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.bench_module.run(args) or 0)
         if args.command == "train":
             return int(args.train_module.run(args) or 0)
+        if args.command == "generate":
+            return int(_generate.run(args) or 0)
         if args.command == "config":
             nnforge.show_config()
             return 0

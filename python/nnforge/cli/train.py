@@ -20,6 +20,8 @@ import numpy as np
 
 from .. import nn
 from ..nn.registry import ModelSpec
+from . import train_gpt as _gpt
+from .runs import out_dir as _out_dir
 from .errors import CliError
 
 __all__ = ["add_arguments", "run"]
@@ -35,13 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: per model/optimizer)")
     parser.add_argument("--schedule", default="none", choices=_SCHEDULES, help="LR schedule (default none)")
     parser.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, dropout and the split")
-    parser.add_argument("--data", default=None, help="folder with MNIST IDX files (default: bundled 8x8 digits)")
+    parser.add_argument("--data", default=None, help="folder with MNIST IDX files (default: bundled 8x8 digits); "
+                        "for --model gpt a UTF-8 text file (default: pydoc_data.topics)")
     parser.add_argument("--out", default=None, help="output folder (default ./nnforge_runs/<model>-<time>)")
     parser.add_argument("--resume", default=None, help="checkpoint.npz to continue from")
     parser.add_argument("--augment", action="store_true",
                         help="augment training batches with a random 1-pixel crop (image models only)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="0 quiet, 1 progress bars, 2 one line per epoch")
+    _gpt.add_arguments(parser)
 
 
 # --- data ------------------------------------------------------------------------
@@ -122,15 +126,6 @@ def _schedule(name: str, optimizer, epochs: int, steps_per_epoch: int):
     return None
 
 
-def _out_dir(args, model_name: str, dataset: str) -> str:
-    if args.out is not None:
-        return args.out
-    if args.resume is not None:  # keep writing next to the checkpoint we continue from
-        return os.path.dirname(os.path.abspath(args.resume))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join("nnforge_runs", f"{model_name}-{dataset}-{stamp}")
-
-
 def _plot(history: dict, path: str) -> Optional[str]:
     """PNG of loss and accuracy curves; returns a note instead when matplotlib is missing."""
     try:
@@ -166,6 +161,12 @@ def run(args) -> int:
         spec = nn.get_model_spec(args.model)
     except ValueError as exc:
         raise CliError(f"--model: {exc}") from None
+    if spec.layout == "text":  # language models: steps over token windows (cli/train_gpt.py)
+        return _gpt.run(args, spec)
+    gpt_only = [f"--{k.replace('_', '-')}" for k in ("steps", "context", "n_layer", "n_head", "n_embd",
+                                                      "dropout", "eval_every", "tokenizer") if getattr(args, k, None) is not None]
+    if gpt_only:
+        raise CliError(f"{', '.join(gpt_only)}: only for --model gpt")
     opts = _options(args, spec)
     augment = getattr(args, "augment", False)
     if augment and spec.layout != "image":

@@ -2,14 +2,17 @@
 
 Rooms (each imports only those above it): module (Module, Parameter, the layer
 contract) and flat (flat parameter buffers); layers / conv / pool / norm / merge (the
-layers); optim, losses, metrics, callbacks, training (the loop); model (nn.Model, the
-compile/fit facade); containers (Sequential, Parallel, Residual); registry, models,
-cnn_models (named models for `nnforge train`).
+layers); attention, transformer, gpt (MultiheadAttention, TransformerBlock, GPT); optim,
+losses, metrics, callbacks, training (the loop); model (nn.Model, the compile/fit facade);
+containers (Sequential, Parallel, Residual); registry, models, cnn_models, gpt_models
+(named models for `nnforge train`).
 """
 from . import checkpoint, init, optim, schedules
 from .callbacks import Callback, EarlyStopping, LRScheduler, ModelCheckpoint
+from .attention import KVCache, MultiheadAttention
 from .containers import Parallel, Residual, Sequential
 from .conv import Conv2d
+from .gpt import GPT
 from .layers import Dropout, Embedding, Flatten, GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .merge import Add, Concat, Fork, Identity, Split
@@ -22,14 +25,15 @@ from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .registry import ModelSpec, build_model, get_model_spec, model_names, register_model
 from .schedules import CosineAnnealingLR, ExponentialLR, LinearWarmup, LRSchedule, OneCycleLR, StepLR
 from .training import History, Regularizer
-from . import cnn_models, models  # noqa: E402,F401  (register "mlp" and "cnn")
+from .transformer import TransformerBlock
+from . import cnn_models, gpt_models, models  # noqa: E402,F401  (register "mlp", "cnn", "gpt")
 
 __all__ = ["Accuracy", "Adagrad", "Adam", "AdamW", "Add", "AvgPool2d", "BCEWithLogitsLoss", "BatchNorm1d",
            "BatchNorm2d", "Callback", "Concat", "Conv2d", "CosineAnnealingLR", "CrossEntropyLoss", "Dropout",
-           "EarlyStopping", "Embedding", "ExponentialLR", "Flatten", "Fork", "GELU", "GlobalAvgPool2d", "History",
-           "Identity", "L1Loss", "LRSchedule", "LRScheduler", "LayerNorm", "LeakyReLU", "Linear", "LinearWarmup",
-           "Loss", "MSELoss", "MaxPool2d", "Metric", "Model", "ModelCheckpoint", "ModelSpec", "Module",
-           "OneCycleLR", "Optimizer", "Parallel", "Parameter", "RMSprop", "ReLU", "Regularizer", "Residual", "SGD",
-           "Sequential", "Sigmoid", "Softmax", "Split", "StepLR", "Tanh", "TopKAccuracy", "accuracy",
-           "build_model", "checkpoint", "decay_groups", "get_model_spec", "init", "model_names", "optim",
-           "register_model", "schedules", "top_k_accuracy"]
+           "EarlyStopping", "Embedding", "ExponentialLR", "Flatten", "Fork", "GELU", "GPT", "GlobalAvgPool2d",
+           "History", "Identity", "KVCache", "L1Loss", "LRSchedule", "LRScheduler", "LayerNorm", "LeakyReLU", "Linear",
+           "LinearWarmup", "Loss", "MSELoss", "MaxPool2d", "Metric", "Model", "ModelCheckpoint", "ModelSpec", "Module",
+           "MultiheadAttention", "OneCycleLR", "Optimizer", "Parallel", "Parameter", "RMSprop", "ReLU", "Regularizer",
+           "Residual", "SGD", "Sequential", "Sigmoid", "Softmax", "Split", "StepLR", "Tanh", "TopKAccuracy",
+           "TransformerBlock", "accuracy", "build_model", "checkpoint", "decay_groups", "get_model_spec", "init",
+           "model_names", "optim", "register_model", "schedules", "top_k_accuracy"]

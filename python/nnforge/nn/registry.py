@@ -11,13 +11,13 @@ from typing import Callable
 
 __all__ = ["ModelSpec", "build_model", "get_model_spec", "model_names", "register_model"]
 
-_LAYOUTS = ("flat", "image")
+_LAYOUTS = ("flat", "image", "text")
 
 
 @dataclass
 class ModelSpec:
     build: Callable  # (input_shape without batch, num_classes, **kwargs) -> nnforge.nn.Module
-    layout: str = "flat"  # the input it takes: "flat" (N, features) or "image" (N, C, H, W)
+    layout: str = "flat"  # the input it takes: "flat" (N, features), "image" (N, C, H, W) or "text" (N, T) ids
     defaults: dict = field(default_factory=dict)  # training defaults: epochs / batch_size / optimizer / lr
     help: str = ""
 
