@@ -36,7 +36,8 @@ py::dict row_dict(const DispatchRow& r) {
   py::dict d;
   d["family"] = r.family;
   d["op"] = r.op;
-  d["active"] = r.active < 0 ? py::object(py::none()) : py::object(py::str(slot_name(Slot(r.active))));
+  d["active"] =
+      r.active < 0 ? py::object(py::none()) : py::object(py::str(slot_name(Slot(r.active))));
   std::vector<std::string> regs;
   for (Slot s : r.registered) regs.emplace_back(slot_name(s));
   d["registered"] = regs;

@@ -134,7 +134,8 @@ void set_active_isa(Isa isa) {
     std::vector<std::string> names;
     for (Isa i : available_isas()) names.emplace_back(isa_name(i));
     throw std::invalid_argument(std::string("ISA '") + isa_name(isa) +
-                                "' is not supported by this CPU/OS (available: " + join(names) + ")");
+                                "' is not supported by this CPU/OS (available: " + join(names) +
+                                ")");
   }
   g_active.store(static_cast<int>(isa), std::memory_order_relaxed);
 }

@@ -136,11 +136,12 @@ void add_dispatch_rows(std::function<DispatchRow()> source);
   static const ::nnf::StubEnlister NNF_DISPATCH_CAT(nnf_stub_enlist_, __COUNTER__) { stub }
 
 // The static_cast checks fn against the stub's type at compile time (and picks an overload).
-#define NNF_REGISTER_DISPATCH(stub, slot, fn)                                                   \
-  [[maybe_unused]] static const bool NNF_DISPATCH_CAT(nnf_stub_reg_, __COUNTER__) =             \
-      ::nnf::register_dispatch(stub, slot,                                                      \
-                               reinterpret_cast<::nnf::StubBase::AnyFn>(                        \
-                                   static_cast<std::remove_reference_t<decltype(stub)>::fn_type>(fn)))
+#define NNF_REGISTER_DISPATCH(stub, slot, fn)                                       \
+  [[maybe_unused]] static const bool NNF_DISPATCH_CAT(nnf_stub_reg_, __COUNTER__) = \
+      ::nnf::register_dispatch(                                                     \
+          stub, slot,                                                               \
+          reinterpret_cast<::nnf::StubBase::AnyFn>(                                 \
+              static_cast<std::remove_reference_t<decltype(stub)>::fn_type>(fn)))
 
 // In a *.per_isa.cpp / *_<isa>.cpp file: the slot of the object library it is built in.
 #define NNF_REGISTER_PER_ISA(stub, fn) NNF_REGISTER_DISPATCH(stub, ::nnf::Slot::NNF_ISA_SLOT, fn)

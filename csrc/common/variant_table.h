@@ -51,7 +51,8 @@ class VariantTable {
     const int a = auto_index(usable);
     if (a < 0)
       throw std::runtime_error(std::string(label_) + " variant table " + family_ + "." + op_ +
-                               " has no variant usable at ISA level '" + isa_name(active_isa()) + "'");
+                               " has no variant usable at ISA level '" +
+                               isa_name(active_isa()) + "'");
     return entries_[size_t(a)];
   }
 

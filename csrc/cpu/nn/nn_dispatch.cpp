@@ -110,7 +110,7 @@ double cross_entropy(int64_t rows, int64_t c, const float* z, int64_t ldz, Index
   }
   const int nt = threads_for(double(rows) * double(c) * (dz ? 2 : 1) * kCostExp);
   cross_entropy_rows_stub.get()(rows, c, z, ldz, y.data(), weight, smoothing,
-                  float(weight_total), float(grad_scale), loss_rows, dz, lddz, nt);
+                                float(weight_total), float(grad_scale), loss_rows, dz, lddz, nt);
   double total = 0.0;  // fixed order: row 0, 1, ...
   for (int64_t i = 0; i < rows; ++i) total += loss_rows[i];
   return reduction == Reduction::mean ? total / denom : total;
@@ -155,7 +155,7 @@ void layer_norm_backward(int64_t rows, int64_t d, const float* dy, int64_t lddy,
   float* pdb = dbeta ? partial.data() + nchunks * d : nullptr;
   const int nt = threads_for(double(rows) * double(d) * 8.0);
   layer_norm_backward_chunks_stub.get()(rows, d, chunk_rows, dy, lddy, x, ldx, gamma,
-                  mean, rstd, dx, lddx, pdg, pdb, nt);
+                                        mean, rstd, dx, lddx, pdg, pdb, nt);
   const int nt2 = threads_for(double(nchunks) * double(d));
   if (dgamma) sum_chunk_partials_stub.get()(nchunks, d, pdg, dgamma, nt2);
   if (dbeta) sum_chunk_partials_stub.get()(nchunks, d, pdb, dbeta, nt2);
@@ -176,7 +176,7 @@ void batch_norm(int64_t n, int64_t c, int64_t s, const float* x, const float* ga
     // Second pass around the rounded mean; s1 now holds the residual sum, which
     // corrects the mean's rounding (shifted two-pass variance).
     channel_sums_stub.get()(n, c, s, x, mean_f.data(), x, mean_f.data(), s1.data(),
-                    s2.data(), nt);
+                            s2.data(), nt);
     for (size_t k = 0; k < cs; ++k) {
       const double dm = s1[k] / double(m);
       const double mean = double(mean_f[k]) + dm;
@@ -202,7 +202,7 @@ void batch_norm(int64_t n, int64_t c, int64_t s, const float* x, const float* ga
     shift[k] = beta ? beta[k] : 0.0f;
   }
   channel_affine_stub.get()(n, c, s, nullptr, nullptr, x, scale.data(), save_mean,
-                  shift.data(), y, nt);
+                            shift.data(), y, nt);
 }
 
 void batch_norm_backward(int64_t n, int64_t c, int64_t s, const float* dy, const float* x,
@@ -230,7 +230,7 @@ void batch_norm_backward(int64_t n, int64_t c, int64_t s, const float* dy, const
     off[k] = training ? float(-g * r * sdy[k] / double(m)) : 0.0f;
   }
   channel_affine_stub.get()(n, c, s, dy, cp.data(), training ? x : nullptr, cq.data(),
-                  save_mean, off.data(), dx, nt);
+                            save_mean, off.data(), dx, nt);
 }
 
 void dropout(int64_t n, const float* x, double p, uint64_t seed, float* y, uint8_t* mask) {
