@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -77,11 +78,20 @@ def test_default_threads_bounded_by_affinity():
 def test_show_config_reports_every_fact(capsys):
     info = nnforge.show_config()
     printed = capsys.readouterr().out
-    for key in ("isa", "isas_available", "num_threads", "openmp", "build_type", "cuda"):
+    for key in ("isa", "isas_available", "num_threads", "openmp", "build_type", "cuda",
+                "cpu_features", "disabled_features", "dispatch", "gemm_variant"):
         assert key in info
         assert key in printed
     assert info["isa"] == nnforge.get_isa()
-    assert "libgomp" in info["openmp"]
+    # The runtime the module really resolved (a library file name), not a fixed string.
+    assert re.match(r"lib\S*omp\S*\.so\S* \(OpenMP \d+\)$", info["openmp"]), info["openmp"]
+    for name, present in info["cpu_features"].items():
+        assert f"{name}={'yes' if present else 'no'}" in printed
+    for row in info["dispatch"]:  # one line per family/op: active slot, then the registered ones
+        line = f"{row['family']}.{row['op']}"
+        assert re.search(rf"{re.escape(line)}\s+{row['active']}\s+\[{' '.join(row['registered'])}\]",
+                         printed), line
+    assert re.search(r"gemm\.sgemm .* variant \w+", printed)
 
 
 def test_cuda_is_available_is_false_without_a_gpu_and_never_raises():

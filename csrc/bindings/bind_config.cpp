@@ -1,9 +1,16 @@
-// ISA dispatch, threads and build facts: what show_config() reports.
+// ISA level, CPU features, the dispatch table, threads and build facts: what
+// show_config() reports.
+#include <dlfcn.h>
 #include <omp.h>
 #include <pybind11/stl.h>
 
+#include <string>
+#include <utility>
+
 #include "bindings/registry.h"
 #include "common/cpu_features.h"
+#include "common/dispatch.h"
+#include "common/isa_probe.h"
 #include "common/threads.h"
 
 namespace py = pybind11;
@@ -11,21 +18,70 @@ namespace py = pybind11;
 namespace nnf {
 namespace {
 
+// The OpenMP runtime this module really calls into: the file that holds
+// omp_get_num_threads as the dynamic linker resolved it (libgomp, libomp, libiomp5,
+// or a wheel's bundled copy), not what the compiler's name suggests.
+std::string openmp_runtime() {
+  std::string lib = "unknown runtime";
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&omp_get_num_threads), &info) && info.dli_fname) {
+    lib = info.dli_fname;
+    const size_t slash = lib.rfind('/');
+    if (slash != std::string::npos) lib = lib.substr(slash + 1);
+  }
+  return lib + " (OpenMP " + std::to_string(_OPENMP) + ")";
+}
+
+py::dict row_dict(const DispatchRow& r) {
+  py::dict d;
+  d["family"] = r.family;
+  d["op"] = r.op;
+  d["active"] =
+      r.active < 0 ? py::object(py::none()) : py::object(py::str(slot_name(Slot(r.active))));
+  std::vector<std::string> regs;
+  for (Slot s : r.registered) regs.emplace_back(slot_name(s));
+  d["registered"] = regs;
+  d["variant"] = r.variant.empty() ? py::object(py::none()) : py::object(py::str(r.variant));
+  return d;
+}
+
 void bind_config(py::module_& m) {
-  // Apply NNFORGE_ISA at import; an unknown/unsupported value fails the import
-  // with a ValueError that says what this CPU offers.
+  // Apply NNFORGE_ISA and NNFORGE_DISABLE at import; an unknown/unsupported value
+  // fails the import with a ValueError that says what this CPU offers.
   init_isa_from_env();
 
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); },
-        "Name of the ISA path kernels dispatch to now.");
+        "Name of the ISA level kernels dispatch to now.");
   m.def("set_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); },
-        py::arg("name"), "Force a kernel ISA path (ValueError if the CPU lacks it).");
+        py::arg("name"), "Force a kernel ISA level (ValueError if the CPU lacks it).");
   m.def("available_isas", [] {
     std::vector<std::string> out;
     for (Isa i : available_isas()) out.emplace_back(isa_name(i));
     return out;
   });
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
+
+  m.def("cpu_features", [] {
+    py::dict d;
+    for (const auto& kv : cpu_feature_list()) d[py::str(kv.first)] = kv.second;
+    return d;
+  }, "Every detected CPU feature flag (OS support included) as name -> bool.");
+  m.def("known_features", &known_features,
+        "Extension features a dispatch slot may need (the names set_disabled_features takes).");
+  m.def("set_disabled_features", &set_disabled_features, py::arg("names"),
+        "Replace the set of disabled extension features (ValueError for an unknown name).");
+  m.def("disabled_features", &disabled_features);
+  m.def("dispatch_table", [] {
+    py::list out;
+    for (const DispatchRow& r : dispatch_table()) out.append(row_dict(r));
+    return out;
+  }, "One dict per family/op: the slot active now, the registered slots, the variant.");
+  m.def("isa_probe", [] {
+    int32_t dot = 0;
+    const char* name = isa_probe_stub.get()(&dot);
+    return std::make_pair(std::string(name), dot);
+  }, "Runs the probe stub: (slot that ran, its 64-pair int8 dot product = 128).");
+
   m.def("get_num_threads", &get_num_threads);
   m.def("default_num_threads", &default_num_threads);
   m.def("set_num_threads", [](int n) {
@@ -37,7 +93,7 @@ void bind_config(py::module_& m) {
     py::dict d;
     d["build_type"] = NNFORGE_BUILD_TYPE;
     d["compiler"] = NNFORGE_COMPILER;
-    d["openmp"] = std::string("libgomp (OpenMP ") + std::to_string(_OPENMP) + ")";
+    d["openmp"] = openmp_runtime();
     d["omp_num_procs"] = omp_get_num_procs();
     return d;
   });

@@ -1,5 +1,6 @@
 #include "common/cpu_features.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -12,11 +13,6 @@
 namespace nnf {
 namespace {
 
-struct Features {
-  bool avx2 = false;
-  bool avx512 = false;
-};
-
 #ifdef NNF_X86
 unsigned long long read_xcr0() {
   unsigned int eax, edx;
@@ -25,8 +21,8 @@ unsigned long long read_xcr0() {
 }
 #endif
 
-Features detect() {
-  Features f;
+CpuFeatures detect() {
+  CpuFeatures f;
 #ifdef NNF_X86
   unsigned int a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
@@ -34,27 +30,70 @@ Features detect() {
              f16c = c & (1u << 29);
   if (!(osxsave && avx)) return f;
   const unsigned long long xcr0 = read_xcr0();
-  const bool os_ymm = (xcr0 & 0x6) == 0x6;            // SSE + AVX state
-  const bool os_zmm = (xcr0 & 0xE6) == 0xE6;          // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;                // SSE + AVX state
+  const bool os_zmm = os_ymm && (xcr0 & 0xE0) == 0xE0;    // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_tile = (xcr0 & 0x60000) == 0x60000;       // XTILECFG + XTILEDATA (bits 17-18)
+  f.fma = os_ymm && fma;
+  f.f16c = os_ymm && f16c;
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
-  const bool avx2 = b & (1u << 5), bmi2 = b & (1u << 8);
-  const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17),
-             avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
-  f.avx2 = os_ymm && avx2 && fma && f16c && bmi2;
-  f.avx512 = f.avx2 && os_zmm && avx512f && avx512dq && avx512bw && avx512vl;
+  const unsigned int max_sub7 = a;
+  f.avx2 = os_ymm && (b & (1u << 5));
+  f.bmi2 = b & (1u << 8);
+  f.avx512f = os_zmm && (b & (1u << 16));
+  f.avx512dq = os_zmm && (b & (1u << 17));
+  f.avx512bw = os_zmm && (b & (1u << 30));
+  f.avx512vl = os_zmm && (b & (1u << 31));
+  f.avx512_vnni = f.avx512f && (c & (1u << 11));
+  f.amx_bf16 = os_tile && (d & (1u << 22));
+  f.amx_tile = os_tile && (d & (1u << 24));
+  f.amx_int8 = os_tile && (d & (1u << 25));
+  if (max_sub7 >= 1) {
+    __cpuid_count(7, 1, a, b, c, d);
+    f.avx_vnni = f.avx2 && (a & (1u << 4));
+    f.avx512_bf16 = f.avx512f && (a & (1u << 5));
+  }
 #endif
   return f;
 }
 
-const Features& features() {
-  static const Features f = detect();
-  return f;
+bool level_avx2(const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c && f.bmi2; }
+bool level_avx512(const CpuFeatures& f) {
+  return level_avx2(f) && f.avx512f && f.avx512dq && f.avx512bw && f.avx512vl;
 }
 
 std::atomic<int> g_active{static_cast<int>(Isa::generic)};
+std::atomic<uint32_t> g_disabled{0};
+std::atomic<uint32_t> g_enabled{0};  // present & ~disabled, kept in step by set_disabled_features
+
+const Feature kFeatures[kNumFeatures] = {Feature::avx512_bf16, Feature::avx512_vnni,
+                                         Feature::avx_vnni};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
 
 }  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+std::vector<std::pair<std::string, bool>> cpu_feature_list() {
+  const CpuFeatures& f = cpu_features();
+  return {{"avx2", f.avx2},         {"fma", f.fma},
+          {"f16c", f.f16c},         {"bmi2", f.bmi2},
+          {"avx512f", f.avx512f},   {"avx512bw", f.avx512bw},
+          {"avx512vl", f.avx512vl}, {"avx512dq", f.avx512dq},
+          {"avx512_bf16", f.avx512_bf16}, {"avx512_vnni", f.avx512_vnni},
+          {"avx_vnni", f.avx_vnni}, {"amx_tile", f.amx_tile},
+          {"amx_bf16", f.amx_bf16}, {"amx_int8", f.amx_int8}};
+}
+
+// ---- ISA levels -----------------------------------------------------------
 
 const char* isa_name(Isa isa) {
   switch (isa) {
@@ -73,8 +112,8 @@ Isa parse_isa(const std::string& name) {
 
 bool cpu_supports(Isa isa) {
   switch (isa) {
-    case Isa::avx512: return features().avx512;
-    case Isa::avx2: return features().avx2;
+    case Isa::avx512: return level_avx512(cpu_features());
+    case Isa::avx2: return level_avx2(cpu_features());
     default: return true;
   }
 }
@@ -91,24 +130,79 @@ Isa best_isa() { return available_isas().back(); }
 Isa active_isa() { return static_cast<Isa>(g_active.load(std::memory_order_relaxed)); }
 
 void set_active_isa(Isa isa) {
-  if (!cpu_supports(isa))
+  if (!cpu_supports(isa)) {
+    std::vector<std::string> names;
+    for (Isa i : available_isas()) names.emplace_back(isa_name(i));
     throw std::invalid_argument(std::string("ISA '") + isa_name(isa) +
-                                "' is not supported by this CPU/OS (available: " +
-                                [] {
-                                  std::string s;
-                                  for (Isa i : available_isas()) s += (s.empty() ? "" : ", ") + std::string(isa_name(i));
-                                  return s;
-                                }() + ")");
+                                "' is not supported by this CPU/OS (available: " + join(names) +
+                                ")");
+  }
   g_active.store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
 void init_isa_from_env() {
   const char* env = std::getenv("NNFORGE_ISA");
-  if (env && *env) {
-    set_active_isa(parse_isa(env));
-  } else {
-    set_active_isa(best_isa());
+  set_active_isa(env && *env ? parse_isa(env) : best_isa());
+  std::vector<std::string> off;
+  if (const char* dis = std::getenv("NNFORGE_DISABLE")) {
+    std::string s(dis);
+    for (size_t pos = 0; pos <= s.size();) {
+      const size_t comma = std::min(s.find(',', pos), s.size());
+      std::string name = s.substr(pos, comma - pos);
+      const size_t b = name.find_first_not_of(" \t"), e = name.find_last_not_of(" \t");
+      if (b != std::string::npos) off.push_back(name.substr(b, e - b + 1));
+      pos = comma + 1;
+    }
   }
+  set_disabled_features(off);
+}
+
+// ---- extension features ---------------------------------------------------
+
+const char* feature_name(Feature f) {
+  switch (f) {
+    case Feature::avx512_bf16: return "avx512_bf16";
+    case Feature::avx512_vnni: return "avx512_vnni";
+    default: return "avx_vnni";
+  }
+}
+
+std::vector<std::string> known_features() {
+  std::vector<std::string> out;
+  for (Feature f : kFeatures) out.emplace_back(feature_name(f));
+  return out;
+}
+
+uint32_t present_features() {
+  const CpuFeatures& f = cpu_features();
+  return (f.avx512_bf16 ? feature_bit(Feature::avx512_bf16) : 0) |
+         (f.avx512_vnni ? feature_bit(Feature::avx512_vnni) : 0) |
+         (f.avx_vnni ? feature_bit(Feature::avx_vnni) : 0);
+}
+
+uint32_t enabled_features() { return g_enabled.load(std::memory_order_relaxed); }
+
+void set_disabled_features(const std::vector<std::string>& names) {
+  uint32_t mask = 0;
+  for (const std::string& n : names) {
+    uint32_t bit = 0;
+    for (Feature f : kFeatures)
+      if (n == feature_name(f)) bit = feature_bit(f);
+    if (!bit)
+      throw std::invalid_argument("unknown CPU feature '" + n + "' (known: " +
+                                  join(known_features()) + ")");
+    mask |= bit;
+  }
+  g_disabled.store(mask, std::memory_order_relaxed);
+  g_enabled.store(present_features() & ~mask, std::memory_order_relaxed);
+}
+
+std::vector<std::string> disabled_features() {
+  const uint32_t mask = g_disabled.load(std::memory_order_relaxed);
+  std::vector<std::string> out;
+  for (Feature f : kFeatures)
+    if (mask & feature_bit(f)) out.emplace_back(feature_name(f));
+  return out;
 }
 
 }  // namespace nnf

@@ -3,15 +3,20 @@
 Public API:
     nnforge.ops        fast ops on NumPy float32 arrays (matmul, optimizer steps, ...)
     nnforge.cuda       optional CUDA module status
-    show_config()      ISA path, threads, build and CUDA facts for bug reports
+    show_config()      ISA level, CPU features, dispatch table, threads, build and CUDA facts
 """
 from __future__ import annotations
 
 from . import _core
 from ._config import (
     available_isas,
+    cpu_features,
+    disable_features,
+    disabled_features,
+    dispatch_table,
     get_isa,
     get_num_threads,
+    set_disabled_features,
     set_isa,
     set_num_threads,
     show_config,
@@ -24,11 +29,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "available_isas",
+    "cpu_features",
     "cuda",
+    "disable_features",
+    "disabled_features",
+    "dispatch_table",
     "get_isa",
     "get_num_threads",
     "ops",
     "seed",
+    "set_disabled_features",
     "set_isa",
     "set_num_threads",
     "show_config",

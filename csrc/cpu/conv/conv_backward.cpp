@@ -175,7 +175,9 @@ void backward_input(const ConvShape& s, const float* dy, const float* w, float* 
 // the forward's padded rows; each chunk of items sums into its own (Kg x CgRS)
 // partial, chunks are added in order.
 void backward_weight_direct(const ConvShape& s, const float* dy, const float* x, float* dw) {
-  const DirectGeometry geo = NNF_CONV_DISPATCH(direct_geometry);
+  // Resolved together, once (see forward_direct).
+  const DirectGeometry geo = direct_geometry_stub.get()();
+  const auto direct_dw = direct_dw_stub.get();
   const int64_t G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs(), P = s.howo();
   const DirectLayout L = direct_layout(s, geo.vec_width);
   const int64_t nvec = ceil_div(s.wo, geo.vec_width), ldy = nvec * geo.vec_width;
@@ -222,7 +224,7 @@ void backward_weight_direct(const ConvShape& s, const float* dy, const float* x,
         a.nvec = nvec;
         a.wo = s.wo;
         a.partial = partial + ch * dwlen;
-        NNF_CONV_DISPATCH(direct_dw, a);
+        direct_dw(a);
       }
     });
     float* dwg = dw + g * dwlen;

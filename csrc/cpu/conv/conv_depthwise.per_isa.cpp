@@ -31,6 +31,8 @@ void depthwise_plane(const DepthwiseArgs& a) {
   }
 }
 
+NNF_REGISTER_PER_ISA(depthwise_plane_stub, depthwise_plane);
+
 }  // namespace NNF_ISA_NS
 }  // namespace conv
 }  // namespace nnf

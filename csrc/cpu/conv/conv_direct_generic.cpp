@@ -81,6 +81,10 @@ DirectGeometry direct_geometry() { return {kKBP, V::N}; }
 void direct_conv(const DirectArgs& a) { direct_impl(a); }
 void direct_dw(const DirectDwArgs& a) { direct_dw_impl(a); }
 
+NNF_REGISTER_DISPATCH(direct_geometry_stub, Slot::generic, direct_geometry);
+NNF_REGISTER_DISPATCH(direct_conv_stub, Slot::generic, direct_conv);
+NNF_REGISTER_DISPATCH(direct_dw_stub, Slot::generic, direct_dw);
+
 }  // namespace generic
 }  // namespace conv
 }  // namespace nnf

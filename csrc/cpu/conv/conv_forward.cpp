@@ -80,7 +80,10 @@ void forward_gemm(const ConvShape& s, const float* x, const float* w, const floa
 
 void forward_direct(const ConvShape& s, const float* x, const float* w, const float* bias,
                     bool relu, float* y) {
-  const DirectGeometry geo = NNF_CONV_DISPATCH(direct_geometry);
+  // Geometry and kernel resolved together, once: a set_isa() from another thread
+  // mid-call must not pair one slot's packing with another slot's kernel.
+  const DirectGeometry geo = direct_geometry_stub.get()();
+  const auto direct_conv = direct_conv_stub.get();
   const int64_t KB = geo.kb, G = s.groups, kg = s.kg(), cg = s.cg(), crs = s.crs();
   const int64_t kblocks = ceil_div(kg, KB);
   // Weights regrouped as (g, kblock, c, r, s, KB) so a tap's KB weights are adjacent;
@@ -132,7 +135,7 @@ void forward_direct(const ConvShape& s, const float* x, const float* w, const fl
     a.y = y + (n * s.k + g * kg) * s.howo() + oh0 * s.wo;
     a.yk = s.howo();
     a.relu = relu;
-    NNF_CONV_DISPATCH(direct_conv, a);
+    direct_conv(a);
   });
 }
 
@@ -140,6 +143,7 @@ void forward_depthwise(const ConvShape& s, const float* x, const float* w, const
                        bool relu, float* y) {
   const int64_t hp = s.h + s.pt + s.pb, wp = s.w + s.pl + s.pr;
   const int nt = threads_for(forward_flops(s), 2.0e6);
+  const auto depthwise_plane = depthwise_plane_stub.get();
   for_items(s.n * s.c, nt, [&](int64_t it, int) {
     const int64_t c = it % s.c;
     float* pad = thread_scratch(0).floats(size_t(hp * wp));
@@ -162,7 +166,7 @@ void forward_depthwise(const ConvShape& s, const float* x, const float* w, const
     a.wo = s.wo;
     a.y = y + it * s.howo();
     a.relu = relu;
-    NNF_CONV_DISPATCH(depthwise_plane, a);
+    depthwise_plane(a);
   });
 }
 

@@ -1,9 +1,12 @@
-// Per-ISA conv micro-kernels; conv_forward.cpp picks a namespace from active_isa().
+// Per-ISA conv micro-kernels, each registered in its stub below; the drivers
+// (conv_forward.cpp, conv_backward.cpp) resolve a stub once per call.
 //
 //   direct_smallc / implicit_gemm: conv_direct_{generic,avx2,avx512}.cpp (vector types)
 //   depthwise:     conv_depthwise.per_isa.cpp (auto-vectorised, compiled once per ISA)
 #pragma once
 #include <cstdint>
+
+#include "common/dispatch.h"
 
 namespace nnf {
 namespace conv {
@@ -69,6 +72,14 @@ struct DepthwiseArgs {
 namespace generic { NNF_CONV_KERNEL_DECLS }
 namespace avx2 { NNF_CONV_KERNEL_DECLS }
 namespace avx512 { NNF_CONV_KERNEL_DECLS }
+
+// One dispatch stub per kernel: defined in conv_dispatch.cpp. direct_geometry gives
+// the vector width and weight packing of direct_conv / direct_dw, so a driver takes
+// all three from one slot (same registrations, resolved together).
+NNF_DECLARE_DISPATCH(decltype(&generic::direct_geometry), direct_geometry_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::direct_conv), direct_conv_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::direct_dw), direct_dw_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::depthwise_plane), depthwise_plane_stub);
 
 }  // namespace conv
 }  // namespace nnf

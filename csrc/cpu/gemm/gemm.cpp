@@ -18,14 +18,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
 
 #include "common/aligned_buffer.h"
-#include "common/cpu_features.h"
 #include "common/threads.h"
+#include "common/variant_table.h"
 #include "cpu/gemm/activation_scalar.h"
 #include "cpu/gemm/gemm_kernel.h"
 #include "cpu/gemm/gemm_pack.h"
@@ -39,62 +38,11 @@ using gemm::TileEpilogue;
 
 constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
 
-// Block sizes: kc*nr*4 B micro-panel ~ L1 (32 KiB); mc*kc*4 A block well inside L2;
-// kc*nc*4 B block in L2/L3. AVX-512 (Zen 4, 1 MiB L2): 14x32 panel 32 KiB, A 168 KiB.
-// AVX2 (Zen 3, 512 KiB L2): 6x16 panel 16 KiB, A block 144 KiB, BLIS's Zen values;
-// KC 384 / 512 measured no faster at 1024-2048 (the 24-32 KiB B panel no longer stays
-// in L1) and MC 72..192 within noise, once C is prefetched (avx2_6x16p).
-// "auto" takes the first entry of the active ISA, so the newest variant comes first.
-const KernelConfig kKernels[] = {
-    {"generic_4x8", int(Isa::generic), 4, 8, 256, 128, 1024, generic::sgemm_generic_4x8,
-     generic::sgemm_generic_4x8_rowa, nullptr, nullptr, nullptr, 0.6},
-    {"avx2_6x16e", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16e,
-     avx2::sgemm_avx2_6x16e_rowa, avx2::sgemm_avx2_6x16e_edge, avx2::transpose_pack_avx2_6,
-     avx2::transpose_pack_avx2_16, 0.75},
-    {"avx2_6x16p", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16p,
-     avx2::sgemm_avx2_6x16p_rowa, nullptr, avx2::transpose_pack_avx2_6,
-     avx2::transpose_pack_avx2_16, 0.6},
-    {"avx2_6x16", int(Isa::avx2), 6, 16, 256, 144, 2048, avx2::sgemm_avx2_6x16,
-     avx2::sgemm_avx2_6x16_rowa, nullptr, nullptr, nullptr, 0.6},
-    {"avx512_14x32t", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
-     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge,
-     avx512::transpose_pack_avx512_14, avx512::transpose_pack_avx512_32, 0.6},
-    {"avx512_14x32e", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32e,
-     avx512::sgemm_avx512_14x32e_rowa, avx512::sgemm_avx512_14x32e_edge, nullptr, nullptr, 0.6},
-    {"avx512_14x32", int(Isa::avx512), 14, 32, 256, 168, 2048, avx512::sgemm_avx512_14x32,
-     avx512::sgemm_avx512_14x32_rowa, nullptr, nullptr, nullptr, 0.6},
-};
-constexpr int kNumKernels = sizeof(kKernels) / sizeof(kKernels[0]);
-
-// -2: not yet read from the environment; -1: auto; else index into kKernels.
-std::atomic<int> g_variant{-2};
-
-int find_variant(const std::string& name) {
-  if (name == "auto") return -1;
-  for (int i = 0; i < kNumKernels; ++i)
-    if (name == kKernels[i].name) return i;
-  std::string known = "auto";
-  for (const auto& k : kKernels) known += std::string(", ") + k.name;
-  throw std::invalid_argument("unknown GEMM variant '" + name + "' (known: " + known + ")");
-}
-
-int current_variant() {
-  int v = g_variant.load(std::memory_order_relaxed);
-  if (v == -2) {
-    const char* env = std::getenv("NNFORGE_GEMM_VARIANT");
-    v = (env && *env) ? find_variant(env) : -1;
-    g_variant.store(v, std::memory_order_relaxed);
-  }
-  return v;
-}
-
-const KernelConfig& pick_kernel() {
-  const int isa = int(active_isa());
-  const int v = current_variant();
-  if (v >= 0 && kKernels[v].isa == isa) return kKernels[v];
-  for (const auto& k : kKernels)
-    if (k.isa == isa) return k;
-  return kKernels[0];
+// The variant table: every sgemm_*.cpp registers its KernelConfig(s) with a slot and
+// a preference; block sizes and the reason for them are written beside each one.
+VariantTable<KernelConfig>& table() {
+  static VariantTable<KernelConfig> t("gemm", "sgemm", "GEMM", "NNFORGE_GEMM_VARIANT");
+  return t;
 }
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -328,25 +276,18 @@ void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
 
 }  // namespace
 
-std::vector<std::string> gemm_variants() {
-  std::vector<std::string> out{"auto"};
-  for (const auto& k : kKernels)
-    if (cpu_supports(Isa(k.isa))) out.emplace_back(k.name);
-  return out;
+namespace gemm {
+bool register_sgemm_variant(const KernelConfig& cfg) {
+  table().add(cfg);
+  return true;
 }
+}  // namespace gemm
 
-std::string get_gemm_variant() {
-  const int v = current_variant();
-  return v < 0 ? "auto" : kKernels[v].name;
-}
+std::vector<std::string> gemm_variants() { return table().runnable_names(); }
 
-void set_gemm_variant(const std::string& name) {
-  const int v = find_variant(name);
-  if (v >= 0 && !cpu_supports(Isa(kKernels[v].isa)))
-    throw std::invalid_argument("GEMM variant '" + name + "' needs ISA " +
-                                isa_name(Isa(kKernels[v].isa)) + ", which this CPU lacks");
-  g_variant.store(v, std::memory_order_relaxed);
-}
+std::string get_gemm_variant() { return table().forced_name(); }
+
+void set_gemm_variant(const std::string& name) { table().force(name); }
 
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, float beta,
            MutMatRef c, const GemmEpilogue& ep, int nthreads) {
@@ -361,7 +302,7 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
   // A single row / column has no meaningful stride in that direction.
   if (n == 1) c.cs = 1;
   if (m == 1) c.rs = 1;
-  const KernelConfig& cfg = pick_kernel();
+  const KernelConfig& cfg = table().pick();
   // Orientation: C^T = B^T A^T is the same arithmetic, element by element. Take it when
   // C is column-major (e.g. out.T) so tiles store contiguous rows, or when it pads far
   // less (n = 10 wastes 22 of 32 tile columns; as rows it wastes 4 of 14).

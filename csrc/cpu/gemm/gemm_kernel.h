@@ -15,6 +15,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/dispatch.h"
+
 namespace nnf {
 namespace gemm {
 
@@ -42,13 +44,16 @@ using EdgePicker = EdgeKernel (*)(int rows, int cols, bool rowa);
 // row-major A panel / column-major B panel with the ISA's own shuffles.
 using TransposePack = void (*)(int64_t kc, const float* src, int64_t ss, float* dst);
 
-// One selectable kernel variant with the block sizes it was tuned for.
+// One selectable kernel variant with the block sizes it was tuned for. Each registers
+// itself (NNF_REGISTER_GEMM_VARIANT) in the file that defines its micro-kernel.
+//   preference: order within its slot; "auto" takes the lowest (the newest variant)
 //   kc: k-block (packed B micro-panel kc*NR floats stays in L1/L2)
 //   mc: rows of A per packed block (mc*kc floats in L2), multiple of mr
 //   nc: columns of B per packed block (kc*nc floats in L2/L3), multiple of nr
 struct KernelConfig {
   const char* name;
-  int isa;  // nnf::Isa as int
+  Slot slot;
+  int preference;
   int mr, nr;
   int64_t kc, mc, nc;
   MicroKernel ukr;       // A element (i, p) at a[p*lda + i]
@@ -60,7 +65,17 @@ struct KernelConfig {
   double swap_below;
 };
 
+// Adds a variant to the sgemm variant table (gemm.cpp; "gemm.sgemm" in show_config).
+// Out of line in portable code: it runs at import on every CPU (see register_dispatch).
+bool register_sgemm_variant(const KernelConfig& cfg);
+
 }  // namespace gemm
+
+// In the file that defines the variant's micro-kernel, with a constexpr KernelConfig
+// (constant data, so the static initialiser is a bare call).
+#define NNF_REGISTER_GEMM_VARIANT(cfg)                                                 \
+  [[maybe_unused]] static const bool NNF_DISPATCH_CAT(nnf_gemm_variant_, __COUNTER__) = \
+      ::nnf::gemm::register_sgemm_variant(cfg)
 
 #define NNF_SGEMM_UKR(name)                                                                    \
   void name(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, \

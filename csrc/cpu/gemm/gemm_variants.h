@@ -1,9 +1,12 @@
 // Selectable GEMM micro-kernel variants (STYLE.md rule 7): benchmarks and tests
-// force one by name; "auto" picks the best kernel for the active ISA and shape.
-// NNFORGE_GEMM_VARIANT sets the initial choice. A forced variant applies only while
-// its ISA is the active one (set_isa("generic") still means the generic path).
+// force one by name; "auto" picks the preferred kernel of the best usable dispatch
+// slot. NNFORGE_GEMM_VARIANT sets the initial choice. A forced variant applies only
+// while its slot is usable and its ISA level is the active one (set_isa("generic")
+// still means the generic path). Each variant registers itself, with its slot, its
+// preference and its block sizes, in the file of its micro-kernel
+// (NNF_REGISTER_GEMM_VARIANT, gemm_kernel.h; the table is common/variant_table.h).
 //
-// Variants ("auto" takes the first listed for the active ISA):
+// Variants ("auto" takes the first listed for the active slot):
 //   generic_4x8     portable 4x8 kernel (auto-vectorised).
 //   avx2_6x16e      v3: avx2_6x16p + exact-size edge tiles (R x 8 / R x 16, R = 1..6), A
 //                   edge panels and 8-wide B edge panels read in place, and the C^T

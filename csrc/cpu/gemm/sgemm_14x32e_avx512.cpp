@@ -113,5 +113,19 @@ gemm::EdgeKernel sgemm_avx512_14x32e_edge(int rows, int cols, bool rowa) {
   return {rowa ? RowATable::by_rows[nv - 1][rows] : PackedTable::by_rows[nv - 1][rows], 16 * nv};
 }
 
+// Block sizes (all avx512_14x32 variants), for Zen 4 (1 MiB L2): kc*nr*4 = 32 KiB B
+// micro-panel ~ L1, mc*kc*4 = 168 KiB A block well inside L2, kc*nc*4 B block in L2/L3.
+// Preference 0 ("auto" on the avx512 slot): 14x32t = these kernels + the AVX-512
+// transposing packs of gemm_pack_avx512.cpp.
+constexpr gemm::KernelConfig kAvx512_14x32t{
+    "avx512_14x32t", Slot::avx512, 0, 14, 32, 256, 168, 2048, sgemm_avx512_14x32e,
+    sgemm_avx512_14x32e_rowa, sgemm_avx512_14x32e_edge, transpose_pack_avx512_14,
+    transpose_pack_avx512_32, 0.6};
+constexpr gemm::KernelConfig kAvx512_14x32e{
+    "avx512_14x32e", Slot::avx512, 1, 14, 32, 256, 168, 2048, sgemm_avx512_14x32e,
+    sgemm_avx512_14x32e_rowa, sgemm_avx512_14x32e_edge, nullptr, nullptr, 0.6};
+NNF_REGISTER_GEMM_VARIANT(kAvx512_14x32t);
+NNF_REGISTER_GEMM_VARIANT(kAvx512_14x32e);
+
 }  // namespace avx512
 }  // namespace nnf

@@ -49,5 +49,11 @@ void sgemm_generic_4x8_rowa(int64_t kc, const float* a, int64_t lda, const float
   tile<true>(kc, a, lda, b, ldb, c, ldc, ep);
 }
 
+// Always built: the variant every other slot falls back to.
+constexpr gemm::KernelConfig kGeneric4x8{"generic_4x8", Slot::generic, 0, 4, 8, 256, 128, 1024,
+                                         sgemm_generic_4x8, sgemm_generic_4x8_rowa, nullptr,
+                                         nullptr, nullptr, 0.6};
+NNF_REGISTER_GEMM_VARIANT(kGeneric4x8);
+
 }  // namespace generic
 }  // namespace nnf

@@ -114,5 +114,15 @@ void sgemm_avx2_6x16p_rowa(int64_t kc, const float* a, int64_t lda, const float*
   tile<true, true>(kc, a, lda, b, ldb, c, ldc, ep);
 }
 
+// Block sizes: see sgemm_6x16e_avx2.cpp (shared by the avx2_6x16 variants).
+constexpr gemm::KernelConfig kAvx2_6x16p{"avx2_6x16p", Slot::avx2, 1, 6, 16, 256, 144, 2048,
+                                         sgemm_avx2_6x16p, sgemm_avx2_6x16p_rowa, nullptr,
+                                         transpose_pack_avx2_6, transpose_pack_avx2_16, 0.6};
+constexpr gemm::KernelConfig kAvx2_6x16{"avx2_6x16", Slot::avx2, 2, 6, 16, 256, 144, 2048,
+                                        sgemm_avx2_6x16, sgemm_avx2_6x16_rowa, nullptr, nullptr,
+                                        nullptr, 0.6};
+NNF_REGISTER_GEMM_VARIANT(kAvx2_6x16p);
+NNF_REGISTER_GEMM_VARIANT(kAvx2_6x16);
+
 }  // namespace avx2
 }  // namespace nnf

@@ -154,5 +154,16 @@ gemm::EdgeKernel sgemm_avx2_6x16e_edge(int rows, int cols, bool rowa) {
   return {rowa ? RowATable::by_rows[nv - 1][rows] : PackedTable::by_rows[nv - 1][rows], 8 * nv};
 }
 
+// Block sizes (all avx2_6x16 variants), BLIS's Zen 3 values (512 KiB L2): kc*nr*4 =
+// 16 KiB B micro-panel in L1, mc*kc*4 = 144 KiB A block in L2, kc*nc*4 B block in
+// L2/L3. KC 384 / 512 measured no faster at 1024-2048 (the 24-32 KiB B panel no
+// longer stays in L1) and MC 72..192 within noise, once C is prefetched (avx2_6x16p).
+// Preference 0: "auto" on the avx2 slot.
+constexpr gemm::KernelConfig kAvx2_6x16e{"avx2_6x16e", Slot::avx2, 0, 6, 16, 256, 144, 2048,
+                                         sgemm_avx2_6x16e, sgemm_avx2_6x16e_rowa,
+                                         sgemm_avx2_6x16e_edge, transpose_pack_avx2_6,
+                                         transpose_pack_avx2_16, 0.75};
+NNF_REGISTER_GEMM_VARIANT(kAvx2_6x16e);
+
 }  // namespace avx2
 }  // namespace nnf

@@ -150,5 +150,9 @@ void dropout_backward(int64_t n, const float* dy, const uint8_t* mask, float sca
   }
 }
 
+NNF_REGISTER_PER_ISA(nn::eltwise_stub, eltwise);
+NNF_REGISTER_PER_ISA(nn::dropout_forward_stub, dropout_forward);
+NNF_REGISTER_PER_ISA(nn::dropout_backward_stub, dropout_backward);
+
 }  // namespace NNF_ISA_NS
 }  // namespace nnf

@@ -1,4 +1,4 @@
-// Portable glue for the nn kernels: ISA dispatch, thread counts, index
+// Portable glue for the nn kernels: their dispatch stubs, thread counts, index
 // validation, and the per-channel/per-call scalar algebra (batch-norm
 // coefficients, loss normalisation) around the per-ISA loops.
 #include <algorithm>
@@ -9,20 +9,29 @@
 #include <string>
 #include <vector>
 
-#include "common/cpu_features.h"
 #include "common/threads.h"
 #include "cpu/nn/nn_kernels.h"
 
 namespace nnf {
 namespace nn {
-namespace {
 
-#define NNF_NN_DISPATCH(fn, ...)                   \
-  switch (active_isa()) {                          \
-    case Isa::avx512: avx512::fn(__VA_ARGS__); break; \
-    case Isa::avx2: avx2::fn(__VA_ARGS__); break;     \
-    default: generic::fn(__VA_ARGS__); break;         \
-  }
+NNF_DEFINE_DISPATCH("nn", softmax_rows_stub);
+NNF_DEFINE_DISPATCH("nn", log_softmax_rows_stub);
+NNF_DEFINE_DISPATCH("nn", softmax_backward_rows_stub);
+NNF_DEFINE_DISPATCH("nn", log_softmax_backward_rows_stub);
+NNF_DEFINE_DISPATCH("nn", cross_entropy_rows_stub);
+NNF_DEFINE_DISPATCH("nn", eltwise_stub);
+NNF_DEFINE_DISPATCH("nn", layer_norm_rows_stub);
+NNF_DEFINE_DISPATCH("nn", layer_norm_backward_chunks_stub);
+NNF_DEFINE_DISPATCH("nn", sum_chunk_partials_stub);
+NNF_DEFINE_DISPATCH("nn", channel_sums_stub);
+NNF_DEFINE_DISPATCH("nn", channel_affine_stub);
+NNF_DEFINE_DISPATCH("nn", dropout_forward_stub);
+NNF_DEFINE_DISPATCH("nn", dropout_backward_stub);
+NNF_DEFINE_DISPATCH("nn", sum_rows_stub);
+NNF_DEFINE_DISPATCH("nn", embedding_backward_stub);
+
+namespace {
 
 // Rough cost per element, in "simple flops", for threads_for().
 constexpr double kCostExp = 12.0;
@@ -61,9 +70,9 @@ void softmax(int64_t rows, int64_t n, const float* x, int64_t ldx, float* y, int
   if (rows == 0 || n == 0) return;
   const int nt = threads_for(double(rows) * double(n) * kCostExp);
   if (log) {
-    NNF_NN_DISPATCH(log_softmax_rows, rows, n, x, ldx, y, ldy, nt);
+    log_softmax_rows_stub.get()(rows, n, x, ldx, y, ldy, nt);
   } else {
-    NNF_NN_DISPATCH(softmax_rows, rows, n, x, ldx, y, ldy, nt);
+    softmax_rows_stub.get()(rows, n, x, ldx, y, ldy, nt);
   }
 }
 
@@ -72,9 +81,9 @@ void softmax_backward(int64_t rows, int64_t n, const float* y, int64_t ldy, cons
   if (rows == 0 || n == 0) return;
   const int nt = threads_for(double(rows) * double(n) * (log ? kCostExp : kCostSimple));
   if (log) {
-    NNF_NN_DISPATCH(log_softmax_backward_rows, rows, n, y, ldy, dy, lddy, dx, lddx, nt);
+    log_softmax_backward_rows_stub.get()(rows, n, y, ldy, dy, lddy, dx, lddx, nt);
   } else {
-    NNF_NN_DISPATCH(softmax_backward_rows, rows, n, y, ldy, dy, lddy, dx, lddx, nt);
+    softmax_backward_rows_stub.get()(rows, n, y, ldy, dy, lddy, dx, lddx, nt);
   }
 }
 
@@ -100,8 +109,8 @@ double cross_entropy(int64_t rows, int64_t c, const float* z, int64_t ldz, Index
     loss_rows = scratch.data();
   }
   const int nt = threads_for(double(rows) * double(c) * (dz ? 2 : 1) * kCostExp);
-  NNF_NN_DISPATCH(cross_entropy_rows, rows, c, z, ldz, y.data(), weight, smoothing,
-                  float(weight_total), float(grad_scale), loss_rows, dz, lddz, nt);
+  cross_entropy_rows_stub.get()(rows, c, z, ldz, y.data(), weight, smoothing,
+                                float(weight_total), float(grad_scale), loss_rows, dz, lddz, nt);
   double total = 0.0;  // fixed order: row 0, 1, ...
   for (int64_t i = 0; i < rows; ++i) total += loss_rows[i];
   return reduction == Reduction::mean ? total / denom : total;
@@ -110,7 +119,7 @@ double cross_entropy(int64_t rows, int64_t c, const float* z, int64_t ldz, Index
 void eltwise(EltOp op, int64_t n, const float* a, const float* b, float param, float* out) {
   if (n == 0) return;
   const int nt = threads_for(double(n) * cost_of(op));
-  NNF_NN_DISPATCH(eltwise, op, n, a, b, param, out, nt);
+  eltwise_stub.get()(op, n, a, b, param, out, nt);
 }
 
 void layer_norm(int64_t rows, int64_t d, const float* x, int64_t ldx, const float* gamma,
@@ -124,7 +133,7 @@ void layer_norm(int64_t rows, int64_t d, const float* x, int64_t ldx, const floa
   }
   if (rows == 0) return;
   const int nt = threads_for(double(rows) * double(d) * 4.0);
-  NNF_NN_DISPATCH(layer_norm_rows, rows, d, x, ldx, gamma, beta, eps, y, ldy, mean, rstd, nt);
+  layer_norm_rows_stub.get()(rows, d, x, ldx, gamma, beta, eps, y, ldy, mean, rstd, nt);
 }
 
 void layer_norm_backward(int64_t rows, int64_t d, const float* dy, int64_t lddy, const float* x,
@@ -145,11 +154,11 @@ void layer_norm_backward(int64_t rows, int64_t d, const float* dy, int64_t lddy,
   float* pdg = dgamma ? partial.data() : nullptr;
   float* pdb = dbeta ? partial.data() + nchunks * d : nullptr;
   const int nt = threads_for(double(rows) * double(d) * 8.0);
-  NNF_NN_DISPATCH(layer_norm_backward_chunks, rows, d, chunk_rows, dy, lddy, x, ldx, gamma,
-                  mean, rstd, dx, lddx, pdg, pdb, nt);
+  layer_norm_backward_chunks_stub.get()(rows, d, chunk_rows, dy, lddy, x, ldx, gamma,
+                                        mean, rstd, dx, lddx, pdg, pdb, nt);
   const int nt2 = threads_for(double(nchunks) * double(d));
-  if (dgamma) NNF_NN_DISPATCH(sum_chunk_partials, nchunks, d, pdg, dgamma, nt2);
-  if (dbeta) NNF_NN_DISPATCH(sum_chunk_partials, nchunks, d, pdb, dbeta, nt2);
+  if (dgamma) sum_chunk_partials_stub.get()(nchunks, d, pdg, dgamma, nt2);
+  if (dbeta) sum_chunk_partials_stub.get()(nchunks, d, pdb, dbeta, nt2);
 }
 
 void batch_norm(int64_t n, int64_t c, int64_t s, const float* x, const float* gamma,
@@ -162,12 +171,12 @@ void batch_norm(int64_t n, int64_t c, int64_t s, const float* x, const float* ga
   std::vector<float> scale(cs), shift(cs), mean_f(cs);
   if (training) {
     std::vector<double> s1(cs), s2(cs);
-    NNF_NN_DISPATCH(channel_sums, n, c, s, x, nullptr, nullptr, nullptr, s1.data(), nullptr, nt);
+    channel_sums_stub.get()(n, c, s, x, nullptr, nullptr, nullptr, s1.data(), nullptr, nt);
     for (size_t k = 0; k < cs; ++k) mean_f[k] = float(s1[k] / double(m));
     // Second pass around the rounded mean; s1 now holds the residual sum, which
     // corrects the mean's rounding (shifted two-pass variance).
-    NNF_NN_DISPATCH(channel_sums, n, c, s, x, mean_f.data(), x, mean_f.data(), s1.data(),
-                    s2.data(), nt);
+    channel_sums_stub.get()(n, c, s, x, mean_f.data(), x, mean_f.data(), s1.data(),
+                            s2.data(), nt);
     for (size_t k = 0; k < cs; ++k) {
       const double dm = s1[k] / double(m);
       const double mean = double(mean_f[k]) + dm;
@@ -192,8 +201,8 @@ void batch_norm(int64_t n, int64_t c, int64_t s, const float* x, const float* ga
     scale[k] = (gamma ? gamma[k] : 1.0f) * save_rstd[k];
     shift[k] = beta ? beta[k] : 0.0f;
   }
-  NNF_NN_DISPATCH(channel_affine, n, c, s, nullptr, nullptr, x, scale.data(), save_mean,
-                  shift.data(), y, nt);
+  channel_affine_stub.get()(n, c, s, nullptr, nullptr, x, scale.data(), save_mean,
+                            shift.data(), y, nt);
 }
 
 void batch_norm_backward(int64_t n, int64_t c, int64_t s, const float* dy, const float* x,
@@ -205,7 +214,7 @@ void batch_norm_backward(int64_t n, int64_t c, int64_t s, const float* dy, const
   const size_t cs = size_t(c);
   std::vector<double> sdy(cs), sdyx(cs);
   // sdy = sum dy, sdyx = sum dy * (x - mean)
-  NNF_NN_DISPATCH(channel_sums, n, c, s, dy, nullptr, x, save_mean, sdy.data(), sdyx.data(), nt);
+  channel_sums_stub.get()(n, c, s, dy, nullptr, x, save_mean, sdy.data(), sdyx.data(), nt);
   for (size_t k = 0; k < cs; ++k) {
     if (dbeta) dbeta[k] = float(sdy[k]);
     if (dgamma) dgamma[k] = float(sdyx[k] * double(save_rstd[k]));
@@ -220,8 +229,8 @@ void batch_norm_backward(int64_t n, int64_t c, int64_t s, const float* dy, const
     cq[k] = training ? float(-g * r * r * r * sdyx[k] / double(m)) : 0.0f;
     off[k] = training ? float(-g * r * sdy[k] / double(m)) : 0.0f;
   }
-  NNF_NN_DISPATCH(channel_affine, n, c, s, dy, cp.data(), training ? x : nullptr, cq.data(),
-                  save_mean, off.data(), dx, nt);
+  channel_affine_stub.get()(n, c, s, dy, cp.data(), training ? x : nullptr, cq.data(),
+                            save_mean, off.data(), dx, nt);
 }
 
 void dropout(int64_t n, const float* x, double p, uint64_t seed, float* y, uint8_t* mask) {
@@ -229,19 +238,19 @@ void dropout(int64_t n, const float* x, double p, uint64_t seed, float* y, uint8
   const int nt = threads_for(double(n) * 6.0);
   // p < 1, so p * 2^32 < 2^32 and the threshold fits the 32-bit hash range.
   const uint64_t threshold = static_cast<uint64_t>(p * 4294967296.0);
-  NNF_NN_DISPATCH(dropout_forward, n, x, threshold, float(1.0 / (1.0 - p)), seed, y, mask, nt);
+  dropout_forward_stub.get()(n, x, threshold, float(1.0 / (1.0 - p)), seed, y, mask, nt);
 }
 
 void dropout_backward(int64_t n, const float* dy, const uint8_t* mask, double p, float* dx) {
   if (n == 0) return;
   const int nt = threads_for(double(n));
-  NNF_NN_DISPATCH(dropout_backward, n, dy, mask, float(1.0 / (1.0 - p)), dx, nt);
+  dropout_backward_stub.get()(n, dy, mask, float(1.0 / (1.0 - p)), dx, nt);
 }
 
 void sum_rows(int64_t rows, int64_t f, const float* x, int64_t ldx, float* out, bool accumulate) {
   if (f == 0) return;
   const int nt = threads_for(double(rows) * double(f));
-  NNF_NN_DISPATCH(sum_rows, rows, f, x, ldx, out, accumulate, nt);
+  sum_rows_stub.get()(rows, f, x, ldx, out, accumulate, nt);
 }
 
 void embedding_backward(int64_t count, int64_t d, IndexRef indices, int64_t num_embeddings,
@@ -250,7 +259,7 @@ void embedding_backward(int64_t count, int64_t d, IndexRef indices, int64_t num_
   if (!accumulate) std::memset(dw, 0, sizeof(float) * size_t(num_embeddings) * size_t(d));
   if (count == 0 || d == 0) return;
   const int nt = threads_for(double(count) * double(d));
-  NNF_NN_DISPATCH(embedding_backward, count, d, idx.data(), dy, lddy, dw, nt);
+  embedding_backward_stub.get()(count, d, idx.data(), dy, lddy, dw, nt);
 }
 
 }  // namespace nn

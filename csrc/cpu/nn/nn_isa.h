@@ -1,5 +1,6 @@
 // Raw-pointer nn kernels compiled once per ISA (the *.per_isa.cpp files in this
-// folder); nn_dispatch.cpp picks a namespace per call from active_isa().
+// folder, which register each kernel in its stub below); nn_dispatch.cpp resolves
+// the stub once per call (common/dispatch.h).
 //
 // Conventions: "rows" kernels treat an array as (rows, n) with unit stride along
 // n and a row stride ld (elements; may differ between inputs and outputs, so a
@@ -8,6 +9,8 @@
 // reduction runs in the same order for any nt (bitwise identical results).
 #pragma once
 #include <cstdint>
+
+#include "common/dispatch.h"
 
 namespace nnf {
 
@@ -66,5 +69,25 @@ enum class EltOp : int {
 namespace generic { NNF_NN_KERNEL_DECLS }
 namespace avx2 { NNF_NN_KERNEL_DECLS }
 namespace avx512 { NNF_NN_KERNEL_DECLS }
+
+// One dispatch stub per kernel: defined in nn_dispatch.cpp, filled by the
+// *.per_isa.cpp files.
+namespace nn {
+NNF_DECLARE_DISPATCH(decltype(&generic::softmax_rows), softmax_rows_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::log_softmax_rows), log_softmax_rows_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::softmax_backward_rows), softmax_backward_rows_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::log_softmax_backward_rows), log_softmax_backward_rows_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::cross_entropy_rows), cross_entropy_rows_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::eltwise), eltwise_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::layer_norm_rows), layer_norm_rows_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::layer_norm_backward_chunks), layer_norm_backward_chunks_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::sum_chunk_partials), sum_chunk_partials_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::channel_sums), channel_sums_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::channel_affine), channel_affine_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::dropout_forward), dropout_forward_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::dropout_backward), dropout_backward_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::sum_rows), sum_rows_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::embedding_backward), embedding_backward_stub);
+}  // namespace nn
 
 }  // namespace nnf

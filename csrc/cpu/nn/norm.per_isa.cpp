@@ -241,5 +241,11 @@ void channel_affine(int64_t n, int64_t c, int64_t s, const float* p, const float
   }
 }
 
+NNF_REGISTER_PER_ISA(nn::layer_norm_rows_stub, layer_norm_rows);
+NNF_REGISTER_PER_ISA(nn::layer_norm_backward_chunks_stub, layer_norm_backward_chunks);
+NNF_REGISTER_PER_ISA(nn::sum_chunk_partials_stub, sum_chunk_partials);
+NNF_REGISTER_PER_ISA(nn::channel_sums_stub, channel_sums);
+NNF_REGISTER_PER_ISA(nn::channel_affine_stub, channel_affine);
+
 }  // namespace NNF_ISA_NS
 }  // namespace nnf

@@ -76,5 +76,8 @@ void embedding_backward(int64_t count, int64_t d, const int64_t* indices, const 
   }
 }
 
+NNF_REGISTER_PER_ISA(nn::sum_rows_stub, sum_rows);
+NNF_REGISTER_PER_ISA(nn::embedding_backward_stub, embedding_backward);
+
 }  // namespace NNF_ISA_NS
 }  // namespace nnf

@@ -160,5 +160,11 @@ void cross_entropy_rows(int64_t rows, int64_t c, const float* z, int64_t ldz,
   }
 }
 
+NNF_REGISTER_PER_ISA(nn::softmax_rows_stub, softmax_rows);
+NNF_REGISTER_PER_ISA(nn::log_softmax_rows_stub, log_softmax_rows);
+NNF_REGISTER_PER_ISA(nn::softmax_backward_rows_stub, softmax_backward_rows);
+NNF_REGISTER_PER_ISA(nn::log_softmax_backward_rows_stub, log_softmax_backward_rows);
+NNF_REGISTER_PER_ISA(nn::cross_entropy_rows_stub, cross_entropy_rows);
+
 }  // namespace NNF_ISA_NS
 }  // namespace nnf

@@ -1,27 +1,30 @@
 // Portable glue for the optimizer kernels: the chunked work list, the thread
 // split by element count, per-call scalars (bias corrections in double) and ISA
-// dispatch around the per-ISA loops in this folder.
+// the dispatch stubs of the per-ISA loops in this folder.
 #include <omp.h>
 
 #include <atomic>
 #include <cmath>
 #include <vector>
 
-#include "common/cpu_features.h"
 #include "common/threads.h"
 #include "cpu/optim/optim.h"
 
 namespace nnf {
 namespace optim {
-namespace {
 
-#define NNF_OPTIM_CALL(result, fn, ...)                        \
-  switch (active_isa()) {                                      \
-    case Isa::avx512: result avx512::fn(__VA_ARGS__); break;   \
-    case Isa::avx2: result avx2::fn(__VA_ARGS__); break;       \
-    default: result generic::fn(__VA_ARGS__); break;           \
-  }
-#define NNF_OPTIM_DISPATCH(fn, ...) NNF_OPTIM_CALL(, fn, __VA_ARGS__)
+// Each entry point resolves its stub once, before the parallel region (a stub that
+// throws must not do so inside it).
+NNF_DEFINE_DISPATCH("optim", sgd_chunks_stub);
+NNF_DEFINE_DISPATCH("optim", adam_chunks_stub);
+NNF_DEFINE_DISPATCH("optim", rmsprop_chunks_stub);
+NNF_DEFINE_DISPATCH("optim", adagrad_chunks_stub);
+NNF_DEFINE_DISPATCH("optim", sumsq_chunks_stub);
+NNF_DEFINE_DISPATCH("optim", finite_chunks_stub);
+NNF_DEFINE_DISPATCH("optim", scale_chunks_stub);
+NNF_DEFINE_DISPATCH("optim", triad_range_stub);
+
+namespace {
 
 // Threads worth using for a pass that touches `bytes_per_elem` bytes per element:
 // one thread below ~1 MB of traffic per extra thread (fork-join ~ a few us).
@@ -103,11 +106,10 @@ void parallel_chunks(const WorkList& w, Body body) {
 }
 
 bool grads_finite(const WorkList& w) {
+  const auto finite_chunks = finite_chunks_stub.get();
   std::atomic<bool> finite{true};
   parallel_chunks(w, [&](const OptChunk* c, int64_t n) {
-    bool ok = true;
-    NNF_OPTIM_CALL(ok =, finite_chunks, c, n);
-    if (!ok) finite.store(false, std::memory_order_relaxed);
+    if (!finite_chunks(c, n)) finite.store(false, std::memory_order_relaxed);
   });
   return finite.load();
 }
@@ -145,7 +147,8 @@ bool sgd_step(const std::vector<OptTensor>& ts, const SgdHyper& h, const GradOpt
   s.first_step = h.step == 1;
   s.nesterov = h.nesterov;
   s.zero_grad = o.zero_grad;
-  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { NNF_OPTIM_DISPATCH(sgd_chunks, s, c, n); });
+  const auto kernel = sgd_chunks_stub.get();
+  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { kernel(s, c, n); });
   return true;
 }
 
@@ -168,7 +171,8 @@ bool adam_step(const std::vector<OptTensor>& ts, const AdamHyper& h, const GradO
   s.neg_step_size = float(-(h.lr / bc1));
   s.amsgrad = h.amsgrad;
   s.zero_grad = o.zero_grad;
-  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { NNF_OPTIM_DISPATCH(adam_chunks, s, c, n); });
+  const auto kernel = adam_chunks_stub.get();
+  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { kernel(s, c, n); });
   return true;
 }
 
@@ -188,7 +192,8 @@ bool rmsprop_step(const std::vector<OptTensor>& ts, const RmspropHyper& h, const
   s.centered = h.centered;
   s.has_momentum = mom;
   s.zero_grad = o.zero_grad;
-  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { NNF_OPTIM_DISPATCH(rmsprop_chunks, s, c, n); });
+  const auto kernel = rmsprop_chunks_stub.get();
+  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { kernel(s, c, n); });
   return true;
 }
 
@@ -203,7 +208,8 @@ bool adagrad_step(const std::vector<OptTensor>& ts, const AdagradHyper& h, const
   s.neg_clr = float(-(h.lr / (1.0 + double(h.step - 1) * h.lr_decay)));
   s.has_weight_decay = h.weight_decay != 0.0;
   s.zero_grad = o.zero_grad;
-  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { NNF_OPTIM_DISPATCH(adagrad_chunks, s, c, n); });
+  const auto kernel = adagrad_chunks_stub.get();
+  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { kernel(s, c, n); });
   return true;
 }
 
@@ -214,9 +220,8 @@ double grad_norm(const std::vector<OptTensor>& ts) {
   partial.assign(w.chunks.size(), 0.0);
   double* part = partial.data();
   const OptChunk* first = w.chunks.data();
-  parallel_chunks(w, [&](const OptChunk* c, int64_t n) {
-    NNF_OPTIM_DISPATCH(sumsq_chunks, c, n, part + (c - first));
-  });
+  const auto sumsq_chunks = sumsq_chunks_stub.get();
+  parallel_chunks(w, [&](const OptChunk* c, int64_t n) { sumsq_chunks(c, n, part + (c - first)); });
   double total = 0.0;
   for (double p : partial) total += p;
   return std::sqrt(total);
@@ -234,15 +239,17 @@ double clip_grad_norm(const std::vector<OptTensor>& ts, double max_norm, double 
     WorkList& w = work_list();
     w.build(ts, 8.0);
     const float c32 = float(coef);
-    parallel_chunks(w, [&](const OptChunk* c, int64_t n) { NNF_OPTIM_DISPATCH(scale_chunks, c32, c, n); });
+    const auto scale_chunks = scale_chunks_stub.get();
+    parallel_chunks(w, [&](const OptChunk* c, int64_t n) { scale_chunks(c32, c, n); });
   }
   return norm;
 }
 
 void stream_triad(float* a, const float* b, const float* c, float s, int64_t n) {
   const int nt = threads_for_pass(n, 12.0);
+  const auto triad_range = triad_range_stub.get();
   if (nt <= 1) {
-    NNF_OPTIM_DISPATCH(triad_range, a, b, c, s, 0, n);
+    triad_range(a, b, c, s, 0, n);
     return;
   }
 #pragma omp parallel num_threads(nt)
@@ -252,7 +259,7 @@ void stream_triad(float* a, const float* b, const float* c, float s, int64_t n) 
     per = (per + 15) & ~int64_t(15);  // whole cache lines per thread
     const int64_t lo = per * t < n ? per * t : n;
     const int64_t hi = lo + per < n ? lo + per : n;
-    NNF_OPTIM_DISPATCH(triad_range, a, b, c, s, lo, hi);
+    triad_range(a, b, c, s, lo, hi);
   }
 }
 

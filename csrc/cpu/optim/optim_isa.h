@@ -1,6 +1,6 @@
 // Raw-pointer optimizer kernels compiled once per ISA (the *.per_isa.cpp files in
-// this folder); optim_dispatch.cpp builds the work list, picks the thread split and
-// calls one namespace per call from active_isa().
+// this folder, which register each kernel in its stub below); optim_dispatch.cpp
+// builds the work list, picks the thread split and resolves the stub once per call.
 //
 // Work list: every tensor is cut into fixed chunks of kOptChunk elements (the last
 // one shorter). Chunk boundaries depend only on tensor sizes, never on the thread
@@ -9,6 +9,8 @@
 // 2 threads, and the per-chunk partial sums of grad_norm are too.
 #pragma once
 #include <cstdint>
+
+#include "common/dispatch.h"
 
 namespace nnf {
 
@@ -82,5 +84,18 @@ struct AdagradScalars {
 namespace generic { NNF_OPTIM_KERNEL_DECLS }
 namespace avx2 { NNF_OPTIM_KERNEL_DECLS }
 namespace avx512 { NNF_OPTIM_KERNEL_DECLS }
+
+// One dispatch stub per kernel: defined in optim_dispatch.cpp, filled by the
+// *.per_isa.cpp files.
+namespace optim {
+NNF_DECLARE_DISPATCH(decltype(&generic::sgd_chunks), sgd_chunks_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::adam_chunks), adam_chunks_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::rmsprop_chunks), rmsprop_chunks_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::adagrad_chunks), adagrad_chunks_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::sumsq_chunks), sumsq_chunks_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::finite_chunks), finite_chunks_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::scale_chunks), scale_chunks_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::triad_range), triad_range_stub);
+}  // namespace optim
 
 }  // namespace nnf

@@ -79,5 +79,10 @@ void triad_range(float* __restrict a, const float* __restrict b, const float* __
   for (int64_t i = lo; i < hi; ++i) a[i] = b[i] + s * c[i];
 }
 
+NNF_REGISTER_PER_ISA(optim::sumsq_chunks_stub, sumsq_chunks);
+NNF_REGISTER_PER_ISA(optim::finite_chunks_stub, finite_chunks);
+NNF_REGISTER_PER_ISA(optim::scale_chunks_stub, scale_chunks);
+NNF_REGISTER_PER_ISA(optim::triad_range_stub, triad_range);
+
 }  // namespace NNF_ISA_NS
 }  // namespace nnf

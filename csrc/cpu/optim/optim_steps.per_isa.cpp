@@ -187,5 +187,10 @@ void adagrad_chunks(const AdagradScalars& s, const OptChunk* chunks, int64_t cou
   });
 }
 
+NNF_REGISTER_PER_ISA(optim::sgd_chunks_stub, sgd_chunks);
+NNF_REGISTER_PER_ISA(optim::adam_chunks_stub, adam_chunks);
+NNF_REGISTER_PER_ISA(optim::rmsprop_chunks_stub, rmsprop_chunks);
+NNF_REGISTER_PER_ISA(optim::adagrad_chunks_stub, adagrad_chunks);
+
 }  // namespace NNF_ISA_NS
 }  // namespace nnf

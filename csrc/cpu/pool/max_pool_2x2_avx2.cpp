@@ -107,5 +107,7 @@ void max_pool2d_2x2s2_planes(const PoolGeometry& g, const float* x, float* y, in
   for (int64_t p = 0; p < g.planes; ++p) plane(g, x + p * in, y + p * out, idx + p * out);
 }
 
+NNF_REGISTER_DISPATCH(pool::max_pool2d_2x2s2_stub, Slot::avx2, max_pool2d_2x2s2_planes);
+
 }  // namespace avx2
 }  // namespace nnf

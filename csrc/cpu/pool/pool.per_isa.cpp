@@ -287,5 +287,17 @@ void global_avg_pool2d_backward_planes(int64_t planes, int64_t s, const float* d
   });
 }
 
+NNF_REGISTER_PER_ISA(pool::max_pool2d_planes_stub, max_pool2d_planes);
+NNF_REGISTER_PER_ISA(pool::max_pool2d_backward_planes_stub, max_pool2d_backward_planes);
+NNF_REGISTER_PER_ISA(pool::avg_pool2d_planes_stub, avg_pool2d_planes);
+NNF_REGISTER_PER_ISA(pool::avg_pool2d_backward_planes_stub, avg_pool2d_backward_planes);
+NNF_REGISTER_PER_ISA(pool::global_avg_pool2d_planes_stub, global_avg_pool2d_planes);
+NNF_REGISTER_PER_ISA(pool::global_avg_pool2d_backward_planes_stub, global_avg_pool2d_backward_planes);
+// Whole 2x2 / stride-2 windows: this file's one-pass kernel (v2) except at the avx2
+// level, where max_pool_2x2_avx2.cpp registers the hand-written v3 instead.
+#if NNF_ISA_LEVEL != 1
+NNF_REGISTER_PER_ISA(pool::max_pool2d_2x2s2_stub, max_pool2d_planes);
+#endif
+
 }  // namespace NNF_ISA_NS
 }  // namespace nnf

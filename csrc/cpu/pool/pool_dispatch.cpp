@@ -1,23 +1,24 @@
 // Portable glue for the pooling kernels: geometry validation (PyTorch's rules),
-// ISA dispatch, thread counts and index validation before the max-pool scatter.
+// dispatch stubs, thread counts and index validation before the max-pool scatter.
 #include <stdexcept>
 #include <string>
 
 #include "common/checks.h"
-#include "common/cpu_features.h"
 #include "common/threads.h"
 #include "cpu/pool/pool.h"
 
 namespace nnf {
 namespace pool {
-namespace {
 
-#define NNF_POOL_DISPATCH(fn, ...)                      \
-  switch (active_isa()) {                               \
-    case Isa::avx512: avx512::fn(__VA_ARGS__); break;   \
-    case Isa::avx2: avx2::fn(__VA_ARGS__); break;       \
-    default: generic::fn(__VA_ARGS__); break;           \
-  }
+NNF_DEFINE_DISPATCH("pool", max_pool2d_planes_stub);
+NNF_DEFINE_DISPATCH("pool", max_pool2d_backward_planes_stub);
+NNF_DEFINE_DISPATCH("pool", avg_pool2d_planes_stub);
+NNF_DEFINE_DISPATCH("pool", avg_pool2d_backward_planes_stub);
+NNF_DEFINE_DISPATCH("pool", global_avg_pool2d_planes_stub);
+NNF_DEFINE_DISPATCH("pool", global_avg_pool2d_backward_planes_stub);
+NNF_DEFINE_DISPATCH("pool", max_pool2d_2x2s2_stub);
+
+namespace {
 
 // Window parameters beyond this are refused: they keep o * stride + kernel far
 // from int64 overflow and no real image needs them.
@@ -70,11 +71,8 @@ PoolGeometry make_geometry(const char* what, int64_t n, int64_t c, int64_t h, in
 void max_pool2d(const PoolGeometry& g, const float* x, float* y, int64_t* idx) {
   if (g.planes == 0) return;
   const int nt = threads_for(double(g.planes) * double(g.ho * g.wo) * double(g.kh * g.kw) * 2.0);
-  if (active_isa() == Isa::avx2 && whole_2x2_windows(g) && g.w < (int64_t(1) << 30)) {
-    avx2::max_pool2d_2x2s2_planes(g, x, y, idx, nt);
-    return;
-  }
-  NNF_POOL_DISPATCH(max_pool2d_planes, g, x, y, idx, nt);
+  const bool whole_2x2 = whole_2x2_windows(g) && g.w < (int64_t(1) << 30);
+  (whole_2x2 ? max_pool2d_2x2s2_stub : max_pool2d_planes_stub).get()(g, x, y, idx, nt);
 }
 
 void max_pool2d_backward(const PoolGeometry& g, const float* dy, const int64_t* idx, float* dx) {
@@ -94,31 +92,31 @@ void max_pool2d_backward(const PoolGeometry& g, const float* dy, const int64_t* 
     }
   }
   const int nt = threads_for(double(g.planes) * double(limit + g.ho * g.wo));
-  NNF_POOL_DISPATCH(max_pool2d_backward_planes, g, dy, idx, dx, nt);
+  max_pool2d_backward_planes_stub.get()(g, dy, idx, dx, nt);
 }
 
 void avg_pool2d(const PoolGeometry& g, const float* x, float* y) {
   if (g.planes == 0) return;
   const int nt = threads_for(double(g.planes) * double(g.ho * g.wo) * double(g.kh * g.kw));
-  NNF_POOL_DISPATCH(avg_pool2d_planes, g, x, y, nt);
+  avg_pool2d_planes_stub.get()(g, x, y, nt);
 }
 
 void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
   if (g.planes == 0) return;
   const int nt = threads_for(double(g.planes) * double(g.h * g.w + g.ho * g.wo * g.kh * g.kw));
-  NNF_POOL_DISPATCH(avg_pool2d_backward_planes, g, dy, dx, nt);
+  avg_pool2d_backward_planes_stub.get()(g, dy, dx, nt);
 }
 
 void global_avg_pool2d(int64_t planes, int64_t s, const float* x, float* y) {
   if (planes == 0) return;
   const int nt = threads_for(double(planes) * double(s));
-  NNF_POOL_DISPATCH(global_avg_pool2d_planes, planes, s, x, y, nt);
+  global_avg_pool2d_planes_stub.get()(planes, s, x, y, nt);
 }
 
 void global_avg_pool2d_backward(int64_t planes, int64_t s, const float* dy, float* dx) {
   if (planes == 0) return;
   const int nt = threads_for(double(planes) * double(s));
-  NNF_POOL_DISPATCH(global_avg_pool2d_backward_planes, planes, s, dy, dx, nt);
+  global_avg_pool2d_backward_planes_stub.get()(planes, s, dy, dx, nt);
 }
 
 }  // namespace pool

@@ -1,5 +1,6 @@
-// Raw-pointer pooling loops compiled once per ISA (pool.per_isa.cpp); the
-// portable entry points in pool.h pick a namespace per call from active_isa().
+// Raw-pointer pooling loops compiled once per ISA (pool.per_isa.cpp, which
+// registers each in its stub below); the portable entry points in pool.h
+// (pool_dispatch.cpp) resolve the stub once per call.
 //
 // Layout: NCHW, C-contiguous; a "plane" is one (n, c) image of H*W floats.
 // Threads own whole planes and every plane is computed in one fixed order, so
@@ -7,6 +8,8 @@
 // bitwise identical for any thread count.
 #pragma once
 #include <cstdint>
+
+#include "common/dispatch.h"
 
 namespace nnf {
 
@@ -45,5 +48,18 @@ NNF_POOL_KERNEL_DECLS
 void max_pool2d_2x2s2_planes(const PoolGeometry& g, const float* x, float* y, int64_t* idx, int nt);
 }  // namespace avx2
 namespace avx512 { NNF_POOL_KERNEL_DECLS }
+
+// One dispatch stub per kernel: defined in pool_dispatch.cpp, filled by pool.per_isa.cpp.
+namespace pool {
+NNF_DECLARE_DISPATCH(decltype(&generic::max_pool2d_planes), max_pool2d_planes_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::max_pool2d_backward_planes), max_pool2d_backward_planes_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::avg_pool2d_planes), avg_pool2d_planes_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::avg_pool2d_backward_planes), avg_pool2d_backward_planes_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::global_avg_pool2d_planes), global_avg_pool2d_planes_stub);
+NNF_DECLARE_DISPATCH(decltype(&generic::global_avg_pool2d_backward_planes), global_avg_pool2d_backward_planes_stub);
+// Whole 2x2 / stride-2 windows (whole_2x2_windows, w < 2^30): the one-pass v2 from
+// pool.per_isa.cpp, or at the avx2 slot the hand-written v3 (max_pool_2x2_avx2.cpp).
+NNF_DECLARE_DISPATCH(decltype(&generic::max_pool2d_planes), max_pool2d_2x2s2_stub);
+}  // namespace pool
 
 }  // namespace nnf
