@@ -18,7 +18,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["GPTStepCase", "copy_weights", "gpt_flops", "gpt_step_case", "profile_nnforge", "torch_gpt"]
+__all__ = ["GPTStepCase", "copy_weights", "gpt_flops", "gpt_step_case", "profile_nnforge", "torch_gpt",
+           "torch_grads_as_nnforge", "torch_train"]
 
 
 def gpt_flops(batch: int, context: int, n_layer: int, n_embd: int, vocab: int) -> float:
@@ -200,6 +201,42 @@ def profile_nnforge(case: GPTStepCase, steps: int = 20) -> tuple[list[tuple[str,
     rows = [(k, timer.calls[k], timer.seconds[k]) for k in timer.seconds if timer.calls[k]]
     rows.append(("Python (layers, copies, loop)", 0, total - sum(timer.seconds.values())))
     return rows, total
+
+
+def torch_train(steps: int = 2000, *, context: int = 64, batch_size: int = 12, n_layer: int = 4, n_head: int = 4,
+                n_embd: int = 128, lr: float = 1e-3, betas=(0.9, 0.99), weight_decay: float = 0.1,
+                eval_batches: int = 20, seed: int = 0, data=None, torch=None) -> dict:
+    """PyTorch's side of `nnforge train --model gpt` with the same options: the same corpus,
+    tokenizer, split, training windows (seed), evaluation windows (seed + 1, seed + 2) and
+    initial weights (nnforge's init, copied). Returns {"val_loss", "train_loss", "seconds"}
+    for comparing the final val loss with the nnforge run's summary line."""
+    import nnforge
+    from .. import nn
+    from ..text import CharTokenizer, TextWindows, load_corpus, train_val_split
+    text = load_corpus(data)
+    tok = CharTokenizer.from_text(text)
+    train_ids, val_ids = train_val_split(tok.encode(text), 0.1)
+    nnforge.seed(seed)  # the same initial weights as the nnforge run
+    model = nn.GPT(tok.vocab_size, context, n_layer, n_head, n_embd)
+    tmodel = torch_gpt(torch, tok.vocab_size, context, n_layer, n_head, n_embd)
+    copy_weights(model, tmodel, torch)
+    topt, _ = _torch_adamw(torch, tmodel, lr, betas, weight_decay)
+    win = TextWindows(train_ids, context, seed=seed)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        x, y = win.batch(batch_size)
+        loss = tmodel(torch.from_numpy(x), torch.from_numpy(y))
+        topt.zero_grad(set_to_none=False)
+        loss.backward()
+        topt.step()
+    seconds = time.perf_counter() - t0
+
+    def estimate(ids, s):
+        w = TextWindows(ids, context, seed=s)
+        with torch.no_grad():
+            return float(np.mean([tmodel(*map(torch.from_numpy, w.batch(batch_size))).item()
+                                  for _ in range(eval_batches)]))
+    return {"val_loss": estimate(val_ids, seed + 2), "train_loss": estimate(train_ids, seed + 1), "seconds": seconds}
 
 
 def _main() -> None:  # python -m nnforge.bench.gpt_step: a quick side-by-side

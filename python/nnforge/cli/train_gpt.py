@@ -201,15 +201,16 @@ def run(args, spec) -> int:
     history = {"loss": [], "eval_step": [], "train_loss": [], "val_loss": []}
     progress = _Progress(steps, verbose)
     t0 = time.perf_counter()
-    tokens = bs * ctx
+    tokens, step_s = bs * ctx, 0.0
     try:
         for step in range(1, steps + 1):
             ts = time.perf_counter()
             loss = model.loss(*windows.batch(bs))
             model.backward()
             opt.step(zero_grad=True)
+            step_s += time.perf_counter() - ts
             history["loss"].append(loss)
-            progress.update(loss, tokens / max(time.perf_counter() - ts, 1e-9))
+            progress.update(loss, step * tokens / max(step_s, 1e-9))  # mean over the steps so far
             if step % every == 0 or step == steps:
                 tr = _estimate(model, eval_train, opts["eval_batches"], bs)
                 va = _estimate(model, eval_val, opts["eval_batches"], bs)
@@ -232,8 +233,11 @@ def run(args, spec) -> int:
         f.write(sample)
     with open(os.path.join(out, "history.json"), "w") as f:
         json.dump({"history": history, "options": {**opts, "model": "gpt", "seed": args.seed, "dataset": dataset},
-                   "training_s": elapsed}, f, indent=1)
+                   "training_s": elapsed, "step_ms": 1e3 * step_s / steps}, f, indent=1)
     note = _plot(history, os.path.join(out, "curves.png"))
+    if verbose:
+        print(f"{1e3 * step_s / steps:.1f} ms/step, {steps * tokens / step_s:,.0f} tokens/s (steps only; "
+              f"evaluation {elapsed - step_s:.1f}s)")
     print(f"val loss {history['val_loss'][-1]:.4f} after {steps} steps, training {elapsed:.1f}s", flush=True)
     print(f"sample:\n{sample}\n")
     print(f"checkpoint: {ckpt}" + ("" if note else f"\ncurves: {os.path.join(out, 'curves.png')}"))
