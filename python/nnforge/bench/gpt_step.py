@@ -239,22 +239,41 @@ def torch_train(steps: int = 2000, *, context: int = 64, batch_size: int = 12, n
     return {"val_loss": estimate(val_ids, seed + 2), "train_loss": estimate(train_ids, seed + 1), "seconds": seconds}
 
 
+def interleaved_ms(case: GPTStepCase, rounds: int = 7, steps: int = 10, warmup: int = 5) -> tuple:
+    """(nnforge, torch) median ms per step over `rounds` alternating blocks of `steps` steps
+    each: on a shared machine, load drifts; alternating lets both libraries see the same."""
+    import statistics
+    fns = [case.nnforge_step] + ([case.torch_step] if case.torch_step is not None else [])
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, out in zip(fns, samples):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            out.append((time.perf_counter() - t0) / steps * 1e3)
+    meds = [statistics.median(s) for s in samples]
+    return meds[0], (meds[1] if len(meds) > 1 else None)
+
+
 def _main() -> None:  # python -m nnforge.bench.gpt_step: a quick side-by-side
-    from ._timing import median_seconds, print_table, torch_or_none
+    from ._timing import print_table, torch_or_none
     torch = torch_or_none()
     case = gpt_step_case(torch=torch)
-    t_n = median_seconds(case.nnforge_step, repeats=7, warmup=3, min_time=0.2)
-    t_t = None if torch is None else median_seconds(case.torch_step, repeats=7, warmup=3, min_time=0.2, settle=0.5)
+    t_n, t_t = interleaved_ms(case)
     print(case.description, *case.notes, sep="\n")
-    rows = [("nnforge", f"{t_n * 1e3:.1f}", f"{case.tokens_per_step / t_n:,.0f}", f"{case.flops_per_step / t_n / 1e9:.0f}",
-             "-" if t_t is None else f"{t_n / t_t:.2f}")]
+    rate = lambda ms: (f"{ms:.1f}", f"{case.tokens_per_step / ms * 1e3:,.0f}", f"{case.flops_per_step / ms / 1e6:.0f}")
+    rows = [("nnforge", *rate(t_n), "-" if t_t is None else f"{t_n / t_t:.2f}")]
     if t_t is not None:
-        rows.append(("torch", f"{t_t * 1e3:.1f}", f"{case.tokens_per_step / t_t:,.0f}",
-                     f"{case.flops_per_step / t_t / 1e9:.0f}", "-"))
+        rows.append(("torch", *rate(t_t), "-"))
     print_table(["library", "ms/step", "tokens/s", "GFLOP/s", "vs torch"], rows)
-    prof, total = profile_nnforge(case)
-    print_table(["component", "calls", "ms/step", "%"],
-                [(k, f"{c // 20:,}" if c else "-", f"{s / 20 * 1e3:.2f}", f"{100 * s / total:.1f}") for k, c, s in prof])
+    steps = 20
+    prof, total = profile_nnforge(case, steps)
+    print_table(["component", "calls/step", "ms/step", "%"],
+                [(k, f"{c // steps:,}" if c else "-", f"{s / steps * 1e3:.2f}", f"{100 * s / total:.1f}")
+                 for k, c, s in prof] + [("total", "-", f"{total / steps * 1e3:.2f}", "100.0")])
 
 
 if __name__ == "__main__":
