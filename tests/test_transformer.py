@@ -111,10 +111,13 @@ class _WithMask(Module):
 
 # --- MultiheadAttention --------------------------------------------------------------
 
-@pytest.mark.parametrize("h,hkv,causal,bias", [(2, 2, False, True), (2, 2, True, True), (4, 2, True, True),
-                                               (4, 1, False, True), (3, 3, True, False)])
-def test_mha_self_attention(isa, rng, h, hkv, causal, bias):
-    e, b, l = 4 * h, 2, 7
+@pytest.mark.parametrize("h,hkv,causal,bias,d,l", [(2, 2, False, True, 4, 7), (2, 2, True, True, 4, 7),
+                                                   (4, 2, True, True, 4, 7), (4, 1, False, True, 4, 7),
+                                                   (3, 3, True, False, 4, 7), (2, 1, True, True, 5, 33),
+                                                   (1, 1, True, True, 3, 1)])
+def test_mha_self_attention(isa, rng, h, hkv, causal, bias, d, l):
+    # head dims 3-5 and L = 1, 7, 33 (odd sizes around the kernel's tiles)
+    e, b = d * h, 2
     layer = nn.MultiheadAttention(e, h, num_kv_heads=hkv, causal=causal, bias=bias)
     randomize(layer, rng)
     x = randn(rng, b, l, e)
@@ -234,6 +237,47 @@ def test_transformer_block_leaves_grad_out_alone(isa, rng):
     blk.forward(x)
     blk.backward(g)
     np.testing.assert_array_equal(g, g0)
+
+
+def test_gpt_dropout_reproducible(isa, rng):
+    model = _tiny_gpt(rng, dropout=0.2)
+    idx = rng.integers(0, 7, (2, 6))
+    model.eval()
+    eval_loss = model.loss(idx, idx)
+    model.train()
+    runs = []
+    for _ in range(2):
+        nnforge.seed(9)
+        model.zero_grad()
+        loss = model.loss(idx, idx)
+        model.backward()
+        runs.append((loss, [p.grad.copy() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0] != eval_loss
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_transformer_block_residual_dropout_gradients(isa, rng, monkeypatch):
+    # a fixed dropout seed gives the same masks in every forward, so central differences of
+    # a reference that applies those masks check the backward through both dropouts
+    from nnforge import _random
+    monkeypatch.setattr(_random, "next_seed", lambda: 1234)
+    e, h, b, l, p = 8, 2, 2, 5, 0.3
+    blk = nn.TransformerBlock(e, h, dropout=p)
+    blk.attn.dropout = 0.0  # its mask lives inside the kernel; the residual dropouts' are visible
+    randomize(blk, rng)
+    x = randn(rng, b, l, e)
+    blk.forward(x)
+    m1 = f64(blk.drop1._mask).reshape(b, l, e) / (1 - p)
+    m2 = f64(blk.drop2._mask).reshape(b, l, e) / (1 - p)
+    assert 0 < m1.sum() < m1.size / (1 - p)
+
+    def ref(xv, pv):
+        x1 = xv + m1 * ref_mha(ref_ln(xv, pv["ln1.weight"], pv["ln1.bias"]), pv, "attn.", h, h, True)
+        z = ref_ln(x1, pv["ln2.weight"], pv["ln2.bias"]) @ pv["fc1.weight"] + pv["fc1.bias"]
+        return x1 + m2 * (ref_gelu_tanh(z) @ pv["fc2.weight"] + pv["fc2.bias"])
+
+    check_layer(blk, x, ref, rng, k=4 * e)
 
 
 def test_transformer_block_dropout(isa, rng):

@@ -68,7 +68,7 @@ class TransformerBlock(Module):
         dy = grad_out.reshape(b * l, e)
         dx1 = self.ln2.backward(self.fc1.backward(self.fc2.backward(self.drop2.backward(dy))))
         dx1 += dy                                                  # a fresh array from LayerNorm.backward
-        dh = self.attn.backward(self.drop1.backward(dx1).reshape(b, l, e))
+        dh = self.attn.backward(self.drop1.backward(dx1.reshape(b, l, e)))
         dx = self.ln1.backward(dh.reshape(b * l, e))
         dx += dx1
         return dx.reshape(b, l, e)
