@@ -300,7 +300,7 @@ def test_bad_shapes_raise_value_error_naming_shapes(rng):
 def test_wrong_dtype_raises_type_error(rng):
     x = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)
     w = rng.standard_normal((4, 3, 3, 3), dtype=np.float32)
-    with pytest.raises(TypeError, match="x must be float32, got dtype float64"):
+    with pytest.raises(TypeError, match="x must be float32, got float64"):
         ops.conv2d(x.astype(np.float64), w)
     with pytest.raises(TypeError, match="w must be float32"):
         ops.conv2d(x, w.astype(np.float16))
