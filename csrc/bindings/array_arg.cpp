@@ -88,14 +88,24 @@ ArrayArg ArrayArg::from_numpy(const py::array& a, std::string name, const char* 
   r.writeable_ = a.writeable();
   r.data = const_cast<void*>(a.data());
   r.data_aligned = r.itemsize <= 1 || reinterpret_cast<uintptr_t>(r.data) % uintptr_t(r.itemsize) == 0;
+  // Item sizes are powers of two for every dtype a kernel takes: shift and mask
+  // instead of two integer divisions per dimension (this runs on every small call).
+  const int64_t isz = r.itemsize;
+  const bool pow2 = isz > 0 && (isz & (isz - 1)) == 0;
+  const int shift = pow2 ? __builtin_ctzll(uint64_t(isz)) : 0;
+  const py::ssize_t* shp = a.shape();
+  const py::ssize_t* str = a.strides();
   int64_t numel = 1;
   for (int d = 0; d < r.ndim; ++d) {
-    const int64_t n = a.shape(d), bytes = a.strides(d);
+    const int64_t n = shp[d], bytes = str[d];
     r.shape_[d] = n;
     numel = checked_mul(numel, n, "the number of elements");  // before any pointer is formed
-    if (r.itemsize > 0) {
-      if (n > 1 && bytes % r.itemsize != 0) r.strides_whole = false;
-      r.strides_[d] = bytes / r.itemsize;
+    if (pow2) {
+      if (n > 1 && (bytes & (isz - 1)) != 0) r.strides_whole = false;
+      r.strides_[d] = bytes >> shift;  // arithmetic shift: exact for whole negative strides
+    } else if (isz > 0) {
+      if (n > 1 && bytes % isz != 0) r.strides_whole = false;
+      r.strides_[d] = bytes / isz;
     } else {
       r.strides_[d] = 0;
     }

@@ -2,9 +2,10 @@
 // check a binding makes on it. Bindings build one per array argument, chain the
 // checks they need, then release the GIL and hand the kernel plain pointers:
 //
-//   ArrayArg a = ArrayArg::from_python(a_obj, "a", "matmul").float32().ndim(2, 3);
-//   ArrayArg out = ArrayArg::from_python(o, "out", "matmul").float32().shape(want)
-//                      .writeable().no_self_overlap().not_overlapping({&a, &b});
+//   ArrayArg a = ArrayArg::from_python(a_obj, "a", "matmul");
+//   a.float32().ndim_in(2, 3);
+//   ArrayArg out = ArrayArg::from_python(o, "out", "matmul");
+//   out.float32().shape_is(want).writeable().no_self_overlap().not_overlapping({&a, &b});
 //
 // Two layers, so a later GPU / DLPack builder needs no rewrite:
 //   ArrayDesc  what a kernel sees: data pointer, dtype, device, ndim, shape and
@@ -96,8 +97,7 @@ class ArrayArg : public ArrayDesc {
   // A fresh C-contiguous array of `shape` (an output the binding allocates).
   template <class T>
   static ArrayArg empty(const Shape& shape, std::string name, const char* op) {
-    return from_numpy(py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end())),
-                      std::move(name), op);
+    return from_numpy(py::array_t<T>(shape), std::move(name), op);
   }
 
   std::string name;

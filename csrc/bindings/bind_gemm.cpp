@@ -71,14 +71,13 @@ py::object matmul(const py::object& a_obj, const py::object& b_obj, const py::ob
   }
 
   const Shape want = batched ? Shape{bsz, m, n} : Shape{m, n};
-  ArrayArg out;
-  if (out_obj.is_none()) {
-    if (beta != 0.0)
-      throw py::value_error("matmul: beta=" + std::to_string(beta) +
-                            " needs out= (the C it scales); pass out or beta=0");
-    out = ArrayArg::empty<float>(want, "out", op);
-  } else {
-    out = ArrayArg::from_python(out_obj, "out", op);
+  const bool fresh = out_obj.is_none();
+  if (fresh && beta != 0.0)
+    throw py::value_error("matmul: beta=" + std::to_string(beta) +
+                          " needs out= (the C it scales); pass out or beta=0");
+  // Built in place (copy elision): an ArrayArg is ~1 KiB of dims.
+  ArrayArg out = fresh ? ArrayArg::empty<float>(want, "out", op) : ArrayArg::from_python(out_obj, "out", op);
+  if (!fresh) {
     out.float32();
     if (out.shape() != want)
       throw py::value_error("matmul: out has shape " + shape_str(out.shape()) + " but a " + shape_str(a.shape()) +
@@ -112,9 +111,12 @@ out = act(alpha * a @ b + beta * out + bias), float32, on nnforge's own GEMM.
 Shapes: a (m, k) @ b (k, n) -> (m, n); batched a (B, m, k) with b (k, n) or
 (B, k, n), and a (m, k) with b (B, k, n) -> (B, m, n) (a batch of 1 broadcasts,
 as in numpy.matmul). Any strides (a.T, slices, negative steps) are read in place.
+a, b, bias and out may be NumPy arrays or CPU tensors exporting DLPack / the buffer
+protocol (torch, JAX): no copy is made, and the result is returned as a NumPy array.
 
 out:        float32, writeable, exactly the result shape, any strides, not
-            overlapping a, b or bias; written in place and returned. Without it a
+            overlapping a, b or bias; written in place and returned (a NumPy
+            view of it when out is a tensor). Without it a
             new C-contiguous array is returned (beta must then be 0).
 beta:       0 means out is not read (its old contents, even NaN, do not matter).
 bias:       float32 (n,), added to every row after the alpha/beta terms.

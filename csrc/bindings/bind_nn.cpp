@@ -67,8 +67,10 @@ const float* optional_vector(const py::object& obj, const char* name, int64_t n,
 // (exact aliasing of an input is allowed: these kernels work in place).
 ArrayArg make_out(const py::object& out, const Shape& shape, std::initializer_list<const ArrayArg*> inputs,
                   bool rows_ok, const char* op) {
-  if (out.is_none()) return ArrayArg::empty<float>(shape, "out", op);
-  ArrayArg o = float_input(out, "out", op);
+  // One named result for every path (copy elision: an ArrayArg is ~1 KiB of dims).
+  const bool fresh = out.is_none();
+  ArrayArg o = fresh ? ArrayArg::empty<float>(shape, "out", op) : float_input(out, "out", op);
+  if (fresh) return o;
   o.shape_is(shape).writeable();
   if (rows_ok) row_layout(o); else o.c_contiguous();
   o.no_self_overlap().not_overlapping(inputs, true);
