@@ -138,65 +138,47 @@ void ArrayArg::fail_value(const std::string& what) const {
   throw py::value_error(prefix() + name + " " + what);
 }
 
-void ArrayArg::check_layout() {
+void ArrayArg::fail_layout() const {
   // Kernels load whole elements through typed pointers: an unaligned buffer
   // (np.frombuffer(..., offset=1), packed structured fields) would be undefined
   // behaviour there, so it is refused rather than copied behind the caller's back.
   if (!data_aligned)
     fail_value("is not aligned to its " + std::string(dtype_name(dtype)) + " item size (shape " +
                shape_str(shape_, ndim) + "); pass " + name + ".copy()");
-  if (!strides_whole)
-    fail_value("has a byte stride that is not a multiple of its item size (shape " + shape_str(shape_, ndim) +
-               "); pass numpy.ascontiguousarray(" + name + ")");
+  fail_value("has a byte stride that is not a multiple of its item size (shape " + shape_str(shape_, ndim) +
+             "); pass numpy.ascontiguousarray(" + name + ")");
 }
 
-ArrayArg& ArrayArg::dtype_is(DType want) {
-  if (dtype != want) {
-    std::string hint = want == DType::float32 ? "; convert it with " + name + ".astype(numpy.float32)" : "";
-    throw py::type_error(prefix() + name + " must be " + dtype_name(want) + ", got " + describe() + hint);
-  }
-  check_layout();
-  return *this;
+void ArrayArg::fail_dtype(DType want) const {
+  std::string hint = want == DType::float32 ? "; convert it with " + name + ".astype(numpy.float32)" : "";
+  throw py::type_error(prefix() + name + " must be " + dtype_name(want) + ", got " + describe() + hint);
 }
 
 ArrayArg& ArrayArg::dtype_in(std::initializer_list<DType> allowed, const char* what) {
   if (std::find(allowed.begin(), allowed.end(), dtype) == allowed.end())
     throw py::type_error(prefix() + name + " must be " + what + ", got " + describe());
-  check_layout();
+  if (!data_aligned || !strides_whole) fail_layout();
   return *this;
 }
 
-ArrayArg& ArrayArg::ndim_in(int lo, int hi) {
-  if (ndim < lo || ndim > hi) {
-    std::string want = lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi);
-    fail_value("must have " + want + " dimensions, got shape " + shape_str(shape_, ndim));
-  }
-  return *this;
+void ArrayArg::fail_ndim(int lo, int hi) const {
+  std::string want = lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi);
+  fail_value("must have " + want + " dimensions, got shape " + shape_str(shape_, ndim));
 }
 
-ArrayArg& ArrayArg::shape_is(const Shape& want) {
-  bool ok = ndim == int(want.size());
-  for (int i = 0; ok && i < ndim; ++i) ok = shape_[i] == want[size_t(i)];
-  if (!ok) fail_value("must have shape " + shape_str(want) + ", got " + shape_str(shape_, ndim));
-  return *this;
+void ArrayArg::fail_shape(const Shape& want) const {
+  fail_value("must have shape " + shape_str(want) + ", got " + shape_str(shape_, ndim));
+}
+
+void ArrayArg::fail_contiguous() const {
+  fail_value("must be C-contiguous (shape " + shape_str(shape_, ndim) + "); pass numpy.ascontiguousarray(" +
+             name + ")");
 }
 
 ArrayArg& ArrayArg::same_shape_as(const ArrayArg& o) {
   if (!same_shape(o))
     fail_value("must have the shape of " + o.name + " " + shape_str(o.shape_, o.ndim) + ", got " +
                shape_str(shape_, ndim));
-  return *this;
-}
-
-ArrayArg& ArrayArg::c_contiguous() {
-  if (!is_c_contiguous())
-    fail_value("must be C-contiguous (shape " + shape_str(shape_, ndim) + "); pass numpy.ascontiguousarray(" +
-               name + ")");
-  return *this;
-}
-
-ArrayArg& ArrayArg::writeable() {
-  if (!writeable_) fail_value("is read-only (shape " + shape_str(shape_, ndim) + ")");
   return *this;
 }
 

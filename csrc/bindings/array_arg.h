@@ -107,14 +107,33 @@ class ArrayArg : public ArrayDesc {
   // ---- checks: each throws with the one wording, or returns *this -----------------
   // dtype (TypeError) and then the layout every typed load needs: an aligned data
   // pointer and whole-element strides (ValueError). Every argument passes one of these.
-  ArrayArg& dtype_is(DType want);
+  // The passing paths are inline (they run on every small call); failures are cold calls.
+  ArrayArg& dtype_is(DType want) {
+    if (dtype != want) fail_dtype(want);
+    if (!data_aligned || !strides_whole) fail_layout();
+    return *this;
+  }
   ArrayArg& dtype_in(std::initializer_list<DType> allowed, const char* what);
   ArrayArg& float32() { return dtype_is(DType::float32); }
-  ArrayArg& ndim_in(int lo, int hi);
-  ArrayArg& shape_is(const Shape& want);             // "<name> must have shape (..)"
+  ArrayArg& ndim_in(int lo, int hi) {
+    if (ndim < lo || ndim > hi) fail_ndim(lo, hi);
+    return *this;
+  }
+  ArrayArg& shape_is(const Shape& want) {  // "<name> must have shape (..)"
+    bool ok = ndim == int(want.size());
+    for (int i = 0; ok && i < ndim; ++i) ok = shape_[i] == want[size_t(i)];
+    if (!ok) fail_shape(want);
+    return *this;
+  }
   ArrayArg& same_shape_as(const ArrayArg& other);    // "<name> must have the shape of <other> (..)"
-  ArrayArg& c_contiguous();
-  ArrayArg& writeable();
+  ArrayArg& c_contiguous() {
+    if (!is_c_contiguous()) fail_contiguous();
+    return *this;
+  }
+  ArrayArg& writeable() {
+    if (!writeable_) fail_value("is read-only (shape " + shape_str(shape_, ndim) + ")");
+    return *this;
+  }
   // An output whose elements alias each other would let two threads write one element.
   ArrayArg& no_self_overlap();
   // An output must not share memory with an input; allow_same_view lets it be an
@@ -133,7 +152,11 @@ class ArrayArg : public ArrayDesc {
   py::object result() const { return owner; }
 
  private:
-  void check_layout();
+  [[noreturn]] void fail_dtype(DType want) const;
+  [[noreturn]] void fail_layout() const;
+  [[noreturn]] void fail_ndim(int lo, int hi) const;
+  [[noreturn]] void fail_shape(const Shape& want) const;
+  [[noreturn]] void fail_contiguous() const;
 };
 
 // The dict the kernels' view of `obj` reduces to (the _core._array_arg_info hook).
