@@ -41,7 +41,10 @@ class Op:
 
     run(*args, **kwargs) -> the op's outputs (arrays, a tuple, or a float);
     reference(*args64, **kwargs) -> the same structure in float64, where args64 are the
-        inputs as float64 copies (integer arrays unchanged);
+        inputs as float64 copies taken before run (integer arrays unchanged), so ops that
+        update inputs in place (optimizer steps, running statistics) return them;
+        None for a stochastic op (dropout), whose `check` verifies the output instead;
+    cases(op) -> the op's awkward cases (op.case(...) builds one);
     tolerance(case, args64, ref) -> allowed |error| for each output (scalar or array, in
         the structure of ref), from float32 precision and the op's reduction length;
     grad_check(rng, case): raises AssertionError when the backward op disagrees with
@@ -55,11 +58,14 @@ class Op:
     reference: Callable[..., Any]
     flops: Callable[[dict], float]
     bytes: Callable[[dict], float]
-    cases: Callable[[], list[Case]]
+    cases: Callable[["Op"], list[Case]]
     tolerance: Callable[[Case, tuple, Any], Any]
     grad_check: Optional[Callable[[np.random.Generator, Case], None]] = None
     covers: dict[str, str] = field(default_factory=dict)  # name -> how it is covered
-    mutates: bool = False  # run() updates its inputs in place (optimizer steps)
+    check: Optional[Callable[[Case, tuple, Any], None]] = None  # extra checks on (case, args, got)
+
+    def all_cases(self) -> list[Case]:
+        return self.cases(self)
 
     def case(self, label: str, make: Callable[[np.random.Generator], Inputs], **params) -> Case:
         return Case(self.name, label, params, make)
@@ -79,13 +85,15 @@ def elementwise_tol(ref, ulps: float = 4.0, floor: float = 0.0):
 
 
 # --- awkward layouts ---------------------------------------------------------------------
-LAYOUTS = ("contiguous", "transposed", "sliced", "misaligned")
+LAYOUTS = ("contiguous", "transposed", "sliced", "padded_rows", "misaligned")
 
 
 def f32(rng: np.random.Generator, shape: Sequence[int], layout: str = "contiguous", scale: float = 1.0):
     """A float32 array of `shape` with standard-normal values laid out as asked:
-    transposed (a .T view of the reversed shape, 2-D), sliced (every other column of a
-    wider buffer), misaligned (C-contiguous but starting 4 bytes past a 64-byte line)."""
+    transposed (a .T view of the reversed shape), sliced (every other column of a wider
+    buffer), padded_rows (unit column stride, rows further apart than their length, a
+    misaligned start: what row kernels read in place), misaligned (C-contiguous but
+    starting 4 bytes past a 64-byte line)."""
     shape = tuple(int(s) for s in shape)
     vals = (rng.standard_normal(shape) * scale).astype(np.float32)
     if layout == "contiguous":
@@ -95,6 +103,11 @@ def f32(rng: np.random.Generator, shape: Sequence[int], layout: str = "contiguou
     if layout == "sliced":
         wide = np.zeros(shape[:-1] + (2 * shape[-1] + 1,), np.float32) if shape else np.zeros(1, np.float32)
         view = wide[..., 1::2]
+        view[...] = vals
+        return view
+    if layout == "padded_rows":
+        wide = np.zeros(shape[:-1] + (shape[-1] + 3,), np.float32)
+        view = wide[..., 1:1 + shape[-1]]
         view[...] = vals
         return view
     if layout == "misaligned":
