@@ -17,8 +17,8 @@ from __future__ import annotations
 from ._base import (EPS32, LAYOUTS, Case, Op, assert_close, central_diff, elementwise_tol, f32, fd_check,
                     reduction_tol, to64)
 
-__all__ = ["COVERED", "Case", "EPS32", "LAYOUTS", "Op", "OPS", "all_ops", "assert_close", "central_diff",
-           "elementwise_tol", "f32", "fd_check", "get", "reduction_tol", "to64"]
+__all__ = ["COVERED", "Case", "EPS32", "LAYOUTS", "Op", "OPS", "all_ops", "assert_close", "bytes", "central_diff",
+           "elementwise_tol", "f32", "fd_check", "flops", "get", "reduction_tol", "to64"]
 
 OPS: dict[str, Op] = {}
 COVERED: dict[str, str] = {}  # ops.__all__ name -> "entry: how"
@@ -41,6 +41,25 @@ def get(name: str) -> Op:
 
 def all_ops() -> list[Op]:
     return list(OPS.values())
+
+
+def _cost(name: str, params: dict, which: int) -> float:
+    if name in OPS:
+        return (OPS[name].flops, OPS[name].bytes)[which](params)
+    for op in OPS.values():
+        if name in op.covered_costs:
+            return op.covered_costs[name][which](params)
+    raise KeyError(f"no cost model for {name!r}")
+
+
+def flops(name: str, params: dict) -> float:
+    """FLOPs of one call of op `name` (a registered op or a backward with its own cost)."""
+    return _cost(name, params, 0)
+
+
+def bytes(name: str, params: dict) -> float:  # noqa: A001 - the registry's bytes(), as Op.bytes
+    """Bytes one call of op `name` moves (each input read once, each output written once)."""
+    return _cost(name, params, 1)
 
 
 from . import conv, gemm, nn, optim, pool  # noqa: E402

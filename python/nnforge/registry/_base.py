@@ -63,6 +63,9 @@ class Op:
     grad_check: Optional[Callable[[np.random.Generator, Case], None]] = None
     covers: dict[str, str] = field(default_factory=dict)  # name -> how it is covered
     check: Optional[Callable[[Case, tuple, Any], None]] = None  # extra checks on (case, args, got)
+    # (flops, bytes) of the covered ops that have a cost of their own (a backward), from
+    # the same params as this op's cases
+    covered_costs: dict[str, tuple[Callable[[dict], float], Callable[[dict], float]]] = field(default_factory=dict)
 
     def all_cases(self) -> list[Case]:
         return self.cases(self)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Op, f32, fd_check, reduction_tol
+from ._base import Op, assert_close, f32, fd_check, reduction_tol
 
 ALGORITHMS = {"direct_smallc", "implicit_gemm", "depthwise", "gemm_1x1", "im2col_tiles"}
 
@@ -135,7 +135,6 @@ def grad_check(rng, case):
                                                                     float(np.abs(w).max())), c=4.0) + 1e-6
     fd_check(lambda xx, ww: conv2d_ref(xx, ww, **kw), [x, w], [0, 1], dy, [dx, dw], tol, case.id)
     if b is not None:
-        from ._base import assert_close
         assert_close(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), tol, f"{case.id}: db")
 
 
@@ -144,4 +143,6 @@ def register(add):
            covers={"conv2d_backward": "grad_check: (dx, dw, db) vs central differences",
                    "conv2d_output_shape": "check_shape_helpers: equals every case's output shape",
                    "conv2d_algorithm": "check_shape_helpers: names a known algorithm"},
-           check=check_shape_helpers))
+           check=check_shape_helpers,
+           # dx and dw each cost one forward (db is negligible): fwd+bwd = 3x forward
+           covered_costs={"conv2d_backward": (lambda p: 2.0 * flops(p), lambda p: 2.0 * bytes_(p))}))

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ._base import EPS32, Op, assert_close, elementwise_tol, f32, fd_check, reduction_tol
+from ._base import EPS32, Op, assert_close, f32, fd_check, reduction_tol
 
 TINY = float(np.finfo(np.float32).tiny)
 
@@ -391,7 +391,8 @@ def register(add):
     ops = _ops()
     add(Op("softmax", "nn", ops.softmax, softmax_ref, _flops_per_elem(5), _bytes_per_elem(8), _softmax_cases,
            _softmax_tol, _softmax_grad("softmax", "softmax_backward", softmax_ref),
-           covers={"softmax_backward": "grad_check vs central differences"}))
+           covers={"softmax_backward": "grad_check vs central differences"},
+           covered_costs={"softmax_backward": (_flops_per_elem(4), _bytes_per_elem(12))}))
     add(Op("log_softmax", "nn", ops.log_softmax, log_softmax_ref, _flops_per_elem(5), _bytes_per_elem(8),
            _softmax_cases, _log_softmax_tol, _softmax_grad("log_softmax", "log_softmax_backward", log_softmax_ref),
            covers={"log_softmax_backward": "grad_check vs central differences"}))
@@ -401,9 +402,13 @@ def register(add):
     for name, ref, reads, extra in ACTIVATIONS:
         add(Op(name, "nn", getattr(ops, name), ref, _flops_per_elem(1 if name == "relu" else 10),
                _bytes_per_elem(8), _elem_cases(extra), _elem_tol, _activation_grad(name, ref, reads),
-               covers={f"{name}_backward": "grad_check vs central differences (backward: 12 B / element)"}))
+               covers={f"{name}_backward": "grad_check vs central differences"},
+               # backward: read dy and x (or y), write dx
+               covered_costs={f"{name}_backward": (_flops_per_elem(10), _bytes_per_elem(12))}))
     add(Op("layer_norm", "nn", ops.layer_norm, layer_norm_ref, _flops_per_elem(8), _bytes_per_elem(8), _ln_cases,
-           _ln_tol, _ln_grad, covers={"layer_norm_backward": "grad_check vs central differences (12 B / element)"}))
+           _ln_tol, _ln_grad, covers={"layer_norm_backward": "grad_check vs central differences"},
+           # read dy and x, write dx (the per-row statistics are small)
+           covered_costs={"layer_norm_backward": (_flops_per_elem(10), _bytes_per_elem(12))}))
     # training: statistics pass + normalising pass read x twice, write y: 12 B / element
     add(Op("batch_norm", "nn", _bn_run, batch_norm_ref, _flops_per_elem(8), _bytes_per_elem(12), _bn_cases,
            _bn_tol, _bn_grad, covers={"batch_norm_backward": "grad_check vs central differences"}))

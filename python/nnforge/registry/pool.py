@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Op, assert_close, f32, fd_check, reduction_tol
+from ._base import Op, f32, fd_check, reduction_tol
 
 
 def _pair(v):
@@ -190,7 +190,9 @@ def register(add):
     add(Op("max_pool2d", "pool", ops.max_pool2d, max_ref, flops, bytes_max, _window_cases, _tol_window,
            _grad_max, covers={"max_pool2d_backward": "grad_check vs central differences",
                               "pool2d_output_shape": "equals every max/avg case's output shape"},
-           check=_check_shape))
+           check=_check_shape,
+           # read dy and the indices, write dx: the forward's bytes
+           covered_costs={"max_pool2d_backward": (flops, bytes_max)}))
     add(Op("avg_pool2d", "pool", ops.avg_pool2d, avg_ref, flops, bytes_avg, _cases_avg, _tol_window, _grad_avg,
            covers={"avg_pool2d_backward": "grad_check vs central differences"}, check=_check_shape))
     add(Op("global_avg_pool2d", "pool", ops.global_avg_pool2d, global_ref, flops, bytes_avg, _cases_global,
