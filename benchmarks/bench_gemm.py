@@ -1,6 +1,6 @@
 """pytest-benchmark: nnforge.ops.matmul vs NumPy (and PyTorch if importable), one group per shape.
 
-    PYTHONPATH=python /work/venv/bin/python -m pytest benchmarks/bench_gemm.py --benchmark-only
+    PYTHONPATH=python python -m pytest benchmarks/bench_gemm.py --benchmark-only
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """pytest-benchmark: nnforge.ops.max_pool2d (with indices) forward and backward vs PyTorch
 (if importable), one group per (shape, pass): the two pools of the CNN training case.
 
-    PYTHONPATH=python /work/venv/bin/python -m pytest benchmarks/bench_pool.py --benchmark-only
+    PYTHONPATH=python python -m pytest benchmarks/bench_pool.py --benchmark-only
 """
 from __future__ import annotations
 

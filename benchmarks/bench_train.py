@@ -1,7 +1,7 @@
 """pytest-benchmark: a tenth of a training epoch of each case in
 nnforge.bench.train.CASES, nnforge vs PyTorch (if importable), one group per case.
 
-    PYTHONPATH=python /work/venv/bin/python -m pytest benchmarks/bench_train.py --benchmark-only
+    PYTHONPATH=python python -m pytest benchmarks/bench_train.py --benchmark-only
 """
 from __future__ import annotations
 

@@ -139,11 +139,15 @@ CpuPeak cpu_peak(Isa isa) {
     // load (all-core turbo; two threads sharing one core's FMA pipes show up as half
     // the rate). FMA first: it also wakes the cores from any idle clock.
     std::vector<double> issues(cores, 0.0), hz(cores, 0.0);
-#pragma omp parallel num_threads(cores)
-    {
-      const int t = omp_get_thread_num();
+    auto probe = [&](int t) {
       issues[t] = 12.0 * iterations_per_second(v.probe, 0.025);
       hz[t] = measured_clock_hz();
+    };
+    if (cores == 1) {
+      probe(0);  // no parallel region: also safe in a forked child (no libgomp pool there)
+    } else {
+#pragma omp parallel num_threads(cores)
+      probe(omp_get_thread_num());
     }
     // The best thread: a thread that lost its core to another process only looks slower.
     const double issues_per_s = *std::max_element(issues.begin(), issues.end());
