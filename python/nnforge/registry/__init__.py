@@ -17,8 +17,9 @@ from __future__ import annotations
 from ._base import (EPS32, LAYOUTS, Case, Op, assert_close, central_diff, elementwise_tol, f32, fd_check,
                     reduction_tol, to64)
 
-__all__ = ["COVERED", "Case", "EPS32", "LAYOUTS", "Op", "OPS", "all_ops", "assert_close", "bytes", "central_diff",
-           "elementwise_tol", "f32", "fd_check", "flops", "get", "reduction_tol", "to64"]
+# flops() / bytes() stay out of __all__: a star import must not shadow the builtin bytes.
+__all__ = ["COVERED", "Case", "EPS32", "LAYOUTS", "Op", "OPS", "all_ops", "assert_close", "central_diff",
+           "elementwise_tol", "f32", "fd_check", "get", "reduction_tol", "to64"]
 
 OPS: dict[str, Op] = {}
 COVERED: dict[str, str] = {}  # ops.__all__ name -> "entry: how"
