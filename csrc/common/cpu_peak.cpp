@@ -105,7 +105,9 @@ struct Vector {
 };
 
 Vector vector_for(Isa isa) {
-  // A plain switch on the ISA; converted to the dispatch table when that lands.
+  // Not a dispatch stub on purpose: the caller names the level to measure (a bench may
+  // report the peak of a level other than the active one), and stubs answer only
+  // "which implementation runs now".
   switch (isa) {
     case Isa::avx512: return {16, &avx512::fma_probe_seconds, "512-bit FMA"};
     case Isa::avx2: return {8, &avx2::fma_probe_seconds, "256-bit FMA"};
