@@ -1,4 +1,7 @@
 // FMA throughput probe on 512-bit vectors (see fma_probe_impl.h).
+// GCC 12 warns about its own _mm512_reduce_add_ps (an uninitialised __Y inside the header).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include "common/cpu_peak.h"
