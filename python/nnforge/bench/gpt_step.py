@@ -3,6 +3,7 @@
 
     case = gpt_step_case()                 # 4 layers x 4 heads x 128, context 64, batch 12
     case.nnforge_step(); case.torch_step() # one AdamW step each on the same random windows
+    t_nnforge, t_torch = step_seconds(case)  # seconds per step, alternating rounds
     rows, total = profile_nnforge(case, steps=20)
 
 The PyTorch model is torch.nn with F.scaled_dot_product_attention (causal), GELU (tanh),
@@ -18,8 +19,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["GPTStepCase", "copy_weights", "gpt_flops", "gpt_step_case", "profile_nnforge", "torch_gpt",
-           "torch_grads_as_nnforge", "torch_train"]
+from ._timing import time_rounds
+
+__all__ = ["GPTStepCase", "copy_weights", "gpt_flops", "gpt_step_case", "profile_nnforge", "step_seconds",
+           "torch_gpt", "torch_grads_as_nnforge", "torch_train"]
 
 
 def gpt_flops(batch: int, context: int, n_layer: int, n_embd: int, vocab: int) -> float:
@@ -129,8 +132,8 @@ def gpt_step_case(*, vocab: int = 103, context: int = 64, n_layer: int = 4, n_he
                   batch_size: int = 12, lr: float = 1e-3, betas=(0.9, 0.99), weight_decay: float = 0.1,
                   seed: int = 0, torch=None) -> GPTStepCase:
     """The `nnforge train --model gpt` step in both libraries (torch: pass the module, or
-    None to leave it out). Each step function draws its own windows from one seeded
-    stream, so both see the same batches in the same order."""
+    None to leave it out). Each step function draws from its own, identically seeded
+    windows of one synthetic stream: the n-th call of either trains on the same batch."""
     import nnforge
     from .. import nn
     from ..text import TextWindows
@@ -239,32 +242,23 @@ def torch_train(steps: int = 2000, *, context: int = 64, batch_size: int = 12, n
     return {"val_loss": estimate(val_ids, seed + 2), "train_loss": estimate(train_ids, seed + 1), "seconds": seconds}
 
 
-def interleaved_ms(case: GPTStepCase, rounds: int = 7, steps: int = 10, warmup: int = 5) -> tuple:
-    """(nnforge, torch) median ms per step over `rounds` alternating blocks of `steps` steps
-    each: on a shared machine, load drifts; alternating lets both libraries see the same."""
-    import statistics
-    fns = [case.nnforge_step] + ([case.torch_step] if case.torch_step is not None else [])
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    samples = [[] for _ in fns]
-    for _ in range(rounds):
-        for fn, out in zip(fns, samples):
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            out.append((time.perf_counter() - t0) / steps * 1e3)
-    meds = [statistics.median(s) for s in samples]
-    return meds[0], (meds[1] if len(meds) > 1 else None)
+def step_seconds(case: GPTStepCase, rounds: int = 3, repeats: int = 7) -> tuple:
+    """(nnforge, torch) seconds per step: bench/_timing.time_rounds' best median over
+    rounds that alternate the two libraries (a burst of foreign load hits both alike)."""
+    fns = {"nnforge": case.nnforge_step}
+    if case.torch_step is not None:
+        fns["torch"] = case.torch_step
+    best = time_rounds([fns], rounds=rounds, repeats=repeats, settle=0.2, prime=True)[0]
+    return best["nnforge"], best.get("torch")
 
 
 def _main() -> None:  # python -m nnforge.bench.gpt_step: a quick side-by-side
     from ._timing import print_table, torch_or_none
     torch = torch_or_none()
     case = gpt_step_case(torch=torch)
-    t_n, t_t = interleaved_ms(case)
+    t_n, t_t = step_seconds(case)
     print(case.description, *case.notes, sep="\n")
-    rate = lambda ms: (f"{ms:.1f}", f"{case.tokens_per_step / ms * 1e3:,.0f}", f"{case.flops_per_step / ms / 1e6:.0f}")
+    rate = lambda t: (f"{t * 1e3:.1f}", f"{case.tokens_per_step / t:,.0f}", f"{case.flops_per_step / t / 1e9:.0f}")
     rows = [("nnforge", *rate(t_n), "-" if t_t is None else f"{t_n / t_t:.2f}")]
     if t_t is not None:
         rows.append(("torch", *rate(t_t), "-"))
