@@ -105,6 +105,8 @@ class GPT(Module):
         if not isinstance(targets, np.ndarray) or targets.shape != idx.shape or targets.dtype.kind not in "iu":
             got = f"{targets.dtype} {targets.shape}" if isinstance(targets, np.ndarray) else type(targets).__name__
             raise ValueError(f"GPT.loss: targets must be integers of the ids' shape {idx.shape}, got {got}")
+        if targets.dtype not in (np.int64, np.int32):
+            targets = targets.astype(np.int64)
         logits = self._forward(idx)
         loss, dlogits = ops.cross_entropy(logits, targets.reshape(-1), return_grad=True)
         del logits
