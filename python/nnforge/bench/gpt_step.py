@@ -175,35 +175,41 @@ def gpt_step_case(*, vocab: int = 103, context: int = 64, n_layer: int = 4, n_he
     return case
 
 
-def profile_nnforge(case: GPTStepCase, steps: int = 20) -> tuple[list[tuple[str, int, float]], float]:
-    """Where nnforge's step time goes over `steps` steps: (component, calls, seconds) rows
-    and the total seconds (wrappers add ~1 us per call)."""
+def profile_nnforge(case: GPTStepCase, steps: int = 20, rounds: int = 3) -> tuple[list[tuple[str, int, float]], float]:
+    """Where nnforge's step time goes: (component, calls, seconds) rows and the total
+    seconds of `steps` instrumented steps, from the fastest of `rounds` tries (a burst of
+    foreign load on a shared machine inflates whichever kernel it lands in). Wrappers
+    add ~1 us per call."""
     from .. import ops
     from .train import _Timer
 
-    timer = _Timer()
-    timer.wrap(ops, "matmul", "GEMM (ops.matmul)")
-    for blk in case.model.blocks:
-        timer.wrap(blk.attn, "_attn", "attention forward")
-        timer.wrap(blk.attn, "_attn_backward", "attention backward")
-    for name in ("layer_norm", "layer_norm_backward"):
-        timer.wrap(ops, name, "layer norm (fwd + bwd)")
-    for name in ("gelu", "gelu_backward"):
-        timer.wrap(ops, name, "GELU (fwd + bwd)")
-    timer.wrap(ops, "cross_entropy", "cross-entropy (loss + dlogits)")
-    for name in ("sum_rows", "embedding_backward"):
-        timer.wrap(ops, name, "bias sums, embedding backward")
-    timer.wrap(case.optimizer, "_step_fn", "AdamW (fused, per group)")
-    try:
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            case.nnforge_step()
-        total = time.perf_counter() - t0
-    finally:
-        timer.restore()
-    rows = [(k, timer.calls[k], timer.seconds[k]) for k in timer.seconds if timer.calls[k]]
-    rows.append(("Python (layers, copies, loop)", 0, total - sum(timer.seconds.values())))
-    return rows, total
+    best = None
+    for _ in range(rounds):
+        timer = _Timer()
+        timer.wrap(ops, "matmul", "GEMM (ops.matmul)")
+        for blk in case.model.blocks:
+            timer.wrap(blk.attn, "_attn", "attention forward")
+            timer.wrap(blk.attn, "_attn_backward", "attention backward")
+        for name in ("layer_norm", "layer_norm_backward"):
+            timer.wrap(ops, name, "layer norm (fwd + bwd)")
+        for name in ("gelu", "gelu_backward"):
+            timer.wrap(ops, name, "GELU (fwd + bwd)")
+        timer.wrap(ops, "cross_entropy", "cross-entropy (loss + dlogits)")
+        for name in ("sum_rows", "embedding_backward"):
+            timer.wrap(ops, name, "bias sums, embedding backward")
+        timer.wrap(case.optimizer, "_step_fn", "AdamW (fused, per group)")
+        try:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                case.nnforge_step()
+            total = time.perf_counter() - t0
+        finally:
+            timer.restore()
+        if best is None or total < best[1]:
+            rows = [(k, timer.calls[k], timer.seconds[k]) for k in timer.seconds if timer.calls[k]]
+            rows.append(("Python (layers, copies, loop)", 0, total - sum(timer.seconds.values())))
+            best = (rows, total)
+    return best
 
 
 def torch_train(steps: int = 2000, *, context: int = 64, batch_size: int = 12, n_layer: int = 4, n_head: int = 4,

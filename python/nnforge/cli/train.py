@@ -6,7 +6,8 @@ resumable with --resume), history.json and curves.png (loss and accuracy per epo
 The models are the library's registry (nnforge.nn.register_model / model_names): a
 ModelSpec's build(input_shape, num_classes) -> Module, its layout "flat" (N, features)
 or "image" (N, 1, H, W), and default options. --augment (image models) applies
-nnforge.data.Augment to the training batches.
+nnforge.data.Augment to the training batches. Models of layout "text" (--model gpt) train
+by steps over token windows instead: cli/train_gpt.py.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ import numpy as np
 from .. import nn
 from ..nn.registry import ModelSpec
 from . import train_gpt as _gpt
-from .runs import out_dir as _out_dir
 from .errors import CliError
+from .runs import out_dir as _out_dir
 
 __all__ = ["add_arguments", "run"]
 
@@ -163,8 +164,7 @@ def run(args) -> int:
         raise CliError(f"--model: {exc}") from None
     if spec.layout == "text":  # language models: steps over token windows (cli/train_gpt.py)
         return _gpt.run(args, spec)
-    gpt_only = [f"--{k.replace('_', '-')}" for k in ("steps", "context", "n_layer", "n_head", "n_embd",
-                                                      "dropout", "eval_every", "tokenizer") if getattr(args, k, None) is not None]
+    gpt_only = [f"--{k.replace('_', '-')}" for k in _gpt.GPT_OPTIONS if getattr(args, k, None) is not None]
     if gpt_only:
         raise CliError(f"{', '.join(gpt_only)}: only for --model gpt")
     opts = _options(args, spec)

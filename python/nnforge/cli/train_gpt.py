@@ -19,9 +19,11 @@ import numpy as np
 from .errors import CliError
 from .runs import out_dir
 
-__all__ = ["add_arguments", "build_from_checkpoint", "run"]
+__all__ = ["GPT_OPTIONS", "add_arguments", "build_from_checkpoint", "run"]
 
 _SAMPLE_TOKENS = 200
+# the options add_arguments adds (argparse dests); other models refuse them
+GPT_OPTIONS = ("steps", "context", "n_layer", "n_head", "n_embd", "dropout", "eval_every", "tokenizer")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
