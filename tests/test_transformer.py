@@ -196,6 +196,26 @@ def test_mha_one_thread_equals_two(isa, rng, threads):
         np.testing.assert_array_equal(a, b)
 
 
+def test_mha_hands_strided_views_to_the_kernel(rng):
+    # q, k, v are views of the one QKV projection and the output is written through a
+    # transposed view of the out-projection's input: no copies around the kernel
+    layer = nn.MultiheadAttention(8, 2, num_kv_heads=1)
+    seen = []
+    real = layer._attn
+
+    def spy(q, k, v, **kw):
+        seen.append((q, k, v, kw["out"]))
+        return real(q, k, v, **kw)
+
+    object.__setattr__(layer, "_attn", spy)
+    layer.forward(randn(rng, 3, 5, 8))
+    q, k, v, out = seen[0]
+    assert q.shape == (3, 2, 5, 4) and k.shape == v.shape == (3, 1, 5, 4)
+    owner = q.base
+    assert owner is not None and k.base is owner and v.base is owner and owner.shape == (15, 16)
+    assert not out.flags.c_contiguous and out.base is not None
+
+
 def test_mha_bad_inputs(rng):
     with pytest.raises(ValueError, match="multiple of num_heads"):
         nn.MultiheadAttention(10, 4)
@@ -430,6 +450,22 @@ def test_generate_cache_equals_full_rerun(isa, rng, kwargs):
     assert a.shape == (24,)
     np.testing.assert_array_equal(a[:5], prompt)
     np.testing.assert_array_equal(a, b)
+
+
+def test_generate_costs_one_query_row_per_token(rng):
+    model = _tiny_gpt(rng, v=9, ctx=16, n_layer=2)
+    rows = []
+    for blk in model.blocks:
+        real = blk.attn._attn
+
+        def spy(q, k, v, real=real, **kw):
+            rows.append((q.shape[2], k.shape[2]))
+            return real(q, k, v, **kw)
+
+        object.__setattr__(blk.attn, "_attn", spy)
+    model.generate(np.array([1, 2, 3, 4]), 5, temperature=0.0)
+    # the prompt once (4 queries against 4 keys), then one query per new token per layer
+    assert rows == [(4, 4)] * 2 + [(1, n) for n in range(5, 9) for _ in range(2)]
 
 
 def test_generate_batch_and_long_runs(isa, rng):
