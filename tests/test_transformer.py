@@ -498,3 +498,16 @@ def test_generate_bad_inputs(rng):
         model.generate(np.array([1]), 3, temperature=-1.0)
     with pytest.raises(ValueError, match="top_k"):
         model.generate(np.array([1]), 3, top_k=0)
+
+
+def test_bench_step_case_matches_torch_over_steps(rng):
+    # the `nnforge bench train` gpt row's two models: the same loss on the same batches
+    # for several AdamW steps (same init, same optimizer grouping and hyper-parameters)
+    torch = pytest.importorskip("torch")
+    from nnforge.bench.gpt_step import gpt_step_case
+    case = gpt_step_case(vocab=17, context=16, n_layer=2, n_head=2, n_embd=32, batch_size=4, lr=1e-3,
+                         seed=int(rng.integers(1 << 20)), torch=torch)
+    k = 4 * 32  # the longest reduction (the MLP's hidden width)
+    for step in range(4):
+        a, b = case.nnforge_step(), case.torch_step()
+        assert abs(a - b) <= 8 * EPS32 * k * (1 + abs(b)), f"step {step}: nnforge {a} torch {b}"
