@@ -79,6 +79,27 @@ def test_same_seed_same_run(tmp_path, corpus, capsys):
                 np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
+def test_resume_continues_bitwise(tmp_path, corpus, capsys):
+    straight, part = tmp_path / "a", tmp_path / "b"
+    base = ["--threads", "1", "train", "--model", "gpt", *TINY, "--data", str(corpus), "--verbose", "0",
+            "--dropout", "0.1"]  # dropout: nnforge's RNG must be restored too
+    assert cli.main([*base, "--out", str(straight)]) == 0
+    assert cli.main([*base, "--steps", "6", "--out", str(part)]) == 0
+    assert cli.main([*base, "--resume", str(part / "checkpoint.npz")]) == 0
+    a = json.loads((straight / "history.json").read_text())["history"]
+    b = json.loads((part / "history.json").read_text())["history"]
+    assert a == b and len(b["loss"]) == 12
+    with np.load(straight / "checkpoint.npz") as x, np.load(part / "checkpoint.npz") as y:
+        for k in x.files:
+            if k.startswith(("model/", "optim/")):
+                np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+    capsys.readouterr()
+    assert cli.main([*base, "--resume", str(part / "checkpoint.npz")]) == 2
+    assert "already at step 12" in capsys.readouterr().err
+    assert cli.main([*base, "--n-embd", "32", "--resume", str(part / "checkpoint.npz"), "--steps", "20"]) == 2
+    assert "n_embd=16, this run n_embd=32" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,message", [
     (["--steps", "0"], "--steps must be >= 1"),
     (["--n-embd", "10", "--n-head", "4"], "multiple of --n-head"),

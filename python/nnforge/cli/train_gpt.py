@@ -3,8 +3,9 @@
 The loop: random context windows (nnforge.text), model.loss + model.backward, one fused
 AdamW call per parameter group (matrices with weight decay, the rest without) on the
 flat parameter buffer. Train and val loss every --eval-every steps on fixed windows.
-Writes into the run folder (cli/runs.py, as the mlp/cnn jobs): checkpoint.npz (model, optimizer,
-config, tokenizer; what `nnforge generate` reads), history.json, curves.png, sample.txt.
+Writes into the run folder (cli/runs.py, as the mlp/cnn jobs): checkpoint.npz at every
+evaluation (model, optimizer, RNGs, config, tokenizer; what `nnforge generate` reads and
+--resume continues from, bitwise), history.json, curves.png, sample.txt.
 """
 from __future__ import annotations
 
@@ -59,8 +60,6 @@ def _options(args, defaults: dict) -> dict:
         raise CliError("--model gpt trains with AdamW (weight decay on matrices only); drop --optimizer")
     if getattr(args, "epochs", None) is not None:
         raise CliError("--model gpt counts --steps, not --epochs")
-    if getattr(args, "resume", None) is not None:
-        raise CliError("--resume is not supported for --model gpt yet")
     if getattr(args, "schedule", "none") != "none":
         raise CliError("--schedule is not supported for --model gpt (constant lr, as the nanoGPT CPU recipe)")
     if getattr(args, "augment", False):
@@ -137,6 +136,35 @@ class _Progress:
             self.bar.close()
 
 
+def _resume(path: str, model, opt, windows, config: dict, tok, steps: int):
+    """Load model, optimizer, nnforge's RNG and the training windows' RNG from a checkpoint
+    of this job; returns (step, history). The run then continues bitwise as if it had
+    never stopped."""
+    from ..nn import checkpoint
+    try:
+        entries = checkpoint.read(path)
+    except checkpoint.CheckpointError as exc:
+        raise CliError(f"--resume: {exc}") from None
+    if str(entries.get("extra/model", "")) != "gpt":
+        raise CliError(f"--resume: {path} was not written by `nnforge train --model gpt`")
+    saved = json.loads(str(entries["extra/config"]))
+    diff = [k for k in config if saved.get(k) != config[k]]
+    if diff:
+        raise CliError(f"--resume: the checkpoint has {', '.join(f'{k}={saved.get(k)}' for k in diff)}, this run "
+                       f"{', '.join(f'{k}={config[k]}' for k in diff)}")
+    if str(entries["extra/tokenizer"]) != tok.to_json():
+        raise CliError("--resume: the checkpoint's tokenizer differs from this run's (--data / --tokenizer)")
+    start = int(entries["extra/step"])
+    if start >= steps:
+        raise CliError(f"--resume: checkpoint is already at step {start}; pass --steps > {start}")
+    try:
+        checkpoint.load(path, model, opt)
+    except checkpoint.CheckpointError as exc:
+        raise CliError(f"--resume: {exc}") from None
+    windows.rng.bit_generator.state = json.loads(str(entries["extra/windows_rng"]))
+    return start, json.loads(str(entries["extra/history"]))
+
+
 def build_from_checkpoint(path: str):
     """(model, tokenizer, config) from a checkpoint.npz written by `nnforge train --model gpt`."""
     from .. import nn
@@ -200,19 +228,30 @@ def run(args, spec) -> int:
               f"{tok.vocab_size}), {opts['n_layer']} layers x {opts['n_head']} heads x {opts['n_embd']}, context "
               f"{ctx}, {model.num_parameters():,} parameters, AdamW lr {opts['lr']:g}, batch {bs}, {steps} steps, "
               f"{nnforge.get_num_threads()} threads -> {out}", flush=True)
+    config = {k: opts[k] for k in ("context", "n_layer", "n_head", "n_embd", "dropout")}
+    ckpt = os.path.join(out, "checkpoint.npz")
     history = {"loss": [], "eval_step": [], "train_loss": [], "val_loss": []}
-    progress = _Progress(steps, verbose)
+    start = 0
+    if args.resume is not None:
+        start, history = _resume(args.resume, model, opt, windows, config, tok, steps)
+
+    def save(step: int) -> None:  # at every evaluation, so an interrupted run can --resume
+        checkpoint.save(ckpt, model, opt, extra={
+            "model": "gpt", "step": step, "config": json.dumps(config), "tokenizer": tok.to_json(),
+            "history": json.dumps(history), "windows_rng": json.dumps(windows.rng.bit_generator.state)})
+
+    progress = _Progress(steps - start, verbose)
     t0 = time.perf_counter()
     tokens, step_s = bs * ctx, 0.0
     try:
-        for step in range(1, steps + 1):
+        for step in range(start + 1, steps + 1):
             ts = time.perf_counter()
             loss = model.loss(*windows.batch(bs))
             model.backward()
             opt.step(zero_grad=True)
             step_s += time.perf_counter() - ts
             history["loss"].append(loss)
-            progress.update(loss, step * tokens / max(step_s, 1e-9))  # mean over the steps so far
+            progress.update(loss, (step - start) * tokens / max(step_s, 1e-9))  # mean over the steps so far
             if step % every == 0 or step == steps:
                 tr = _estimate(model, eval_train, opts["eval_batches"], bs)
                 va = _estimate(model, eval_val, opts["eval_batches"], bs)
@@ -221,25 +260,23 @@ def run(args, spec) -> int:
                 history["val_loss"].append(va)
                 if verbose:
                     progress.note(f"step {step}: train loss {tr:.4f}, val loss {va:.4f}")
+                save(step)
     finally:
         progress.close()
     elapsed = time.perf_counter() - t0
 
-    config = {k: opts[k] for k in ("context", "n_layer", "n_head", "n_embd", "dropout")}
-    ckpt = os.path.join(out, "checkpoint.npz")
-    checkpoint.save(ckpt, model, opt, extra={"model": "gpt", "step": steps, "config": json.dumps(config),
-                                             "tokenizer": tok.to_json(), "history": json.dumps(history)})
     sample_ids = model.generate(tok.encode(text[:1]), _SAMPLE_TOKENS, temperature=0.8, seed=args.seed)
     sample = tok.decode(sample_ids)
     with open(os.path.join(out, "sample.txt"), "w", encoding="utf-8") as f:
         f.write(sample)
     with open(os.path.join(out, "history.json"), "w") as f:
         json.dump({"history": history, "options": {**opts, "model": "gpt", "seed": args.seed, "dataset": dataset},
-                   "training_s": elapsed, "step_ms": 1e3 * step_s / steps}, f, indent=1)
+                   "training_s": elapsed, "step_ms": 1e3 * step_s / (steps - start)}, f, indent=1)
     note = _plot(history, os.path.join(out, "curves.png"))
     if verbose:
-        print(f"{1e3 * step_s / steps:.1f} ms/step, {steps * tokens / step_s:,.0f} tokens/s (steps only; "
-              f"evaluation {elapsed - step_s:.1f}s)")
+        n = steps - start
+        print(f"{1e3 * step_s / n:.1f} ms/step, {n * tokens / step_s:,.0f} tokens/s (steps only; evaluation "
+              f"{elapsed - step_s:.1f}s)")
     print(f"val loss {history['val_loss'][-1]:.4f} after {steps} steps, training {elapsed:.1f}s", flush=True)
     print(f"sample:\n{sample}\n")
     print(f"checkpoint: {ckpt}" + ("" if note else f"\ncurves: {os.path.join(out, 'curves.png')}"))
