@@ -1,0 +1,197 @@
+// Attention backward: FlashAttention-2's backward (Dao 2023, Alg. 2) with P recomputed
+// from the forward's lse, parallel over (b, kv head, key chunk) so that both cores work
+// when B x H = 1.
+//
+// One task owns the keys of one chunk of one kv head: for each key block it packs
+// K^T, K and V^T once, then for every query head of its group and every query block
+// that sees the keys:  S = Q K^T,  P = exp(S - lse),  dV += P~^T dO  (P~ = P with
+// dropout),  dP~ = dO V^T,  dS = P o (dP~ o Z/(1-p) - delta),  dK += dS^T (scale Q),
+// dQ_part[chunk] += dS K.  dK and dV of the block are complete when the task leaves it
+// (written once, no atomics); dQ is summed over chunks afterwards in chunk order
+// (attention_dispatch.cpp). The chunk count depends on the shape only, so every sum
+// runs in the same order for any thread count.
+#include <omp.h>
+
+#include <atomic>
+#include <new>
+
+#include "common/aligned_buffer.h"
+#include "cpu/attention/attention.h"
+#include "cpu/attention/attention_tile.h"
+#include "cpu/attention/attention_tiles_common.h"
+#include "cpu/nn/vmath.h"
+
+namespace nnf {
+namespace NNF_ISA_NS {
+namespace {
+
+using namespace attn_impl;
+using attn::BackwardBuffers;
+using attn::kBk;
+using attn::kBq;
+using attn::MutView4;
+
+struct BwdScratch {
+  float *kt, *kr, *vt, *dk, *dv, *q, *dout, *s, *dp;
+  static size_t floats(int64_t D) {
+    const int64_t dpad = round_up(D, 16), dk = round_up(D * kBk, 16);
+    return size_t(2 * dk + 3 * kBk * dpad + 2 * kBq * dpad + 2 * kBq * kBk + 64);
+  }
+  explicit BwdScratch(float* base, int64_t D) {
+    kt = kr = vt = dk = dv = q = dout = s = dp = nullptr;
+    if (!base) return;
+    const int64_t dpad = round_up(D, 16), dkt = round_up(D * kBk, 16);
+    kt = base;
+    vt = kt + dkt;
+    kr = vt + dkt;
+    dk = kr + kBk * dpad;
+    dv = dk + kBk * dpad;
+    q = dv + kBk * dpad;
+    dout = q + kBq * dpad;
+    s = dout + kBq * dpad;
+    dp = s + kBq * kBk;
+  }
+};
+
+void store_rows(const float* src, int64_t ld, int64_t n, int64_t D, const MutView4& dst,
+                int64_t b, int64_t h, int64_t j0) {
+  for (int64_t c = 0; c < n; ++c) {
+    float* o = dst.p + b * dst.sb + h * dst.sh + (j0 + c) * dst.si;
+    const float* x = src + c * ld;
+    if (dst.sd == 1) {
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) o[d] = x[d];
+    } else {
+      for (int64_t d = 0; d < D; ++d) o[d * dst.sd] = x[d];
+    }
+  }
+}
+
+// One (b, kv head hk, key block at j0 of n keys) of the task.
+void backward_key_block(const Problem& pr, const View4& q, const View4& k, const View4& v,
+                        const View4& dout, const BackwardBuffers& bb, const MutView4& dk,
+                        const MutView4& dv, int64_t b, int64_t hk, int64_t chunk, int64_t j0,
+                        int64_t n, const BwdScratch& t) {
+  const int64_t D = pr.D, dpad = round_up(D, 16), np = round_up(n, 16);
+  const int64_t group = pr.H / pr.Hkv;
+  const bool dropout = pr.dropout_p > 0.0f;
+  const uint64_t thr = dropout_threshold(pr.dropout_p);
+  const float keep_scale = dropout ? 1.0f / (1.0f - pr.dropout_p) : 1.0f;
+
+  pack_cols(k, b, hk, j0, n, D, t.kt, kBk);
+  pack_cols(v, b, hk, j0, n, D, t.vt, kBk);
+  pack_rows(k, b, hk, j0, n, D, 1.0f, t.kr, dpad);
+  for (int64_t x = 0; x < n * dpad; ++x) t.dk[x] = t.dv[x] = 0.0f;
+
+  // Causal: query i sees key j0 iff i >= j0 - (Lk - Lq).
+  int64_t qstart = pr.causal ? j0 - (pr.Lk - pr.Lq) : 0;
+  if (qstart < 0) qstart = 0;
+  for (int64_t hh = 0; hh < group; ++hh) {
+    const int64_t h = hk * group + hh;
+    const float* lse = bb.lse + b * bb.lse_sb + h * bb.lse_sh;
+    const float* delta = bb.delta + (b * pr.H + h) * pr.Lq;
+    float* dq = bb.dq_part + ((chunk * pr.B + b) * pr.H + h) * pr.Lq * bb.dp;
+    for (int64_t i0 = qstart / kBq * kBq; i0 < pr.Lq; i0 += kBq) {
+      const int64_t m = pr.Lq - i0 < kBq ? pr.Lq - i0 : kBq;
+      pack_rows(q, b, h, i0, m, D, pr.scale, t.q, dpad);
+      pack_rows(dout, b, h, i0, m, D, 1.0f, t.dout, dpad);
+      attn_tile::gemm(m, np, D, t.q, dpad, 1, t.kt, kBk, t.s, kBk, false);
+      attn_tile::gemm(m, np, D, t.dout, dpad, 1, t.vt, kBk, t.dp, kBk, false);
+      for (int64_t r = 0; r < m; ++r) {
+        const int64_t i = i0 + r;
+        float* s = t.s + r * kBk;
+        float* dp = t.dp + r * kBk;
+        const float l = lse[i * bb.lse_si];
+        if (l == kNegInf) {  // a row that saw no key: P = 0, no gradient
+          for (int64_t c = 0; c < n; ++c) s[c] = dp[c] = 0.0f;
+          continue;
+        }
+        mask_row(pr, b, h, i, j0, n, s);
+        const float di = delta[i];
+        if (!dropout) {
+#pragma omp simd
+          for (int64_t c = 0; c < n; ++c) {
+            const float p = vm_exp(s[c] - l);
+            s[c] = p;
+            dp[c] = p * (dp[c] - di);
+          }
+        } else {
+          const uint64_t key = dropout_row_key(pr, b, h, i);
+          for (int64_t c = 0; c < n; ++c) {
+            const float p = vm_exp(s[c] - l);
+            const float z = dropout_keep(key, j0 + c, thr) ? keep_scale : 0.0f;
+            s[c] = p * z;                     // P~: what forward multiplied V by
+            dp[c] = p * (dp[c] * z - di);     // dS
+          }
+        }
+      }
+      // dV += P~^T dO and dK += dS^T (scale Q): A read transposed in place.
+      attn_tile::gemm(n, dpad, m, t.s, 1, kBk, t.dout, dpad, t.dv, dpad, true);
+      attn_tile::gemm(n, dpad, m, t.dp, 1, kBk, t.q, dpad, t.dk, dpad, true);
+      // dQ_part (unscaled) += dS K.
+      attn_tile::gemm(m, dpad, n, t.dp, kBk, 1, t.kr, dpad, dq + i0 * bb.dp, bb.dp, true);
+    }
+  }
+  store_rows(t.dk, dpad, n, D, dk, b, hk, j0);
+  store_rows(t.dv, dpad, n, D, dv, b, hk, j0);
+}
+
+}  // namespace
+
+void attention_backward_kv_tasks(const Problem& pr, const View4& q, const View4& k,
+                                 const View4& v, const View4& dout, const BackwardBuffers& bb,
+                                 const MutView4& dk, const MutView4& dv, int nt) {
+  const int64_t nkb = (pr.Lk + kBk - 1) / kBk;
+  const int64_t ntasks = pr.B * pr.Hkv * bb.nchunks;
+  std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    FlushDenormals ftz;
+    float* base = nullptr;
+    try {
+      base = thread_scratch(0).floats(BwdScratch::floats(pr.D));
+    } catch (const std::bad_alloc&) {
+      failed = true;
+    }
+    const BwdScratch t(base, pr.D);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntasks; ++task) {
+      if (!base) continue;
+      const int64_t chunk = task % bb.nchunks, bh = task / bb.nchunks;
+      const int64_t b = bh / pr.Hkv, hk = bh % pr.Hkv;
+      // Chunk c owns key blocks [c*nkb/nchunks, (c+1)*nkb/nchunks).
+      const int64_t kb0 = chunk * nkb / bb.nchunks, kb1 = (chunk + 1) * nkb / bb.nchunks;
+      for (int64_t kb = kb0; kb < kb1; ++kb) {
+        const int64_t j0 = kb * kBk, n = pr.Lk - j0 < kBk ? pr.Lk - j0 : kBk;
+        backward_key_block(pr, q, k, v, dout, bb, dk, dv, b, hk, chunk, j0, n, t);
+      }
+    }
+  }
+  if (failed) throw std::bad_alloc();
+}
+
+// delta[b, h, i] = sum_d dout[b, h, i, d] * out[b, h, i, d] (FlashAttention-2's D_i).
+void attention_delta(const Problem& pr, const View4& out, const View4& dout, float* delta,
+                     int nt) {
+  const int64_t rows = pr.B * pr.H * pr.Lq;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t i = row % pr.Lq, bh = row / pr.Lq, b = bh / pr.H, h = bh % pr.H;
+    const float* o = out.p + b * out.sb + h * out.sh + i * out.si;
+    const float* g = dout.p + b * dout.sb + h * dout.sh + i * dout.si;
+    float acc = 0.0f;
+    if (out.sd == 1 && dout.sd == 1) {
+#pragma omp simd reduction(+ : acc)
+      for (int64_t d = 0; d < pr.D; ++d) acc += o[d] * g[d];
+    } else {
+      for (int64_t d = 0; d < pr.D; ++d) acc += o[d * out.sd] * g[d * dout.sd];
+    }
+    delta[row] = acc;
+  }
+}
+
+NNF_REGISTER_PER_ISA(attn::backward_kv_stub, attention_backward_kv_tasks);
+NNF_REGISTER_PER_ISA(attn::delta_stub, attention_delta);
+
+}  // namespace NNF_ISA_NS
+}  // namespace nnf

@@ -1,0 +1,102 @@
+// Portable entry points of the attention family: stubs, thread counts, the backward's
+// scratch (delta and the dQ partial sums) and the final dQ reduction.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "common/checks.h"
+#include "common/threads.h"
+#include "cpu/attention/attention.h"
+
+namespace nnf {
+namespace attn {
+
+NNF_DEFINE_DISPATCH("attention", forward_stub);
+NNF_DEFINE_DISPATCH("attention", delta_stub);
+NNF_DEFINE_DISPATCH("attention", backward_kv_stub);
+
+namespace {
+
+double matmul_flops(const Problem& pr) {  // one Lq x Lk x D product, causal halved
+  const double f = 2.0 * double(pr.B) * double(pr.H) * double(pr.Lq) * double(pr.Lk) * double(pr.D);
+  return pr.causal ? 0.5 * f : f;
+}
+
+int threads_for_tasks(double flops, int64_t tasks) {
+  const int nt = threads_for(flops, 2.0e5);
+  return int(std::min<int64_t>(nt, std::max<int64_t>(tasks, 1)));
+}
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+using FloatPtr = std::unique_ptr<float[], FreeDeleter>;
+FloatPtr alloc_floats(int64_t n) {
+  const size_t bytes = (size_t(std::max<int64_t>(n, 1)) * sizeof(float) + 63) & ~size_t(63);
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!p) throw std::bad_alloc();
+  return FloatPtr(p);
+}
+
+// Key chunks per kv head in backward: enough (b, kv head, chunk) tasks to keep 8
+// threads busy when B x Hkv is small. A function of the shape only, never of the thread
+// count, because the dQ sums run over chunks in order.
+int64_t backward_chunks(const Problem& pr) {
+  const int64_t nkb = (pr.Lk + kBk - 1) / kBk;
+  const int64_t heads = pr.B * pr.Hkv;
+  const int64_t want = heads >= 8 ? 1 : (8 + heads - 1) / heads;
+  return std::max<int64_t>(1, std::min(want, nkb));
+}
+
+}  // namespace
+
+void forward(const Problem& pr, View4 q, View4 k, View4 v, MutView4 out, float* lse) {
+  if (pr.B == 0 || pr.H == 0 || pr.Lq == 0) return;
+  const int64_t ntasks = checked_mul(checked_mul(pr.B, pr.H, "attention tasks"),
+                                     (pr.Lq + kBq - 1) / kBq, "attention tasks");
+  const int nt = threads_for_tasks(2.0 * matmul_flops(pr) + double(pr.B * pr.H * pr.Lq * pr.D),
+                                   ntasks);
+  forward_stub.get()(pr, q, k, v, out, lse, ntasks, nt);
+}
+
+void backward(const Problem& pr, View4 q, View4 k, View4 v, View4 out, View4 dout,
+              const float* lse, int64_t lse_sb, int64_t lse_sh, int64_t lse_si, MutView4 dq,
+              MutView4 dk, MutView4 dv) {
+  if (pr.B == 0 || pr.H == 0) return;
+  const int64_t rows = checked_mul(checked_mul(pr.B, pr.H, "attention rows"), pr.Lq, "attention rows");
+  const int64_t dpad = (pr.D + 15) / 16 * 16;
+  const int64_t nchunks = pr.Lk == 0 ? 1 : backward_chunks(pr);
+  const int64_t part = checked_mul(rows, dpad, "attention dQ partials");
+  FloatPtr delta = alloc_floats(rows);
+  FloatPtr dq_part = alloc_floats(checked_mul(part, nchunks, "attention dQ partials"));
+  float* dqp = dq_part.get();
+
+  const int nt_rows = threads_for_tasks(double(rows) * double(pr.D) * 4.0, rows);
+  delta_stub.get()(pr, out, dout, delta.get(), nt_rows);
+#pragma omp parallel for num_threads(nt_rows) if (nt_rows > 1) schedule(static)
+  for (int64_t c = 0; c < nchunks; ++c) std::memset(dqp + c * part, 0, size_t(part) * sizeof(float));
+
+  if (pr.Lk > 0 && rows > 0) {
+    const BackwardBuffers bb{lse, lse_sb, lse_sh, lse_si, delta.get(), dqp, nchunks, dpad};
+    const int nt = threads_for_tasks(5.0 * matmul_flops(pr), pr.B * pr.Hkv * nchunks);
+    backward_kv_stub.get()(pr, q, k, v, dout, bb, dk, dv, nt);
+  }
+
+  // dq = scale * sum over chunks in chunk order (fixed: bitwise thread-independent).
+  const float scale = pr.scale;
+#pragma omp parallel for num_threads(nt_rows) if (nt_rows > 1) schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t i = row % pr.Lq, bh = row / pr.Lq, b = bh / pr.H, h = bh % pr.H;
+    float* o = dq.p + b * dq.sb + h * dq.sh + i * dq.si;
+    for (int64_t d = 0; d < pr.D; ++d) {
+      float acc = dqp[row * dpad + d];
+      for (int64_t c = 1; c < nchunks; ++c) acc += dqp[c * part + row * dpad + d];
+      o[d * dq.sd] = scale * acc;
+    }
+  }
+}
+
+}  // namespace attn
+}  // namespace nnf

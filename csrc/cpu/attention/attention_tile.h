@@ -1,0 +1,111 @@
+// Register-blocked tile GEMM for the attention kernels, one source for every ISA.
+//
+// Included only by *.per_isa.cpp files: GCC vector extensions of the ISA's width
+// (16 floats with the avx512 flags, 8 with avx2, 4 = SSE2 in generic) hold an
+// MR x (NV * W) block of C in registers, so each level gets an explicit micro-kernel
+// (BLIS-style: broadcast one A element, FMA against NV vectors of a B row) without
+// three hand-written copies. -std=gnu++17 contracts a*b+c into FMA where the flags
+// allow it. Register budget: avx512 6 x 4 zmm = 24 accumulators + 4 B + 1 broadcast
+// of 32; avx2 and SSE 6 x 2 = 12 + 2 + 1 of 16.
+//
+//   C (M x N) (+)= A (M x K) B (K x N)
+//   A element (i, p) at a[i*sar + p*sap]  (row-major: sar = lda, sap = 1; a transposed
+//                                           tile read in place: sar = 1, sap = lda)
+//   B row-major (ldb), C row-major (ldc); N a multiple of 16 (callers pad their tiles),
+//   so there are no masked tails. Every C element is one K-long chain of FMAs in
+//   p order: the result does not depend on M, N, the blocking or the thread.
+#pragma once
+#include <cstdint>
+
+namespace nnf {
+namespace NNF_ISA_NS {
+namespace attn_tile {
+
+#if NNF_ISA_LEVEL >= 2
+constexpr int kW = 16, kNV = 4, kMR = 6;
+#elif NNF_ISA_LEVEL == 1
+constexpr int kW = 8, kNV = 2, kMR = 6;
+#else
+constexpr int kW = 4, kNV = 2, kMR = 6;
+#endif
+constexpr int64_t kPad = 16;  // tile widths are multiples of this (>= every kW)
+
+typedef float vf __attribute__((vector_size(kW * sizeof(float)), aligned(4), may_alias));
+
+#define NNF_TILE_INLINE static inline __attribute__((always_inline))
+
+NNF_TILE_INLINE vf vload(const float* p) { return *reinterpret_cast<const vf*>(p); }
+NNF_TILE_INLINE void vstore(float* p, vf x) { *reinterpret_cast<vf*>(p) = x; }
+
+template <int MR, int NV>
+void ukr(int64_t K, const float* a, int64_t sar, int64_t sap, const float* b, int64_t ldb,
+         float* c, int64_t ldc, bool accumulate) {
+  vf acc[MR][NV];
+  if (accumulate) {
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = vload(c + r * ldc + v * kW);
+  } else {
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = vf{};
+  }
+  for (int64_t p = 0; p < K; ++p) {
+    vf bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = vload(b + p * ldb + v * kW);
+    const float* ap = a + p * sap;
+    for (int r = 0; r < MR; ++r) {
+      const vf ar = vf{} + ap[r * sar];
+      for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) vstore(c + r * ldc + v * kW, acc[r][v]);
+}
+
+using Ukr = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
+                     int64_t, bool);
+
+template <int MR>
+Ukr pick_nv(int nv) {
+  switch (nv) {
+    case 1: return &ukr<MR, 1>;
+#if NNF_ISA_LEVEL >= 2
+    case 2: return &ukr<MR, 2>;
+    case 3: return &ukr<MR, 3>;
+    case 4: return &ukr<MR, 4>;
+#else
+    case 2: return &ukr<MR, 2>;
+#endif
+    default: return nullptr;
+  }
+}
+
+inline Ukr pick(int mr, int nv) {
+  switch (mr) {
+    case 1: return pick_nv<1>(nv);
+    case 2: return pick_nv<2>(nv);
+    case 3: return pick_nv<3>(nv);
+    case 4: return pick_nv<4>(nv);
+    case 5: return pick_nv<5>(nv);
+    default: return pick_nv<6>(nv);
+  }
+}
+
+// Column panels outermost: one K x (NV*W) panel of B stays in L1 across all row blocks.
+inline void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t sar, int64_t sap,
+                 const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  constexpr int64_t nr = int64_t(kNV) * kW;
+  for (int64_t j0 = 0; j0 < N; j0 += nr) {
+    const int nv = int((N - j0 < nr ? N - j0 : nr) / kW);
+    const Ukr full = pick(kMR, nv);
+    int64_t i0 = 0;
+    for (; i0 + kMR <= M; i0 += kMR)
+      full(K, a + i0 * sar, sar, sap, b + j0, ldb, c + i0 * ldc + j0, ldc, accumulate);
+    if (i0 < M)
+      pick(int(M - i0), nv)(K, a + i0 * sar, sar, sap, b + j0, ldb, c + i0 * ldc + j0, ldc,
+                            accumulate);
+  }
+}
+
+}  // namespace attn_tile
+}  // namespace NNF_ISA_NS
+}  // namespace nnf
