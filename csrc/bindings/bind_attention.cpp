@@ -209,6 +209,20 @@ py::tuple attention_backward(const py::object& douto, const py::object& qo, cons
   return py::make_tuple(dq, dk, dv);
 }
 
+// Forward variant for benchmarks and cross-checks: attention_variant() -> current name,
+// attention_variant(name) sets it ("qk", "kq", "auto") and returns the previous one.
+std::string attention_variant(const py::object& name) {
+  const std::string before = attn::forward_variant();
+  if (!name.is_none()) {
+    try {
+      attn::set_forward_variant(name.cast<std::string>().c_str());
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }
+  return before;
+}
+
 void bind_attention(py::module_& m) {
   using namespace pybind11::literals;
   const py::none none;
@@ -218,6 +232,7 @@ void bind_attention(py::module_& m) {
   m.def("attention_backward", &attention_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a,
         py::kw_only(), "causal"_a = false, "scale"_a = none, "mask"_a = none, "dropout_p"_a = 0.0,
         "seed"_a = none);
+  m.def("attention_variant", &attention_variant, "name"_a = none);
 }
 
 static BindingRegistrar reg("attention", &bind_attention);

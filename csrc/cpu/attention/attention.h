@@ -61,11 +61,21 @@ void backward(const Problem& pr, View4 q, View4 k, View4 v, View4 out, View4 dou
               const float* lse, int64_t lse_sb, int64_t lse_sh, int64_t lse_si, MutView4 dq,
               MutView4 dk, MutView4 dv);
 
+// Forward variants, kept selectable for benchmarks and as a cross-check (STYLE 7):
+//   "qk" (1): S = Q K^T, K^T and V packed per (query block, key block)
+//   "kq" (2): S^T = K Q^T, K and (D % 16 == 0) V read in place; Q^T packed once per
+//             task. Default: measured faster on every bench shape.
+const char* forward_variant();
+void set_forward_variant(const char* name);  // throws std::invalid_argument
+
 // ---- per-ISA pieces (attention_fwd.per_isa.cpp / attention_bwd.per_isa.cpp) ----
 // One task = one (b, h, query block) of forward; tasks are independent.
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const View4&,
                               const MutView4&, float*, int64_t ntasks, int nt),
                      forward_stub);
+NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const View4&,
+                              const MutView4&, float*, int64_t ntasks, int nt),
+                     forward_kq_stub);
 // delta[b, h, i] = sum_d dout * out (contiguous (B, H, Lq)), rows split across threads.
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, float*, int nt),
                      delta_stub);

@@ -1,6 +1,9 @@
 // Portable entry points of the attention family: stubs, thread counts, the backward's
 // scratch (delta and the dQ partial sums) and the final dQ reduction.
 #include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <string>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -14,10 +17,13 @@ namespace nnf {
 namespace attn {
 
 NNF_DEFINE_DISPATCH("attention", forward_stub);
+NNF_DEFINE_DISPATCH("attention", forward_kq_stub);
 NNF_DEFINE_DISPATCH("attention", delta_stub);
 NNF_DEFINE_DISPATCH("attention", backward_kv_stub);
 
 namespace {
+
+std::atomic<int> g_variant{2};
 
 double matmul_flops(const Problem& pr) {  // one Lq x Lk x D product, causal halved
   const double f = 2.0 * double(pr.B) * double(pr.H) * double(pr.Lq) * double(pr.Lk) * double(pr.D);
@@ -52,13 +58,26 @@ int64_t backward_chunks(const Problem& pr) {
 
 }  // namespace
 
+const char* forward_variant() { return g_variant.load(std::memory_order_relaxed) == 1 ? "qk" : "kq"; }
+void set_forward_variant(const char* name) {
+  const std::string n(name);
+  if (n == "qk") {
+    g_variant = 1;
+  } else if (n == "kq" || n == "auto") {
+    g_variant = 2;
+  } else {
+    throw std::invalid_argument("attention variant must be 'qk', 'kq' or 'auto', got '" + n + "'");
+  }
+}
+
 void forward(const Problem& pr, View4 q, View4 k, View4 v, MutView4 out, float* lse) {
   if (pr.B == 0 || pr.H == 0 || pr.Lq == 0) return;
   const int64_t ntasks = checked_mul(checked_mul(pr.B, pr.H, "attention tasks"),
                                      (pr.Lq + kBq - 1) / kBq, "attention tasks");
   const int nt = threads_for_tasks(2.0 * matmul_flops(pr) + double(pr.B * pr.H * pr.Lq * pr.D),
                                    ntasks);
-  forward_stub.get()(pr, q, k, v, out, lse, ntasks, nt);
+  const auto fn = g_variant.load(std::memory_order_relaxed) == 1 ? forward_stub.get() : forward_kq_stub.get();
+  fn(pr, q, k, v, out, lse, ntasks, nt);
 }
 
 void backward(const Problem& pr, View4 q, View4 k, View4 v, View4 out, View4 dout,

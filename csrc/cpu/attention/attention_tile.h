@@ -6,7 +6,7 @@
 // (BLIS-style: broadcast one A element, FMA against NV vectors of a B row) without
 // three hand-written copies. -std=gnu++17 contracts a*b+c into FMA where the flags
 // allow it. Register budget: avx512 6 x 4 zmm = 24 accumulators + 4 B + 1 broadcast
-// of 32; avx2 and SSE 6 x 2 = 12 + 2 + 1 of 16.
+// of 32 (narrower tiles take more rows, see mr_for); avx2 and SSE 6 x 2 = 12 + 2 + 1 of 16.
 //
 //   C (M x N) (+)= A (M x K) B (K x N)
 //   A element (i, p) at a[i*sar + p*sap]  (row-major: sar = lda, sap = 1; a transposed
@@ -15,6 +15,8 @@
 //   so there are no masked tails. Every C element is one K-long chain of FMAs in
 //   p order: the result does not depend on M, N, the blocking or the thread.
 #pragma once
+#include <immintrin.h>
+
 #include <cstdint>
 
 namespace nnf {
@@ -22,11 +24,11 @@ namespace NNF_ISA_NS {
 namespace attn_tile {
 
 #if NNF_ISA_LEVEL >= 2
-constexpr int kW = 16, kNV = 4, kMR = 6;
+constexpr int kW = 16, kNV = 4;
 #elif NNF_ISA_LEVEL == 1
-constexpr int kW = 8, kNV = 2, kMR = 6;
+constexpr int kW = 8, kNV = 2;
 #else
-constexpr int kW = 4, kNV = 2, kMR = 6;
+constexpr int kW = 4, kNV = 2;
 #endif
 constexpr int64_t kPad = 16;  // tile widths are multiples of this (>= every kW)
 
@@ -36,6 +38,17 @@ typedef float vf __attribute__((vector_size(kW * sizeof(float)), aligned(4), may
 
 NNF_TILE_INLINE vf vload(const float* p) { return *reinterpret_cast<const vf*>(p); }
 NNF_TILE_INLINE void vstore(float* p, vf x) { *reinterpret_cast<vf*>(p) = x; }
+// A memory-operand broadcast (vbroadcastss m32): `vf{} + x` would add 0.0 first
+// (x = -0.0 makes that no identity), costing a scalar add per broadcast.
+NNF_TILE_INLINE vf vbcast(const float* p) {
+#if NNF_ISA_LEVEL >= 2
+  return (vf)_mm512_set1_ps(*p);
+#elif NNF_ISA_LEVEL == 1
+  return (vf)_mm256_set1_ps(*p);
+#else
+  return (vf)_mm_set1_ps(*p);
+#endif
+}
 
 template <int MR, int NV>
 void ukr(int64_t K, const float* a, int64_t sar, int64_t sap, const float* b, int64_t ldb,
@@ -53,7 +66,7 @@ void ukr(int64_t K, const float* a, int64_t sar, int64_t sap, const float* b, in
     for (int v = 0; v < NV; ++v) bv[v] = vload(b + p * ldb + v * kW);
     const float* ap = a + p * sap;
     for (int r = 0; r < MR; ++r) {
-      const vf ar = vf{} + ap[r * sar];
+      const vf ar = vbcast(ap + r * sar);
       for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
     }
   }
@@ -64,29 +77,32 @@ void ukr(int64_t K, const float* a, int64_t sar, int64_t sap, const float* b, in
 using Ukr = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
                      int64_t, bool);
 
-template <int MR>
-Ukr pick_nv(int nv) {
-  switch (nv) {
-    case 1: return &ukr<MR, 1>;
+// Rows per micro-tile for NV vectors per row: as many as the registers hold
+// (MR * NV accumulators + NV B vectors + 1 broadcast), so narrow tiles (D = 32,
+// a 16-query S^T) still keep enough independent FMA chains in flight.
 #if NNF_ISA_LEVEL >= 2
-    case 2: return &ukr<MR, 2>;
-    case 3: return &ukr<MR, 3>;
-    case 4: return &ukr<MR, 4>;
+constexpr int mr_for(int nv) { return nv >= 4 ? 6 : nv == 3 ? 8 : nv == 2 ? 12 : 16; }
 #else
-    case 2: return &ukr<MR, 2>;
+constexpr int mr_for(int nv) { return nv >= 2 ? 6 : 12; }
 #endif
-    default: return nullptr;
+
+template <int NV, int MR>
+Ukr pick_mr(int mr) {
+  if constexpr (MR == 1) {
+    return &ukr<1, NV>;
+  } else {
+    return mr >= MR ? &ukr<MR, NV> : pick_mr<NV, MR - 1>(mr);
   }
 }
 
 inline Ukr pick(int mr, int nv) {
-  switch (mr) {
-    case 1: return pick_nv<1>(nv);
-    case 2: return pick_nv<2>(nv);
-    case 3: return pick_nv<3>(nv);
-    case 4: return pick_nv<4>(nv);
-    case 5: return pick_nv<5>(nv);
-    default: return pick_nv<6>(nv);
+  switch (nv) {
+    case 1: return pick_mr<1, mr_for(1)>(mr);
+#if NNF_ISA_LEVEL >= 2
+    case 3: return pick_mr<3, mr_for(3)>(mr);
+    case 4: return pick_mr<4, mr_for(4)>(mr);
+#endif
+    default: return pick_mr<2, mr_for(2)>(mr);
   }
 }
 
@@ -96,9 +112,10 @@ inline void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t sar, i
   constexpr int64_t nr = int64_t(kNV) * kW;
   for (int64_t j0 = 0; j0 < N; j0 += nr) {
     const int nv = int((N - j0 < nr ? N - j0 : nr) / kW);
-    const Ukr full = pick(kMR, nv);
+    const int mr = mr_for(nv);
+    const Ukr full = pick(mr, nv);
     int64_t i0 = 0;
-    for (; i0 + kMR <= M; i0 += kMR)
+    for (; i0 + mr <= M; i0 += mr)
       full(K, a + i0 * sar, sar, sap, b + j0, ldb, c + i0 * ldc + j0, ldc, accumulate);
     if (i0 < M)
       pick(int(M - i0), nv)(K, a + i0 * sar, sar, sap, b + j0, ldb, c + i0 * ldc + j0, ldc,
