@@ -68,8 +68,10 @@ def check_case(rng, b, h, hkv, lq, lk, d, causal, mask_kind, scale=None):
     assert_close(lse, l64, l32, d, "lse")
     g64 = ref.backward(dout, q, k, v, **kw)
     g32 = ref.backward(dout, q, k, v, dtype=np.float32, **kw)
-    for name, got, w64, w32, n in zip(("dq", "dk", "dv"), (dq, dk, dv), g64, g32,
-                                      (lk + d, lq * h // hkv + d, lq * h // hkv)):
+    # Each gradient sums over keys (dq) or the group's queries (dk, dv) terms that carry
+    # P's own error: a D-long score dot and the Lk-long normaliser.
+    n = lq * h // hkv + lk + d
+    for name, got, w64, w32 in zip(("dq", "dk", "dv"), (dq, dk, dv), g64, g32):
         assert got.shape == w64.shape, name
         assert_close(got, w64, w32, n, name)
 
@@ -92,6 +94,25 @@ CASES = [
     *c[:6], "c" if c[6] else "", c[7] or ""))
 def test_forward_backward_against_float64(isa, rng, case):
     check_case(rng, *case)
+
+
+@pytest.fixture
+def variant_qk():
+    """Forward variant 1 (S = Q K^T, packed K^T) instead of the default kq."""
+    before = nnforge._core.attention_variant("qk")
+    yield
+    nnforge._core.attention_variant(before)
+
+
+@pytest.mark.parametrize("case", CASES[1:6], ids=lambda c: "Lq{}Lk{}D{}".format(*c[3:6]))
+def test_forward_variant_qk(variant_qk, rng, case):
+    check_case(rng, *case)
+
+
+def test_variant_names():
+    assert nnforge._core.attention_variant() == "kq"
+    with pytest.raises(ValueError, match="variant"):
+        nnforge._core.attention_variant("fast")
 
 
 def test_long_sequence_every_isa(isa, rng):

@@ -95,8 +95,18 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
       const int64_t m = pr.Lq - i0 < kBq ? pr.Lq - i0 : kBq;
       pack_rows(q, b, h, i0, m, D, pr.scale, t.q, dpad);
       pack_rows(dout, b, h, i0, m, D, 1.0f, t.dout, dpad);
-      attn_tile::gemm(m, np, D, t.q, dpad, 1, t.kt, kBk, t.s, kBk, false);
-      attn_tile::gemm(m, np, D, t.dout, dpad, 1, t.vt, kBk, t.dp, kBk, false);
+      // Causal band (row r = query i0 + r, column / k index c = key j0 + c): key c is
+      // visible to r iff c <= r + shift. Hidden scores are skipped in the tile GEMMs
+      // (left unwritten, then masked to P = 0) and their zero terms not summed.
+      attn_tile::Band qrow, qk, krow;  // S and dP columns; dQ's k; dV and dK's k
+      if (pr.causal) {
+        const int64_t shift = i0 + (pr.Lk - pr.Lq) - j0;
+        qrow.col_hi = shift + 1;
+        qk.k_hi = shift + 1;
+        krow.k_lo = -shift;
+      }
+      attn_tile::gemm_band(m, np, D, t.q, dpad, 1, t.kt, kBk, t.s, kBk, false, qrow);
+      attn_tile::gemm_band(m, np, D, t.dout, dpad, 1, t.vt, kBk, t.dp, kBk, false, qrow);
       for (int64_t r = 0; r < m; ++r) {
         const int64_t i = i0 + r;
         float* s = t.s + r * kBk;
@@ -113,7 +123,7 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
           for (int64_t c = 0; c < n; ++c) {
             const float p = vm_exp(s[c] - l);
             s[c] = p;
-            dp[c] = p * (dp[c] - di);
+            dp[c] = p > 0.0f ? p * (dp[c] - di) : 0.0f;  // dp may be unwritten where p = 0
           }
         } else {
           const uint64_t key = dropout_row_key(pr, b, h, i);
@@ -121,15 +131,16 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
             const float p = vm_exp(s[c] - l);
             const float z = dropout_keep(key, j0 + c, thr) ? keep_scale : 0.0f;
             s[c] = p * z;                     // P~: what forward multiplied V by
-            dp[c] = p * (dp[c] * z - di);     // dS
+            dp[c] = p > 0.0f ? p * (dp[c] * z - di) : 0.0f;  // dS
           }
         }
       }
       // dV += P~^T dO and dK += dS^T (scale Q): A read transposed in place.
-      attn_tile::gemm(n, dpad, m, t.s, 1, kBk, t.dout, dpad, t.dv, dpad, true);
-      attn_tile::gemm(n, dpad, m, t.dp, 1, kBk, t.q, dpad, t.dk, dpad, true);
+      attn_tile::gemm_band(n, dpad, m, t.s, 1, kBk, t.dout, dpad, t.dv, dpad, true, krow);
+      attn_tile::gemm_band(n, dpad, m, t.dp, 1, kBk, t.q, dpad, t.dk, dpad, true, krow);
       // dQ_part (unscaled) += dS K.
-      attn_tile::gemm(m, dpad, n, t.dp, kBk, 1, t.kr, dpad, dq + i0 * bb.dp, bb.dp, true);
+      attn_tile::gemm_band(m, dpad, n, t.dp, kBk, 1, t.kr, dpad, dq + i0 * bb.dp, bb.dp, true,
+                           qk);
     }
   }
   store_rows(t.dk, dpad, n, D, dk, b, hk, j0);

@@ -213,7 +213,15 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
   for (int64_t j0 = 0; j0 < kend; j0 += kBk) {
     const int64_t n = kend - j0 < kBk ? kend - j0 : kBk;
     // S^T (n x mp) = K[j0 : j0 + n] Q^T, K element (c, d) read in place.
-    attn_tile::gemm(n, mp, D, kbase + j0 * k.si, k.si, k.sd, t.qt, kBq, t.st, kBq, false);
+    // Causal: key c is hidden from queries r < c + (j0 - off - i0); those columns of
+    // whole 16-query groups are skipped here and set to -inf by mask_tile_t.
+    attn_tile::Band sband, pband;
+    if (pr.causal) {
+      sband.col_lo = j0 - (pr.Lk - pr.Lq) - i0;
+      pband.k_hi = i0 + (pr.Lk - pr.Lq) - j0 + 1;
+    }
+    attn_tile::gemm_band(n, mp, D, kbase + j0 * k.si, k.si, k.sd, t.qt, kBq, t.st, kBq, false,
+                         sband);
     mask_tile_t(pr, b, h, i0, m, j0, n, t.st);
 
     float* mx = t.alpha;  // the column max, then alpha
@@ -262,12 +270,13 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
       for (int64_t d = 0; d < dp; ++d) o[d] *= a;
     }
     // O (m x dp) += P V, P element (r, c) = S^T[c, r].
+    // Keys beyond a query's causal limit have P = 0: their k terms are skipped.
     if (v_in_place) {
-      attn_tile::gemm(m, dp, n, t.st, 1, kBq, v.p + b * v.sb + hk * v.sh + j0 * v.si, v.si, t.o,
-                      dp, true);
+      attn_tile::gemm_band(m, dp, n, t.st, 1, kBq, v.p + b * v.sb + hk * v.sh + j0 * v.si, v.si,
+                           t.o, dp, true, pband);
     } else {
       pack_rows(v, b, hk, j0, n, D, 1.0f, t.v, dp);
-      attn_tile::gemm(m, dp, n, t.st, 1, kBq, t.v, dp, t.o, dp, true);
+      attn_tile::gemm_band(m, dp, n, t.st, 1, kBq, t.v, dp, t.o, dp, true, pband);
     }
   }
 

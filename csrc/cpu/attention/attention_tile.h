@@ -123,6 +123,42 @@ inline void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t sar, i
   }
 }
 
+// Causal band: which part of each row block (rows [i, i + mr)) can be non-zero.
+// Row i's columns are [i + col_lo, i + col_hi) and its k range [i + k_lo, i + k_hi),
+// each clipped to the tile (use kNoClip for no limit). Columns are widened to the
+// 16-float tile grid; columns outside a row block's range are NOT written (callers mask
+// them afterwards), k terms outside the range are known zeros and skipped.
+constexpr int64_t kNoClip = int64_t(1) << 40;
+struct Band {
+  int64_t col_lo = -kNoClip, col_hi = kNoClip, k_lo = -kNoClip, k_hi = kNoClip;
+};
+
+inline int64_t clip(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+inline void gemm_band(int64_t M, int64_t N, int64_t K, const float* a, int64_t sar, int64_t sap,
+                      const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate,
+                      const Band& band) {
+  constexpr int64_t nr = int64_t(kNV) * kW;
+  for (int64_t j0 = 0; j0 < N; j0 += nr) {
+    const int64_t jend = N - j0 < nr ? N : j0 + nr;
+    const int mr_full = mr_for(int((jend - j0) / kW));
+    for (int64_t i0 = 0; i0 < M; i0 += mr_full) {
+      const int mr = int(M - i0 < mr_full ? M - i0 : mr_full);
+      // Columns any row of the block may need, on the 16-float grid, within this panel.
+      int64_t lo = clip(i0 + band.col_lo, 0, N) / kPad * kPad;
+      int64_t hi = (clip(i0 + mr + band.col_hi - 1, 0, N) + kPad - 1) / kPad * kPad;
+      lo = lo < j0 ? j0 : lo;
+      hi = hi > jend ? jend : hi;
+      if (lo >= hi) continue;
+      const int64_t k0 = clip(i0 + band.k_lo, 0, K);
+      int64_t k1 = clip(i0 + mr - 1 + band.k_hi, 0, K);
+      if (k1 < k0) k1 = k0;
+      pick(mr, int((hi - lo) / kW))(k1 - k0, a + i0 * sar + k0 * sap, sar, sap, b + k0 * ldb + lo,
+                                    ldb, c + i0 * ldc + lo, ldc, accumulate);
+    }
+  }
+}
+
 }  // namespace attn_tile
 }  // namespace NNF_ISA_NS
 }  // namespace nnf
