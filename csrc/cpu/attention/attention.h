@@ -80,8 +80,8 @@ NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const 
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, float*, int nt),
                      delta_stub);
 // One task = one (b, kv head, key chunk): dK, dV of the chunk's keys written, and
-// dQ contributions of those keys accumulated into dq_part[chunk] ((B, H, Lq, Dp) each,
-// zeroed by the caller).
+// dQ contributions of those keys written into dq_part[chunk] ((B, H, Lq, Dp) each; every
+// chunk owns at least one key block, so every partial is fully written).
 struct BackwardBuffers {
   const float* lse;
   int64_t lse_sb, lse_sh, lse_si;
@@ -93,6 +93,9 @@ NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const 
                               const View4&, const BackwardBuffers&, const MutView4&,
                               const MutView4&, int nt),
                      backward_kv_stub);
+// dq = scale * the chunk partials summed in chunk order; rows split across threads.
+NNF_DECLARE_DISPATCH(void (*)(const Problem&, const BackwardBuffers&, const MutView4&, int nt),
+                     dq_reduce_stub);
 
 }  // namespace attn
 }  // namespace nnf

@@ -71,7 +71,7 @@ void store_rows(const float* src, int64_t ld, int64_t n, int64_t D, const MutVie
 void backward_key_block(const Problem& pr, const View4& q, const View4& k, const View4& v,
                         const View4& dout, const BackwardBuffers& bb, const MutView4& dk,
                         const MutView4& dv, int64_t b, int64_t hk, int64_t chunk, int64_t j0,
-                        int64_t n, const BwdScratch& t) {
+                        int64_t n, bool first, const BwdScratch& t) {
   const int64_t D = pr.D, dpad = round_up(D, 16), np = round_up(n, 16);
   const int64_t group = pr.H / pr.Hkv;
   const bool dropout = pr.dropout_p > 0.0f;
@@ -91,7 +91,12 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
     const float* lse = bb.lse + b * bb.lse_sb + h * bb.lse_sh;
     const float* delta = bb.delta + (b * pr.H + h) * pr.Lq;
     float* dq = bb.dq_part + ((chunk * pr.B + b) * pr.H + h) * pr.Lq * bb.dp;
-    for (int64_t i0 = qstart / kBq * kBq; i0 < pr.Lq; i0 += kBq) {
+    // The chunk's first key block writes its dQ partial rows (later blocks add to them);
+    // rows before it that no key of the chunk reaches (causal) are zeroed here.
+    const int64_t ifirst = qstart / kBq * kBq;
+    if (first)
+      for (int64_t x = 0; x < ifirst * bb.dp; ++x) dq[x] = 0.0f;
+    for (int64_t i0 = ifirst; i0 < pr.Lq; i0 += kBq) {
       const int64_t m = pr.Lq - i0 < kBq ? pr.Lq - i0 : kBq;
       pack_rows(q, b, h, i0, m, D, pr.scale, t.q, dpad);
       pack_rows(dout, b, h, i0, m, D, 1.0f, t.dout, dpad);
@@ -139,7 +144,7 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
       attn_tile::gemm_band(n, dpad, m, t.s, 1, kBk, t.dout, dpad, t.dv, dpad, true, krow);
       attn_tile::gemm_band(n, dpad, m, t.dp, 1, kBk, t.q, dpad, t.dk, dpad, true, krow);
       // dQ_part (unscaled) += dS K.
-      attn_tile::gemm_band(m, dpad, n, t.dp, kBk, 1, t.kr, dpad, dq + i0 * bb.dp, bb.dp, true,
+      attn_tile::gemm_band(m, dpad, n, t.dp, kBk, 1, t.kr, dpad, dq + i0 * bb.dp, bb.dp, !first,
                            qk);
     }
   }
@@ -174,7 +179,7 @@ void attention_backward_kv_tasks(const Problem& pr, const View4& q, const View4&
       const int64_t kb0 = chunk * nkb / bb.nchunks, kb1 = (chunk + 1) * nkb / bb.nchunks;
       for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t j0 = kb * kBk, n = pr.Lk - j0 < kBk ? pr.Lk - j0 : kBk;
-        backward_key_block(pr, q, k, v, dout, bb, dk, dv, b, hk, chunk, j0, n, t);
+        backward_key_block(pr, q, k, v, dout, bb, dk, dv, b, hk, chunk, j0, n, kb == kb0, t);
       }
     }
   }
@@ -184,25 +189,58 @@ void attention_backward_kv_tasks(const Problem& pr, const View4& q, const View4&
 // delta[b, h, i] = sum_d dout[b, h, i, d] * out[b, h, i, d] (FlashAttention-2's D_i).
 void attention_delta(const Problem& pr, const View4& out, const View4& dout, float* delta,
                      int nt) {
-  const int64_t rows = pr.B * pr.H * pr.Lq;
+  const int64_t heads = pr.B * pr.H, D = pr.D;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t i = row % pr.Lq, bh = row / pr.Lq, b = bh / pr.H, h = bh % pr.H;
-    const float* o = out.p + b * out.sb + h * out.sh + i * out.si;
-    const float* g = dout.p + b * dout.sb + h * dout.sh + i * dout.si;
-    float acc = 0.0f;
-    if (out.sd == 1 && dout.sd == 1) {
+  for (int64_t bh = 0; bh < heads; ++bh) {
+    const int64_t b = bh / pr.H, h = bh % pr.H;
+    const float* o = out.p + b * out.sb + h * out.sh;
+    const float* g = dout.p + b * dout.sb + h * dout.sh;
+    float* dst = delta + bh * pr.Lq;
+    for (int64_t i = 0; i < pr.Lq; ++i) {
+      const float* oi = o + i * out.si;
+      const float* gi = g + i * dout.si;
+      float acc = 0.0f;
+      if (out.sd == 1 && dout.sd == 1) {
 #pragma omp simd reduction(+ : acc)
-      for (int64_t d = 0; d < pr.D; ++d) acc += o[d] * g[d];
-    } else {
-      for (int64_t d = 0; d < pr.D; ++d) acc += o[d * out.sd] * g[d * dout.sd];
+        for (int64_t d = 0; d < D; ++d) acc += oi[d] * gi[d];
+      } else {
+        for (int64_t d = 0; d < D; ++d) acc += oi[d * out.sd] * gi[d * dout.sd];
+      }
+      dst[i] = acc;
     }
-    delta[row] = acc;
+  }
+}
+
+// dq[b, h, i, :] = scale * sum over chunks c (in order) of dq_part[c, b, h, i, :D].
+void attention_dq_reduce(const Problem& pr, const attn::BackwardBuffers& bb, const MutView4& dq,
+                         int nt) {
+  const int64_t heads = pr.B * pr.H, D = pr.D, dpad = bb.dp;
+  const int64_t part = heads * pr.Lq * dpad;
+  const float scale = pr.scale;
+  const float* src = bb.dq_part;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+  for (int64_t bh = 0; bh < heads; ++bh) {
+    const int64_t b = bh / pr.H, h = bh % pr.H;
+    for (int64_t i = 0; i < pr.Lq; ++i) {
+      const float* x = src + (bh * pr.Lq + i) * dpad;
+      float* o = dq.p + b * dq.sb + h * dq.sh + i * dq.si;
+      if (bb.nchunks == 1 && dq.sd == 1) {
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) o[d] = scale * x[d];
+        continue;
+      }
+      for (int64_t d = 0; d < D; ++d) {
+        float acc = x[d];
+        for (int64_t c = 1; c < bb.nchunks; ++c) acc += x[c * part + d];
+        o[d * dq.sd] = scale * acc;
+      }
+    }
   }
 }
 
 NNF_REGISTER_PER_ISA(attn::backward_kv_stub, attention_backward_kv_tasks);
 NNF_REGISTER_PER_ISA(attn::delta_stub, attention_delta);
+NNF_REGISTER_PER_ISA(attn::dq_reduce_stub, attention_dq_reduce);
 
 }  // namespace NNF_ISA_NS
 }  // namespace nnf

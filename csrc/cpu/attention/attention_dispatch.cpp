@@ -9,6 +9,7 @@
 #include <memory>
 #include <new>
 
+#include "common/aligned_buffer.h"
 #include "common/checks.h"
 #include "common/threads.h"
 #include "cpu/attention/attention.h"
@@ -20,6 +21,7 @@ NNF_DEFINE_DISPATCH("attention", forward_stub);
 NNF_DEFINE_DISPATCH("attention", forward_kq_stub);
 NNF_DEFINE_DISPATCH("attention", delta_stub);
 NNF_DEFINE_DISPATCH("attention", backward_kv_stub);
+NNF_DEFINE_DISPATCH("attention", dq_reduce_stub);
 
 namespace {
 
@@ -33,17 +35,6 @@ double matmul_flops(const Problem& pr) {  // one Lq x Lk x D product, causal hal
 int threads_for_tasks(double flops, int64_t tasks) {
   const int nt = threads_for(flops, 2.0e5);
   return int(std::min<int64_t>(nt, std::max<int64_t>(tasks, 1)));
-}
-
-struct FreeDeleter {
-  void operator()(float* p) const { std::free(p); }
-};
-using FloatPtr = std::unique_ptr<float[], FreeDeleter>;
-FloatPtr alloc_floats(int64_t n) {
-  const size_t bytes = (size_t(std::max<int64_t>(n, 1)) * sizeof(float) + 63) & ~size_t(63);
-  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!p) throw std::bad_alloc();
-  return FloatPtr(p);
 }
 
 // Key chunks per kv head in backward: enough (b, kv head, chunk) tasks to keep 8
@@ -88,33 +79,22 @@ void backward(const Problem& pr, View4 q, View4 k, View4 v, View4 out, View4 dou
   const int64_t dpad = (pr.D + 15) / 16 * 16;
   const int64_t nchunks = pr.Lk == 0 ? 1 : backward_chunks(pr);
   const int64_t part = checked_mul(rows, dpad, "attention dQ partials");
-  FloatPtr delta = alloc_floats(rows);
-  FloatPtr dq_part = alloc_floats(checked_mul(part, nchunks, "attention dQ partials"));
-  float* dqp = dq_part.get();
+  // The calling thread's grow-only scratch (slots 1, 2: OpenMP thread 0 is this thread
+  // and uses slot 0 for its tiles): repeated calls, as in training, fault in no pages.
+  float* delta = thread_scratch(1).floats(size_t(rows));
+  float* dqp = thread_scratch(2).floats(size_t(checked_mul(part, nchunks, "attention dQ partials")));
 
-  const int nt_rows = threads_for_tasks(double(rows) * double(pr.D) * 4.0, rows);
-  delta_stub.get()(pr, out, dout, delta.get(), nt_rows);
-#pragma omp parallel for num_threads(nt_rows) if (nt_rows > 1) schedule(static)
-  for (int64_t c = 0; c < nchunks; ++c) std::memset(dqp + c * part, 0, size_t(part) * sizeof(float));
+  const int nt_rows = threads_for_tasks(double(rows) * double(pr.D) * 4.0, pr.B * pr.H);
+  delta_stub.get()(pr, out, dout, delta, nt_rows);
+  if (pr.Lk == 0) std::memset(dqp, 0, size_t(part) * sizeof(float));  // no task runs
 
+  const BackwardBuffers bb{lse, lse_sb, lse_sh, lse_si, delta, dqp, nchunks, dpad};
   if (pr.Lk > 0 && rows > 0) {
-    const BackwardBuffers bb{lse, lse_sb, lse_sh, lse_si, delta.get(), dqp, nchunks, dpad};
     const int nt = threads_for_tasks(5.0 * matmul_flops(pr), pr.B * pr.Hkv * nchunks);
     backward_kv_stub.get()(pr, q, k, v, dout, bb, dk, dv, nt);
   }
-
-  // dq = scale * sum over chunks in chunk order (fixed: bitwise thread-independent).
-  const float scale = pr.scale;
-#pragma omp parallel for num_threads(nt_rows) if (nt_rows > 1) schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t i = row % pr.Lq, bh = row / pr.Lq, b = bh / pr.H, h = bh % pr.H;
-    float* o = dq.p + b * dq.sb + h * dq.sh + i * dq.si;
-    for (int64_t d = 0; d < pr.D; ++d) {
-      float acc = dqp[row * dpad + d];
-      for (int64_t c = 1; c < nchunks; ++c) acc += dqp[c * part + row * dpad + d];
-      o[d * dq.sd] = scale * acc;
-    }
-  }
+  const int nt_heads = threads_for_tasks(double(rows) * double(pr.D) * 2.0, pr.B * pr.H);
+  dq_reduce_stub.get()(pr, bb, dq, nt_heads);
 }
 
 }  // namespace attn

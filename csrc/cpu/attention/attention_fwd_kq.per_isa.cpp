@@ -194,15 +194,8 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
   const bool v_in_place = v.sd == 1 && D % 16 == 0;
 
   // Q^T (D x mp), scaled; columns [m, mp) zero.
-  {
-    const View4 qs = q;
-    for (int64_t d = 0; d < D; ++d)
-      for (int64_t r = m; r < mp; ++r) t.qt[d * kBq + r] = 0.0f;
-    for (int64_t r = 0; r < m; ++r) {
-      const float* src = qs.p + b * qs.sb + h * qs.sh + (i0 + r) * qs.si;
-      for (int64_t d = 0; d < D; ++d) t.qt[d * kBq + r] = pr.scale * src[d * qs.sd];
-    }
-  }
+  pack_cols(q, b, h, i0, m, D, t.qt, kBq);
+  for (int64_t x = 0; x < D * kBq; ++x) t.qt[x] *= pr.scale;
   for (int64_t r = 0; r < m; ++r) {
     t.m[r] = kNegInf;
     t.l[r] = 0.0f;

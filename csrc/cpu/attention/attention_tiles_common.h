@@ -73,19 +73,18 @@ inline void pack_rows(const View4& x, int64_t b, int64_t h, int64_t i0, int64_t 
 }
 
 // Transposed: dst[d*ld + c] = x[b, h, j0 + c, d] for c < n, zero for c in [n, ld), d < D.
-// Done in 8-key groups so each source row is read once and the writes stay in a few lines.
+// d outermost: each destination row is written contiguously (the strided reads run
+// through the hardware prefetcher; strided scalar stores were twice as slow).
 inline void pack_cols(const View4& x, int64_t b, int64_t h, int64_t j0, int64_t n, int64_t D,
                       float* dst, int64_t ld) {
   const int64_t npad = round_up(n, 16);
-  for (int64_t d = 0; d < D; ++d)
-    for (int64_t c = n; c < npad; ++c) dst[d * ld + c] = 0.0f;
-  for (int64_t c = 0; c < n; ++c) {
-    const float* src = x.p + b * x.sb + h * x.sh + (j0 + c) * x.si;
-    if (x.sd == 1) {
-      for (int64_t d = 0; d < D; ++d) dst[d * ld + c] = src[d];
-    } else {
-      for (int64_t d = 0; d < D; ++d) dst[d * ld + c] = src[d * x.sd];
-    }
+  const float* src = x.p + b * x.sb + h * x.sh + j0 * x.si;
+  for (int64_t d = 0; d < D; ++d) {
+    float* o = dst + d * ld;
+    const float* s = src + d * x.sd;
+#pragma omp simd
+    for (int64_t c = 0; c < n; ++c) o[c] = s[c * x.si];
+    for (int64_t c = n; c < npad; ++c) o[c] = 0.0f;
   }
 }
 
