@@ -124,11 +124,15 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
         mask_row(pr, b, h, i, j0, n, s);
         const float di = delta[i];
         if (!dropout) {
-#pragma omp simd
-          for (int64_t c = 0; c < n; ++c) {
-            const float p = vm_exp(s[c] - l);
-            s[c] = p;
-            dp[c] = p > 0.0f ? p * (dp[c] - di) : 0.0f;  // dp may be unwritten where p = 0
+          // Whole vectors up to np: columns past n are scratch no GEMM reads.
+          using attn_tile::vf;
+          const vf lv = vf{} + l, dv_ = vf{} + di;
+          for (int64_t c = 0; c < np; c += attn_tile::kW) {
+            const vf p = attn_tile::vexp(attn_tile::vload(s + c) - lv);
+            attn_tile::vstore(s + c, p);
+            // dp may be unwritten (causal band) where p = 0
+            const vf g = p * (attn_tile::vload(dp + c) - dv_);
+            attn_tile::vstore(dp + c, p > 0.0f ? g : vf{});
           }
         } else {
           const uint64_t key = dropout_row_key(pr, b, h, i);

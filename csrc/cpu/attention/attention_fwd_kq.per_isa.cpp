@@ -196,9 +196,10 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
   // Q^T (D x mp), scaled; columns [m, mp) zero.
   pack_cols(q, b, h, i0, m, D, t.qt, kBq);
   for (int64_t x = 0; x < D * kBq; ++x) t.qt[x] *= pr.scale;
-  for (int64_t r = 0; r < m; ++r) {
+  for (int64_t r = 0; r < mp; ++r) {  // padding lanes too: the exp loop reads them
     t.m[r] = kNegInf;
     t.l[r] = 0.0f;
+    t.msafe[r] = 0.0f;
   }
   for (int64_t x = 0; x < m * dp; ++x) t.o[x] = 0.0f;
   const float* kbase = k.p + b * k.sb + hk * k.sh;
@@ -237,13 +238,13 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
     float* lsum = t.l;
 #pragma omp simd
     for (int64_t r = 0; r < m; ++r) lsum[r] *= t.alpha[r];
+    // Whole vectors over the padded query range [0, mp): lanes past m are scratch.
     for (int64_t c = 0; c < n; ++c) {
       float* row = t.st + c * kBq;
-#pragma omp simd
-      for (int64_t r = 0; r < m; ++r) {
-        const float p = vm_exp(row[r] - t.msafe[r]);
-        row[r] = p;
-        lsum[r] += p;
+      for (int64_t r = 0; r < mp; r += attn_tile::kW) {
+        const attn_tile::vf p = attn_tile::vexp(attn_tile::vload(row + r) - attn_tile::vload(t.msafe + r));
+        attn_tile::vstore(row + r, p);
+        attn_tile::vstore(lsum + r, attn_tile::vload(lsum + r) + p);
       }
     }
     if (dropout) {  // l keeps the undropped sum: dropout acts on normalised weights

@@ -159,6 +159,46 @@ inline void gemm_band(int64_t M, int64_t N, int64_t K, const float* a, int64_t s
   }
 }
 
+// exp on a whole vector (softmax tiles): Cephes' expf reduction and polynomial (as
+// nn/vmath.h's vm_exp, ~1-2 ulp), but the 2^n scaling is one vscalefps with AVX-512,
+// which also flushes arguments below -104 (masked scores, -inf) to exactly 0, so
+// no clamp/select pair is needed there. Other levels fall back to the same maths with
+// the exponent built in the bits.
+NNF_TILE_INLINE vf vexp(vf x) {
+  const vf lo = vf{} + -104.0f, hi = vf{} + 88.0f;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+#if NNF_ISA_LEVEL >= 2
+  // maskz forms: GCC 12's unmasked ones read an undefined source (-Wmaybe-uninitialized).
+  const vf n = (vf)_mm512_maskz_roundscale_ps(0xFFFF, (__m512)(x * 1.44269504088896341f),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+  const vf magic = vf{} + 12582912.0f;
+  const vf n = (x * 1.44269504088896341f + magic) - magic;
+#endif
+  vf r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vf p = vf{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+#if NNF_ISA_LEVEL >= 2
+  return (vf)_mm512_maskz_scalef_ps(0xFFFF, (__m512)p, (__m512)n);
+#else
+  typedef int32_t vi __attribute__((vector_size(kW * sizeof(int32_t))));
+  const vi ni = __builtin_convertvector(n, vi);
+  // Below 2^-126 the exponent field would wrap: those results are flushed to 0.
+  const vi bits = (ni + 127) << 23;
+  vf scale;
+  __builtin_memcpy(&scale, &bits, sizeof scale);
+  const vf res = p * scale;
+  return ni < -126 ? vf{} : res;
+#endif
+}
+
 }  // namespace attn_tile
 }  // namespace NNF_ISA_NS
 }  // namespace nnf
