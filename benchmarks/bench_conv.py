@@ -1,7 +1,7 @@
 """pytest-benchmark: nnforge.ops.conv2d forward and forward+backward vs PyTorch (if importable),
 one group per (shape, pass); shapes from nnforge.bench.conv.CASES.
 
-    PYTHONPATH=python /work/venv/bin/python -m pytest benchmarks/bench_conv.py --benchmark-only
+    PYTHONPATH=python python -m pytest benchmarks/bench_conv.py --benchmark-only
 """
 from __future__ import annotations
 

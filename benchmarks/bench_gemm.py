@@ -1,6 +1,6 @@
 """pytest-benchmark: nnforge.ops.matmul vs NumPy (and PyTorch if importable), one group per shape.
 
-    PYTHONPATH=python /work/venv/bin/python -m pytest benchmarks/bench_gemm.py --benchmark-only
+    PYTHONPATH=python python -m pytest benchmarks/bench_gemm.py --benchmark-only
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import nnforge.ops as ops
 from nnforge.bench._timing import torch_or_none
-from nnforge.bench.gemm import MLP, SQUARE, _operands
+from nnforge.bench.gemm import MLP, SQUARE, _operands, flops
 
 torch = torch_or_none()
 CASES = [(f"{s}^3", s, s, s, False, False) for s in SQUARE] + [
@@ -22,7 +22,7 @@ PEERS = ["nnforge", "numpy"] + (["torch"] if torch is not None else [])
 def test_gemm(benchmark, case, peer):
     name, m, k, n, ta, tb = case
     benchmark.group = f"gemm {name}"
-    benchmark.extra_info["gflop"] = 2.0 * m * n * k / 1e9
+    benchmark.extra_info["gflop"] = flops(m, k, n) / 1e9
     a, b = _operands(np.random.default_rng(0), m, k, n, ta, tb)
     out = np.empty((m, n), np.float32)
     if peer == "nnforge":

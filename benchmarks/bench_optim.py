@@ -1,6 +1,6 @@
 """pytest-benchmark: fused optimizer steps vs torch.optim fused / foreach, one group per optimizer and layout.
 
-    PYTHONPATH=python /work/venv/bin/python -m pytest benchmarks/bench_optim.py --benchmark-only
+    PYTHONPATH=python python -m pytest benchmarks/bench_optim.py --benchmark-only
 
 extra_info["gb"] is the bytes one step moves (AdamW 28 B/param, SGD momentum and
 Adagrad 20 B/param), so GB/s = gb / mean time.

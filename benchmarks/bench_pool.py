@@ -1,7 +1,7 @@
 """pytest-benchmark: nnforge.ops.max_pool2d (with indices) forward and backward vs PyTorch
 (if importable), one group per (shape, pass): the two pools of the CNN training case.
 
-    PYTHONPATH=python /work/venv/bin/python -m pytest benchmarks/bench_pool.py --benchmark-only
+    PYTHONPATH=python python -m pytest benchmarks/bench_pool.py --benchmark-only
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import nnforge.ops as ops
+from nnforge import registry
 from nnforge.bench._timing import torch_or_none
 
 torch = torch_or_none()
@@ -17,10 +18,9 @@ SHAPES = [(64, 32, 28, 28), (64, 64, 14, 14)]  # conv32 and conv64 outputs, 2x2 
 
 
 def _bytes(shape):
+    """fwd: read x, write y (4 B) and indices (8 B); bwd: read dy and indices, write dx: the same total."""
     n, c, h, w = shape
-    out = n * c * (h // 2) * (w // 2)
-    # fwd: read x, write y (4 B) and indices (8 B); bwd: read dy and indices, write dx: the same total
-    return 4 * n * c * h * w + 12 * out
+    return registry.bytes("max_pool2d", {"n": n, "c": c, "h": h, "w": w, "kernel_size": 2})
 
 
 def _fns(shape, peer):

@@ -1,7 +1,7 @@
 """pytest-benchmark: a tenth of a training epoch of each case in
 nnforge.bench.train.CASES, nnforge vs PyTorch (if importable), one group per case.
 
-    PYTHONPATH=python /work/venv/bin/python -m pytest benchmarks/bench_train.py --benchmark-only
+    PYTHONPATH=python python -m pytest benchmarks/bench_train.py --benchmark-only
 """
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 import nnforge
 from nnforge import nn
 from nnforge.bench._timing import torch_or_none
-from nnforge.bench.train import CASES, _nnforge_epoch, _synthetic, _torch_epoch
-from nnforge.nn.training import _first_layer
+from nnforge.bench.train import CASES, _nnforge_epoch, _synthetic, _torch_epoch, skip_first_input_grad
 
 torch = torch_or_none()
 PEERS = ["nnforge"] + (["torch"] if torch is not None else [])
@@ -31,9 +30,7 @@ def test_train_epoch(benchmark, name, peer):
     if peer == "nnforge":
         nnforge.seed(0)
         model = case.build_nnforge()
-        first = _first_layer(model)
-        if hasattr(first, "needs_input_grad"):
-            first.needs_input_grad = False
+        skip_first_input_grad(model)
         opt, loss_fn = nn.Adam(model, lr=case.lr), nn.CrossEntropyLoss()
         fn = lambda: _nnforge_epoch(case, model, opt, loss_fn, x, y, 0)
     else:

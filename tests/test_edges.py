@@ -329,9 +329,9 @@ def test_unaligned_arrays_refused():
 def test_out_with_overlapping_rows_refused(rng):
     buf = np.zeros(64 + 63, np.float32)
     out = as_strided(buf, (64, 64), (4, 4))  # row i starts at element i
-    with pytest.raises(ValueError, match="overlapping rows"):
+    with pytest.raises(ValueError, match="overlapping elements"):
         _core.softmax(randn(rng, 64, 64), out)
-    with pytest.raises(ValueError, match="overlapping rows"):
+    with pytest.raises(ValueError, match="overlapping elements"):
         _core.softmax(randn(rng, 3, 1), as_strided(buf, (3, 1), (0, 4)))
 
 

@@ -496,7 +496,7 @@ BAD_ADAMW = [
      r"exp_avg_sqs\[2\] must have the shape of params\[2\] \(6,\), got \(7,\)"),
     ("grad-shape", lambda a: _set(a, "grads", 1, np.zeros((4, 3), np.float32)), {}, ValueError,
      r"grads\[1\].*\(3, 4\).*\(4, 3\)"),
-    ("float64", lambda a: _set(a, "grads", 2, np.zeros(6)), {}, TypeError, r"grads\[2\] must be float32, got dtype float64"),
+    ("float64", lambda a: _set(a, "grads", 2, np.zeros(6)), {}, TypeError, r"grads\[2\] must be float32, got float64"),
     ("not-array", lambda a: _set(a, "params", 2, [0.0] * 6), {}, TypeError, r"params\[2\] must be a numpy.ndarray"),
     ("not-list", lambda a: a.__setitem__("grads", np.zeros((3, 5), np.float32)), {}, TypeError, "grads must be a list"),
     ("non-contiguous", lambda a: _set(a, "exp_avgs", 2, np.zeros(12, np.float32)[::2]), {}, ValueError,

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "bindings/array_args.h"
+#include "bindings/array_arg.h"
 #include "bindings/registry.h"
 #include "common/checks.h"
 #include "cpu/attention/attention.h"
@@ -26,187 +26,147 @@ using attn::MutView4;
 using attn::Problem;
 using attn::View4;
 
-py::array float4(const py::handle& obj, const char* name) {
-  py::array a = as_array(obj, name);
-  require_float32(a, name);
-  if (a.ndim() != 4)
-    throw py::value_error(std::string(name) + " must be 4-D (B, heads, L, D), got shape " +
-                          shape_str(a));
+// float32, 4-D (B, heads, L, D), any strides.
+ArrayArg float4(const py::handle& obj, const char* name, const char* op) {
+  ArrayArg a = ArrayArg::from_python(obj, name, op);
+  a.float32();
+  if (a.ndim != 4)
+    a.fail_value("must be 4-D (B, heads, L, D), got shape " + shape_str(a.shape()));
   return a;
 }
 
-View4 view4(const py::array& a, const char* name) {
-  return View4{cdata(a), elem_stride(a, 0, name), elem_stride(a, 1, name),
-               elem_stride(a, 2, name), elem_stride(a, 3, name)};
+View4 view4(const ArrayArg& a) {
+  return View4{a.cdata<float>(), a.stride(0), a.stride(1), a.stride(2), a.stride(3)};
 }
-MutView4 mut_view4(py::array& a, const char* name) {
-  return MutView4{mdata(a), elem_stride(a, 0, name), elem_stride(a, 1, name),
-                  elem_stride(a, 2, name), elem_stride(a, 3, name)};
+MutView4 mut_view4(const ArrayArg& a) {
+  return MutView4{a.mdata<float>(), a.stride(0), a.stride(1), a.stride(2), a.stride(3)};
 }
 
-std::string shape4(int64_t a, int64_t b, int64_t c, int64_t d) {
-  return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ", " +
-         std::to_string(d) + ")";
+[[noreturn]] void fail(const char* op, const std::string& what) {
+  throw py::value_error(std::string(op) + ": " + what);
 }
 
-// Shapes, scale, dropout and mask: the Problem every entry point shares.
-Problem make_problem(const py::array& q, const py::array& k, const py::array& v, bool causal,
-                     const py::object& scale_o, const py::object& mask_o, double dropout_p,
-                     const py::object& seed_o, py::array& mask_keep) {
-  if (k.ndim() != 4 || v.ndim() != 4) throw py::value_error("k and v must be 4-D");
+// Shapes, scale, dropout and mask: the Problem every entry point shares. `mask` is
+// filled when a mask is given (it must stay alive while the kernel runs).
+Problem make_problem(const char* op, const ArrayArg& q, const ArrayArg& k, const ArrayArg& v,
+                     bool causal, const py::object& scale_o, const py::object& mask_o,
+                     double dropout_p, const py::object& seed_o, ArrayArg& mask) {
   Problem pr{};
-  pr.B = q.shape(0);
-  pr.H = q.shape(1);
-  pr.Lq = q.shape(2);
-  pr.D = q.shape(3);
-  pr.Hkv = k.shape(1);
-  pr.Lk = k.shape(2);
-  const std::string shapes = "q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v);
-  for (int d = 0; d < 4; ++d)
-    if (k.shape(d) != v.shape(d))
-      throw py::value_error("k and v must have the same shape (B, Hkv, Lk, D); got " + shapes);
-  if (k.shape(0) != pr.B)
-    throw py::value_error("q, k and v must have the same batch size B; got " + shapes);
-  if (k.shape(3) != pr.D)
-    throw py::value_error("q, k and v must have the same head dim D; got " + shapes);
+  pr.B = q.dim(0);
+  pr.H = q.dim(1);
+  pr.Lq = q.dim(2);
+  pr.D = q.dim(3);
+  pr.Hkv = k.dim(1);
+  pr.Lk = k.dim(2);
+  const std::string shapes =
+      "q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()) + ", v " + shape_str(v.shape());
+  if (!k.same_shape(v)) fail(op, "k and v must have the same shape (B, Hkv, Lk, D); got " + shapes);
+  if (k.dim(0) != pr.B) fail(op, "q, k and v must have the same batch size B; got " + shapes);
+  if (k.dim(3) != pr.D) fail(op, "q, k and v must have the same head dim D; got " + shapes);
   if (pr.D < 1 || pr.D > attn::kMaxD)
-    throw py::value_error("head dim D must be in 1.." + std::to_string(attn::kMaxD) + "; got " + shapes);
+    fail(op, "head dim D must be in 1.." + std::to_string(attn::kMaxD) + "; got " + shapes);
   if (pr.Hkv < 1 || pr.H % pr.Hkv != 0)
-    throw py::value_error("the query heads H must be a multiple of the key/value heads Hkv >= 1; got " +
-                          shapes);
-  checked_mul(checked_mul(checked_mul(pr.B, pr.H, "B*H*Lq*Lk"), pr.Lq, "B*H*Lq*Lk"), pr.Lk,
-              "B*H*Lq*Lk");
+    fail(op, "the query heads H must be a multiple of the key/value heads Hkv >= 1; got " + shapes);
+  checked_mul(checked_mul(checked_mul(pr.B, pr.H, "B*H*Lq*Lk"), pr.Lq, "B*H*Lq*Lk"), pr.Lk, "B*H*Lq*Lk");
   pr.causal = causal;
 
   double scale = 1.0 / std::sqrt(double(pr.D));
   if (!scale_o.is_none()) {
-    if (!py::isinstance<py::float_>(scale_o) && !py::isinstance<py::int_>(scale_o))
-      throw py::type_error("scale must be a float or None");
+    if (py::isinstance<py::bool_>(scale_o) ||
+        (!py::isinstance<py::float_>(scale_o) && !py::isinstance<py::int_>(scale_o)))
+      throw py::type_error(std::string(op) + ": scale must be a float or None");
     scale = scale_o.cast<double>();
-    if (!std::isfinite(scale)) throw py::value_error("scale must be finite, got " + std::to_string(scale));
+    if (!std::isfinite(scale)) fail(op, "scale must be finite, got " + std::to_string(scale));
   }
   pr.scale = float(scale);
 
   if (!(dropout_p >= 0.0 && dropout_p < 1.0))
-    throw py::value_error("dropout_p must be in [0, 1), got " + std::to_string(dropout_p));
+    fail(op, "dropout_p must be in [0, 1), got " + std::to_string(dropout_p));
   pr.dropout_p = float(dropout_p);
   pr.seed = 0;
   if (!seed_o.is_none()) {
     if (!py::isinstance<py::int_>(seed_o) || py::isinstance<py::bool_>(seed_o))
-      throw py::type_error("seed must be an int or None");
-    if (seed_o.cast<py::int_>() < py::int_(0))
-      throw py::value_error("seed must be >= 0");
-    pr.seed = seed_o.cast<uint64_t>();  // raises for >= 2**64
+      throw py::type_error(std::string(op) + ": seed must be an int or None");
+    if (seed_o.cast<py::int_>() < py::int_(0)) fail(op, "seed must be >= 0");
+    pr.seed = seed_o.cast<uint64_t>();  // OverflowError-free: >= 2**64 raises here
   } else if (pr.dropout_p > 0.0f) {
-    throw py::value_error("dropout_p > 0 needs an explicit seed= (pass the same one to attention_backward)");
+    fail(op, "dropout_p > 0 needs an explicit seed= (pass the same one to attention_backward)");
   }
 
   pr.mask = MaskRef{MaskKind::none, nullptr, 0, 0, 0, 0};
   if (!mask_o.is_none()) {
-    mask_keep = as_array(mask_o, "mask");
-    const py::array& m = mask_keep;
-    const bool is_bool = m.dtype().is(py::dtype::of<bool>());
-    if (!is_bool && !m.dtype().is(py::dtype::of<float>()))
-      throw py::type_error("mask must be bool (True = keep) or additive float32, got dtype " +
-                           dtype_str(m) + " with shape " + shape_str(m));
-    require_aligned(m, "mask");
+    mask = ArrayArg::from_python(mask_o, "mask", op);
+    mask.dtype_in({DType::bool_, DType::float32}, "bool (True = keep) or additive float32");
     const int64_t want[4] = {pr.B, pr.H, pr.Lq, pr.Lk};
-    if (m.ndim() > 4)
-      throw py::value_error("mask " + shape_str(m) + " does not broadcast to (B, H, Lq, Lk) = " +
-                            shape4(pr.B, pr.H, pr.Lq, pr.Lk));
+    const std::string target = "(B, H, Lq, Lk) = " + shape_str(Shape(want, want + 4));
+    if (mask.ndim > 4) mask.fail_value(shape_str(mask.shape()) + " does not broadcast to " + target);
     int64_t st[4] = {0, 0, 0, 0};
-    for (int d = 0; d < int(m.ndim()); ++d) {
-      const int axis = 4 - int(m.ndim()) + d;
-      const int64_t ext = m.shape(d);
+    for (int d = 0; d < mask.ndim; ++d) {
+      const int axis = 4 - mask.ndim + d;
+      const int64_t ext = mask.dim(d);
       if (ext != want[axis] && ext != 1)
-        throw py::value_error("mask " + shape_str(m) + " does not broadcast to (B, H, Lq, Lk) = " +
-                              shape4(pr.B, pr.H, pr.Lq, pr.Lk));
-      st[axis] = ext == 1 ? 0 : elem_stride(m, d, "mask");
+        mask.fail_value(shape_str(mask.shape()) + " does not broadcast to " + target);
+      st[axis] = ext == 1 ? 0 : mask.stride(d);
     }
-    pr.mask = MaskRef{is_bool ? MaskKind::boolean : MaskKind::additive, m.data(), st[0], st[1],
-                      st[2], st[3]};
+    pr.mask = MaskRef{mask.dtype == DType::bool_ ? MaskKind::boolean : MaskKind::additive, mask.data,
+                      st[0], st[1], st[2], st[3]};
   }
   return pr;
-}
-
-void require_shape4(const py::array& a, const char* name, const py::array& like, const char* lname) {
-  bool ok = a.ndim() == 4;
-  for (int d = 0; ok && d < 4; ++d) ok = a.shape(d) == like.shape(d);
-  if (!ok)
-    throw py::value_error(std::string(name) + " must have the shape of " + lname + " " +
-                          shape_str(like) + ", got " + shape_str(a));
-}
-
-py::array new_array(const std::vector<py::ssize_t>& shape) {
-  int64_t n = 1;
-  for (py::ssize_t s : shape) n = checked_mul(n, s, "output size");
-  checked_mul(n, int64_t(sizeof(float)), "output bytes");
-  return py::array_t<float>(shape);
 }
 
 py::object attention(const py::object& qo, const py::object& ko, const py::object& vo, bool causal,
                      const py::object& scale_o, const py::object& mask_o, double dropout_p,
                      bool return_lse, const py::object& out_o, const py::object& seed_o) {
-  py::array q = float4(qo, "q"), k = float4(ko, "k"), v = float4(vo, "v");
-  py::array mask_keep;
-  const Problem pr = make_problem(q, k, v, causal, scale_o, mask_o, dropout_p, seed_o, mask_keep);
-  py::array out;
+  const char* op = "attention";
+  ArrayArg q = float4(qo, "q", op), k = float4(ko, "k", op), v = float4(vo, "v", op);
+  ArrayArg mask;
+  const Problem pr = make_problem(op, q, k, v, causal, scale_o, mask_o, dropout_p, seed_o, mask);
+  ArrayArg out;
   if (out_o.is_none()) {
-    out = new_array({q.shape(0), q.shape(1), q.shape(2), q.shape(3)});
+    checked_mul(q.numel, int64_t(sizeof(float)), "out bytes");
+    out = ArrayArg::empty<float>(q.shape(), "out", op);
   } else {
-    out = float4(out_o, "out");
-    require_shape4(out, "out", q, "q");
-    require_writeable(out, "out");
-    require_no_self_overlap(out, "out");
-    const std::pair<const py::array*, const char*> ins[] = {{&q, "q"}, {&k, "k"}, {&v, "v"},
-                                                             {&mask_keep, "mask"}};
-    for (const auto& [a, name] : ins)
-      if (a->ptr() && may_share_memory(out, *a))
-        throw py::value_error(std::string("out ") + shape_str(out) + " overlaps " + name +
-                              "; pass a separate array");
+    out = float4(out_o, "out", op);
+    out.same_shape_as(q).writeable().no_self_overlap();
+    out.not_overlapping({&q, &k, &v, mask.data ? &mask : nullptr});
   }
-  py::array lse = new_array({q.shape(0), q.shape(1), q.shape(2)});
-  const View4 qv = view4(q, "q"), kv = view4(k, "k"), vv = view4(v, "v");
-  const MutView4 ov = mut_view4(out, "out");
-  float* lp = mdata(lse);
+  ArrayArg lse = ArrayArg::empty<float>({pr.B, pr.H, pr.Lq}, "lse", op);
+  const View4 qv = view4(q), kv = view4(k), vv = view4(v);
+  const MutView4 ov = mut_view4(out);
+  float* lp = lse.mdata<float>();
   {
     py::gil_scoped_release nogil;
     attn::forward(pr, qv, kv, vv, ov, lp);
   }
-  if (return_lse) return py::make_tuple(out, lse);
-  return out;
+  if (return_lse) return py::make_tuple(out.result(), lse.result());
+  return out.result();
 }
 
 py::tuple attention_backward(const py::object& douto, const py::object& qo, const py::object& ko,
                              const py::object& vo, const py::object& outo, const py::object& lseo,
                              bool causal, const py::object& scale_o, const py::object& mask_o,
                              double dropout_p, const py::object& seed_o) {
-  py::array q = float4(qo, "q"), k = float4(ko, "k"), v = float4(vo, "v");
-  py::array dout = float4(douto, "dout"), out = float4(outo, "out");
-  py::array mask_keep;
-  const Problem pr = make_problem(q, k, v, causal, scale_o, mask_o, dropout_p, seed_o, mask_keep);
-  require_shape4(dout, "dout", q, "q");
-  require_shape4(out, "out", q, "q");
-  py::array lse = as_array(lseo, "lse");
-  require_float32(lse, "lse");
-  if (lse.ndim() != 3 || lse.shape(0) != pr.B || lse.shape(1) != pr.H || lse.shape(2) != pr.Lq)
-    throw py::value_error("lse must have shape (B, H, Lq) = (" + std::to_string(pr.B) + ", " +
-                          std::to_string(pr.H) + ", " + std::to_string(pr.Lq) + "), got " +
-                          shape_str(lse));
-  const int64_t lsb = elem_stride(lse, 0, "lse"), lsh = elem_stride(lse, 1, "lse"),
-                lsi = elem_stride(lse, 2, "lse");
-  py::array dq = new_array({q.shape(0), q.shape(1), q.shape(2), q.shape(3)});
-  py::array dk = new_array({k.shape(0), k.shape(1), k.shape(2), k.shape(3)});
-  py::array dv = new_array({v.shape(0), v.shape(1), v.shape(2), v.shape(3)});
-  const View4 qv = view4(q, "q"), kv = view4(k, "k"), vv = view4(v, "v"), ov = view4(out, "out"),
-              gv = view4(dout, "dout");
-  const MutView4 dqv = mut_view4(dq, "dq"), dkv = mut_view4(dk, "dk"), dvv = mut_view4(dv, "dv");
-  const float* lp = cdata(lse);
+  const char* op = "attention_backward";
+  ArrayArg q = float4(qo, "q", op), k = float4(ko, "k", op), v = float4(vo, "v", op);
+  ArrayArg dout = float4(douto, "dout", op), out = float4(outo, "out", op);
+  ArrayArg mask;
+  const Problem pr = make_problem(op, q, k, v, causal, scale_o, mask_o, dropout_p, seed_o, mask);
+  dout.same_shape_as(q);
+  out.same_shape_as(q);
+  ArrayArg lse = ArrayArg::from_python(lseo, "lse", op);
+  lse.float32().shape_is({pr.B, pr.H, pr.Lq});
+  ArrayArg dq = ArrayArg::empty<float>(q.shape(), "dq", op);
+  ArrayArg dk = ArrayArg::empty<float>(k.shape(), "dk", op);
+  ArrayArg dv = ArrayArg::empty<float>(v.shape(), "dv", op);
+  const View4 qv = view4(q), kv = view4(k), vv = view4(v), ov = view4(out), gv = view4(dout);
+  const MutView4 dqv = mut_view4(dq), dkv = mut_view4(dk), dvv = mut_view4(dv);
+  const float* lp = lse.cdata<float>();
+  const int64_t lsb = lse.stride(0), lsh = lse.stride(1), lsi = lse.stride(2);
   {
     py::gil_scoped_release nogil;
     attn::backward(pr, qv, kv, vv, ov, gv, lp, lsb, lsh, lsi, dqv, dkv, dvv);
   }
-  return py::make_tuple(dq, dk, dv);
+  return py::make_tuple(dq.result(), dk.result(), dv.result());
 }
 
 // Forward variant for benchmarks and cross-checks: attention_variant() -> current name,

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "bindings/array_args.h"
+#include "bindings/array_arg.h"
 #include "bindings/registry.h"
 #include "common/checks.h"
 #include "cpu/conv/conv.h"
@@ -21,26 +21,20 @@ namespace {
 using conv::ConvShape;
 using Ints = std::vector<int64_t>;
 
-std::string ints_str(const Ints& v) {
-  std::string s = "(";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + ")";
-}
-
 ConvShape make_shape(const Ints& xs, const Ints& ws, const Ints& stride, const Ints& padding,
                      const Ints& dilation, int64_t groups) {
   if (xs.size() != 4)
-    throw py::value_error("conv2d: x must have 4 dimensions (N, C, H, W), got shape " + ints_str(xs));
+    throw py::value_error("conv2d: x must have 4 dimensions (N, C, H, W), got shape " + shape_str(xs));
   if (ws.size() != 4)
     throw py::value_error("conv2d: w must have 4 dimensions (K, C/groups, R, S), got shape " +
-                          ints_str(ws));
+                          shape_str(ws));
   if (stride.size() != 2 || dilation.size() != 2 || padding.size() != 4)
     throw py::value_error("conv2d: stride and dilation need 2 values, padding 4 (top, bottom, left, right)");
   if (groups <= 0)
     throw py::value_error("conv2d: groups must be positive, got " + std::to_string(groups));
   if (xs[1] != ws[1] * groups)
-    throw py::value_error("conv2d: channel mismatch: x " + ints_str(xs) + " has C=" +
-                          std::to_string(xs[1]) + " but w " + ints_str(ws) + " with groups=" +
+    throw py::value_error("conv2d: channel mismatch: x " + shape_str(xs) + " has C=" +
+                          std::to_string(xs[1]) + " but w " + shape_str(ws) + " with groups=" +
                           std::to_string(groups) + " expects C = w.shape[1] * groups = " +
                           std::to_string(ws[1] * groups));
   ConvShape s;
@@ -64,13 +58,10 @@ ConvShape make_shape(const Ints& xs, const Ints& ws, const Ints& stride, const I
   return s;
 }
 
-Ints dims(const py::array& a) { return Ints(a.shape(), a.shape() + a.ndim()); }
-
-py::array input(const py::handle& obj, const char* name, int ndim) {
-  py::array a = as_array(obj, name);
-  require_float32(a, name);
-  require_ndim(a, name, ndim, ndim);
-  require_c_contiguous(a, name);
+// float32, `ndim`-D, C-contiguous: what every conv kernel reads.
+ArrayArg input(const py::handle& obj, const char* name, const char* op) {
+  ArrayArg a = ArrayArg::from_python(obj, name, op);
+  a.float32().ndim_in(4, 4).c_contiguous();
   return a;
 }
 
@@ -84,77 +75,73 @@ bool parse_relu(const py::object& act) {
   return true;
 }
 
-py::array conv2d(const py::object& x_obj, const py::object& w_obj, const py::object& bias_obj,
-                 const Ints& stride, const Ints& padding, const Ints& dilation, int64_t groups,
-                 const py::object& activation, const py::object& out_obj) {
-  py::array x = input(x_obj, "x", 4), w = input(w_obj, "w", 4);
+py::object conv2d(const py::object& x_obj, const py::object& w_obj, const py::object& bias_obj,
+                  const Ints& stride, const Ints& padding, const Ints& dilation, int64_t groups,
+                  const py::object& activation, const py::object& out_obj) {
+  const char* op = "conv2d";
+  ArrayArg x = input(x_obj, "x", op), w = input(w_obj, "w", op);
   const bool relu = parse_relu(activation);
-  const ConvShape s = make_shape(dims(x), dims(w), stride, padding, dilation, groups);
-  py::array bias;
+  const ConvShape s = make_shape(x.shape(), w.shape(), stride, padding, dilation, groups);
+  ArrayArg bias;
   const float* bp = nullptr;
   if (!bias_obj.is_none()) {
-    bias = as_array(bias_obj, "bias");
-    require_float32(bias, "bias");
-    if (bias.ndim() != 1 || bias.shape(0) != s.k)
-      throw py::value_error("conv2d: bias must have shape (" + std::to_string(s.k) +
-                            ",) for w " + shape_str(w) + ", got " + shape_str(bias));
-    require_c_contiguous(bias, "bias");
-    bp = cdata(bias);
+    bias = ArrayArg::from_python(bias_obj, "bias", op);
+    bias.float32();
+    if (bias.ndim != 1 || bias.dim(0) != s.k)
+      throw py::value_error("conv2d: bias must have shape (" + std::to_string(s.k) + ",) for w " +
+                            shape_str(w.shape()) + ", got " + shape_str(bias.shape()));
+    bias.c_contiguous();
+    bp = bias.cdata<float>();
   }
-  const std::vector<py::ssize_t> yshape{s.n, s.k, s.ho, s.wo};
-  py::array y;
+  const Shape yshape{s.n, s.k, s.ho, s.wo};
+  ArrayArg y;
   if (out_obj.is_none()) {
-    y = py::array_t<float>(yshape);
+    y = ArrayArg::empty<float>(yshape, "out", op);
   } else {
-    y = as_array(out_obj, "out");
-    require_float32(y, "out");
-    if (dims(y) != Ints(yshape.begin(), yshape.end()))
-      throw py::value_error("conv2d: out must have shape " + ints_str(Ints(yshape.begin(), yshape.end())) +
-                            ", got " + shape_str(y));
-    require_c_contiguous(y, "out");
-    require_writeable(y, "out");
-    if (may_share_memory(y, x) || may_share_memory(y, w) || (bp && may_share_memory(y, bias)))
-      throw py::value_error("conv2d: out " + shape_str(y) + " overlaps an input; pass a separate array");
+    y = ArrayArg::from_python(out_obj, "out", op);
+    y.float32().shape_is(yshape).c_contiguous().writeable().not_overlapping({&x, &w, bp ? &bias : nullptr});
   }
-  const float* xp = cdata(x);
-  const float* wp = cdata(w);
-  float* yp = mdata(y);
+  const float* xp = x.cdata<float>();
+  const float* wp = w.cdata<float>();
+  float* yp = y.mdata<float>();
   {
     py::gil_scoped_release nogil;
     conv::forward(s, xp, wp, bp, relu, yp);
   }
-  return y;
+  return y.result();
 }
 
 py::tuple conv2d_backward(const py::object& dy_obj, const py::object& x_obj, const py::object& w_obj,
                           const Ints& stride, const Ints& padding, const Ints& dilation,
                           int64_t groups, bool need_input, bool need_weight, bool need_bias) {
-  py::array dy = input(dy_obj, "dy", 4), x = input(x_obj, "x", 4), w = input(w_obj, "w", 4);
-  const ConvShape s = make_shape(dims(x), dims(w), stride, padding, dilation, groups);
+  const char* op = "conv2d_backward";
+  ArrayArg dy = input(dy_obj, "dy", op), x = input(x_obj, "x", op), w = input(w_obj, "w", op);
+  const ConvShape s = make_shape(x.shape(), w.shape(), stride, padding, dilation, groups);
   const Ints want{s.n, s.k, s.ho, s.wo};
-  if (dims(dy) != want)
-    throw py::value_error("conv2d_backward: dy must have the output shape " + ints_str(want) +
-                          " of x " + shape_str(x) + " and w " + shape_str(w) + ", got " + shape_str(dy));
+  if (dy.shape() != want)
+    throw py::value_error("conv2d_backward: dy must have the output shape " + shape_str(want) + " of x " +
+                          shape_str(x.shape()) + " and w " + shape_str(w.shape()) + ", got " +
+                          shape_str(dy.shape()));
   py::object dx = py::none(), dw = py::none(), db = py::none();
   float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
   if (need_input) {
-    py::array a = py::array_t<float>(std::vector<py::ssize_t>{s.n, s.c, s.h, s.w});
-    dxp = mdata(a);
-    dx = a;
+    ArrayArg a = ArrayArg::empty<float>({s.n, s.c, s.h, s.w}, "dx", op);
+    dxp = a.mdata<float>();
+    dx = a.result();
   }
   if (need_weight) {
-    py::array a = py::array_t<float>(std::vector<py::ssize_t>{s.k, s.cg(), s.r, s.s});
-    dwp = mdata(a);
-    dw = a;
+    ArrayArg a = ArrayArg::empty<float>({s.k, s.cg(), s.r, s.s}, "dw", op);
+    dwp = a.mdata<float>();
+    dw = a.result();
   }
   if (need_bias) {
-    py::array a = py::array_t<float>(std::vector<py::ssize_t>{s.k});
-    dbp = mdata(a);
-    db = a;
+    ArrayArg a = ArrayArg::empty<float>({s.k}, "db", op);
+    dbp = a.mdata<float>();
+    db = a.result();
   }
-  const float* dyp = cdata(dy);
-  const float* xp = cdata(x);
-  const float* wp = cdata(w);
+  const float* dyp = dy.cdata<float>();
+  const float* xp = x.cdata<float>();
+  const float* wp = w.cdata<float>();
   {
     py::gil_scoped_release nogil;
     conv::backward(s, dyp, xp, wp, dxp, dwp, dbp);

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "bindings/array_args.h"
+#include "bindings/array_arg.h"
 #include "bindings/registry.h"
 #include "common/checks.h"
 #include "cpu/optim/optim.h"
@@ -34,7 +34,7 @@ struct ListArg {
 // GIL is released (the caller's lists could be mutated by another thread).
 struct Collected {
   std::vector<OptTensor> tensors;
-  std::vector<py::array> keep;
+  std::vector<py::object> keep;
 };
 
 std::string item_name(const char* list, size_t i) {
@@ -43,47 +43,38 @@ std::string item_name(const char* list, size_t i) {
 
 py::sequence as_list(py::handle obj, const char* name) {
   if (!py::isinstance<py::list>(obj) && !py::isinstance<py::tuple>(obj))
-    throw py::type_error(std::string(name) + " must be a list or tuple of numpy.ndarray, got " +
+    throw py::type_error(std::string(name) + " must be a list or tuple of arrays, got " +
                          py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   return py::reinterpret_borrow<py::sequence>(obj);
 }
 
-py::array checked_item(py::handle obj, const std::string& name, bool writeable) {
-  py::array a = as_array(obj, name.c_str());
-  require_float32(a, name.c_str());
-  require_c_contiguous(a, name.c_str());
-  if (writeable) require_writeable(a, name.c_str());
+ArrayArg checked_item(py::handle obj, std::string name, bool writeable, const char* op) {
+  ArrayArg a = ArrayArg::from_python(obj, std::move(name), op);
+  a.float32().c_contiguous();
+  if (writeable) a.writeable();
   return a;
 }
 
-// The kernels write an array only when its ListArg says so (checked writeable);
-// a read-only gradient is passed through the same non-const field and only read.
-float* writable_ptr(const py::array& a) { return const_cast<float*>(static_cast<const float*>(a.data())); }
-
-bool same_shape(const py::array& a, const py::array& b) {
-  if (a.ndim() != b.ndim()) return false;
-  for (py::ssize_t d = 0; d < a.ndim(); ++d)
-    if (a.shape(d) != b.shape(d)) return false;
-  return true;
-}
+// One array's byte range, for the all-pairs overlap test below.
+struct Range {
+  const char* lo;
+  const char* hi;
+  size_t idx;
+};
 
 // Refuses any two arrays whose memory overlaps: O(n log n) by sorting byte ranges
 // and comparing each with the furthest-reaching range before it.
-void require_no_overlap(const std::vector<py::array>& arrays, const std::vector<std::string>& names) {
-  struct Range { const char* lo; const char* hi; size_t idx; };
-  std::vector<Range> r;
-  r.reserve(arrays.size());
-  for (size_t i = 0; i < arrays.size(); ++i) {
-    if (arrays[i].size() == 0) continue;
-    const char* lo = static_cast<const char*>(arrays[i].data());
-    r.push_back({lo, lo + arrays[i].nbytes(), i});
-  }
+void require_no_overlap(std::vector<Range>& r, const std::vector<std::string>& names,
+                        const std::vector<py::object>& arrays) {
+  auto shape_of = [&](size_t i) {  // only on the error path: no per-array shape copy
+    return shape_str(ArrayArg::from_numpy(py::reinterpret_borrow<py::array>(arrays[i]), names[i], "").shape());
+  };
   std::sort(r.begin(), r.end(), [](const Range& a, const Range& b) { return a.lo < b.lo; });
   for (size_t k = 1, reach = 0; k < r.size(); ++k) {
     if (r[k].lo < r[reach].hi) {
       const size_t a = r[reach].idx, b = r[k].idx;
-      throw py::value_error(names[a] + " " + shape_str(arrays[a]) + " and " + names[b] + " " +
-                            shape_str(arrays[b]) + " share memory; every parameter, gradient "
+      throw py::value_error(names[a] + " " + shape_of(a) + " and " + names[b] + " " + shape_of(b) +
+                            " share memory; every parameter, gradient "
                             "and state buffer must be a separate array");
     }
     if (r[k].hi > r[reach].hi) reach = k;
@@ -91,7 +82,9 @@ void require_no_overlap(const std::vector<py::array>& arrays, const std::vector<
 }
 
 // Validates params (writeable) and the other lists against them, index by index.
-Collected collect(const ListArg& params_arg, std::initializer_list<ListArg> others) {
+// The kernels write an array only when its ListArg says so (checked writeable); a
+// read-only gradient is passed through the same non-const field and only read.
+Collected collect(const char* op, const ListArg& params_arg, std::initializer_list<ListArg> others) {
   py::sequence params = as_list(params_arg.obj, params_arg.name);
   const size_t n = py::len(params);
   std::vector<std::pair<ListArg, py::sequence>> lists;
@@ -105,26 +98,31 @@ Collected collect(const ListArg& params_arg, std::initializer_list<ListArg> othe
   }
   Collected out;
   std::vector<std::string> names;
+  std::vector<Range> ranges;
+  const size_t total_arrays = n * (1 + lists.size());
   out.tensors.reserve(n);
-  out.keep.reserve(n * (1 + lists.size()));
-  names.reserve(n * (1 + lists.size()));
+  out.keep.reserve(total_arrays);
+  names.reserve(total_arrays);
+  ranges.reserve(total_arrays);
+  auto record = [&](const ArrayArg& a) {
+    const char *lo, *hi;
+    if (a.extent(lo, hi)) ranges.push_back({lo, hi, names.size()});
+    out.keep.push_back(a.owner);
+    names.push_back(a.name);
+  };
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
-    const std::string pname = item_name(params_arg.name, i);
-    py::array p = checked_item(params[i], pname, params_arg.writeable);
-    OptTensor t{nullptr, nullptr, nullptr, nullptr, nullptr, int64_t(p.size())};
+    const ArrayArg p = checked_item(params[i], item_name(params_arg.name, i), params_arg.writeable, op);
+    OptTensor t{nullptr, nullptr, nullptr, nullptr, nullptr, p.numel};
     total = checked_add(total, t.n, "the total number of parameters");
-    float* pp = writable_ptr(p);
-    if (params_arg.slot == -1) t.p = pp; else t.g = pp;
-    out.keep.push_back(p);
-    names.push_back(pname);
+    if (params_arg.slot == -1) t.p = p.mdata<float>(); else t.g = p.mdata<float>();
+    record(p);
     for (auto& [arg, seq] : lists) {
-      const std::string name = item_name(arg.name, i);
-      py::array a = checked_item(seq[i], name, arg.writeable);
-      if (!same_shape(a, p))
-        throw py::value_error(name + " must have the shape of " + pname + " " + shape_str(p) +
-                              ", got " + shape_str(a));
-      float* ap = writable_ptr(a);
+      const ArrayArg a = checked_item(seq[i], item_name(arg.name, i), arg.writeable, op);
+      if (!a.same_shape(p))
+        throw py::value_error(a.name + " must have the shape of " + p.name + " " + shape_str(p.shape()) +
+                              ", got " + shape_str(a.shape()));
+      float* ap = a.mdata<float>();
       switch (arg.slot) {
         case -1: t.p = ap; break;
         case -2: t.g = ap; break;
@@ -132,12 +130,11 @@ Collected collect(const ListArg& params_arg, std::initializer_list<ListArg> othe
         case 1: t.s1 = ap; break;
         default: t.s2 = ap; break;
       }
-      out.keep.push_back(a);
-      names.push_back(name);
+      record(a);
     }
     out.tensors.push_back(t);
   }
-  require_no_overlap(out.keep, names);
+  require_no_overlap(ranges, names, out.keep);
   return out;
 }
 
@@ -181,7 +178,7 @@ bool sgd_step(py::object params, py::object grads, py::object momentum_buffers, 
   const bool mom = momentum != 0.0;
   if (mom && momentum_buffers.is_none())
     throw py::value_error("momentum=" + num(momentum) + " needs momentum_buffers");
-  Collected c = collect({"params", params, true, -1},
+  Collected c = collect("sgd_step", {"params", params, true, -1},
                         {{"grads", grads, zero_grad, -2},
                          {"momentum_buffers", mom ? momentum_buffers : py::none(), true, 0}});
   const optim::SgdHyper h{lr, momentum, dampening, weight_decay, nesterov, step};
@@ -202,7 +199,7 @@ bool adam_impl(py::object params, py::object grads, py::object exp_avgs, py::obj
   require_nonneg(weight_decay, "weight_decay");
   if (amsgrad && max_exp_avg_sqs.is_none())
     throw py::value_error("amsgrad=True needs max_exp_avg_sqs");
-  Collected c = collect({"params", params, true, -1},
+  Collected c = collect(decoupled ? "adamw_step" : "adam_step", {"params", params, true, -1},
                         {{"grads", grads, zero_grad, -2},
                          {"exp_avgs", exp_avgs, true, 0},
                          {"exp_avg_sqs", exp_avg_sqs, true, 1},
@@ -242,7 +239,7 @@ bool rmsprop_step(py::object params, py::object grads, py::object square_avgs,
   if (mom && momentum_buffers.is_none())
     throw py::value_error("momentum=" + num(momentum) + " needs momentum_buffers");
   if (centered && grad_avgs.is_none()) throw py::value_error("centered=True needs grad_avgs");
-  Collected c = collect({"params", params, true, -1},
+  Collected c = collect("rmsprop_step", {"params", params, true, -1},
                         {{"grads", grads, zero_grad, -2},
                          {"square_avgs", square_avgs, true, 0},
                          {"momentum_buffers", mom ? momentum_buffers : py::none(), true, 1},
@@ -261,7 +258,7 @@ bool adagrad_step(py::object params, py::object grads, py::object state_sums, in
   require_nonneg(lr_decay, "lr_decay");
   require_nonneg(weight_decay, "weight_decay");
   require_nonneg(eps, "eps");
-  Collected c = collect({"params", params, true, -1},
+  Collected c = collect("adagrad_step", {"params", params, true, -1},
                         {{"grads", grads, zero_grad, -2}, {"state_sums", state_sums, true, 0}});
   const optim::AdagradHyper h{lr, lr_decay, weight_decay, eps, step};
   const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
@@ -271,7 +268,7 @@ bool adagrad_step(py::object params, py::object grads, py::object state_sums, in
 
 // ---- gradient norm / clipping --------------------------------------------------------
 double grad_norm(py::object grads) {
-  Collected c = collect({"grads", grads, false, -2}, {});
+  Collected c = collect("grad_norm", {"grads", grads, false, -2}, {});
   py::gil_scoped_release nogil;
   return optim::grad_norm(c.tensors);
 }
@@ -279,7 +276,7 @@ double grad_norm(py::object grads) {
 double clip_grad_norm(py::object grads, double max_norm, double eps) {
   require_nonneg(max_norm, "max_norm");
   require_nonneg(eps, "eps");
-  Collected c = collect({"grads", grads, true, -2}, {});
+  Collected c = collect("clip_grad_norm", {"grads", grads, true, -2}, {});
   py::gil_scoped_release nogil;
   return optim::clip_grad_norm(c.tensors, max_norm, eps);
 }
@@ -291,17 +288,17 @@ double clip_coef(double norm, double max_norm, double eps) {
 }
 
 void stream_triad(py::object ao, py::object bo, py::object co, double s) {
-  py::array a = checked_item(ao, "a", true), b = checked_item(bo, "b", false),
-            c = checked_item(co, "c", false);
-  require_ndim(a, "a", 1, 1);
-  if (!same_shape(a, b) || !same_shape(a, c))
-    throw py::value_error("a, b and c must have the same 1-D shape, got " + shape_str(a) + ", " +
-                          shape_str(b) + ", " + shape_str(c));
-  if (may_share_memory(a, b) || may_share_memory(a, c))
-    throw py::value_error("a must not overlap b or c");
-  float* ap = mdata(a);
-  const float *bp = cdata(b), *cp = cdata(c);
-  const int64_t n = a.shape(0);
+  const char* op = "stream_triad";
+  ArrayArg a = checked_item(ao, "a", true, op), b = checked_item(bo, "b", false, op),
+           c = checked_item(co, "c", false, op);
+  a.ndim_in(1, 1);
+  if (!a.same_shape(b) || !a.same_shape(c))
+    throw py::value_error("stream_triad: a, b and c must have the same 1-D shape, got " + shape_str(a.shape()) +
+                          ", " + shape_str(b.shape()) + ", " + shape_str(c.shape()));
+  if (a.overlaps(b) || a.overlaps(c)) throw py::value_error("stream_triad: a must not overlap b or c");
+  float* ap = a.mdata<float>();
+  const float *bp = b.cdata<float>(), *cp = c.cdata<float>();
+  const int64_t n = a.dim(0);
   py::gil_scoped_release nogil;
   optim::stream_triad(ap, bp, cp, float(s), n);
 }

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "bindings/array_args.h"
+#include "bindings/array_arg.h"
 #include "bindings/registry.h"
 #include "common/checks.h"
 #include "cpu/pool/pool.h"
@@ -23,44 +23,26 @@ namespace {
 using Pair = std::pair<int64_t, int64_t>;
 
 // float32, 4-D (N, C, H, W), C-contiguous.
-py::array nchw_input(const py::handle& obj, const char* name, const char* op) {
-  py::array a = as_array(obj, name);
-  require_float32(a, name);
-  if (a.ndim() != 4)
-    throw py::value_error(std::string(op) + " expects " + name + " of shape (N, C, H, W), got shape " +
-                          shape_str(a));
-  require_c_contiguous(a, name);
+ArrayArg nchw_input(const py::handle& obj, const char* name, const char* op) {
+  ArrayArg a = ArrayArg::from_python(obj, name, op);
+  a.float32();
+  if (a.ndim != 4)
+    throw py::value_error(std::string(op) + ": expects " + name + " of shape (N, C, H, W), got shape " +
+                          shape_str(a.shape()));
+  a.c_contiguous();
   return a;
 }
 
-std::string dims_str(const std::vector<int64_t>& d) {
-  std::string s = "(";
-  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
-  return s + (d.size() == 1 ? ",)" : ")");
-}
-
 // x_shape of a backward call: `rank` non-negative ints.
-std::vector<int64_t> shape_arg(const std::vector<int64_t>& s, size_t rank, const char* op) {
+Shape shape_arg(const Shape& s, size_t rank, const char* op) {
   if (s.size() != rank)
     throw py::value_error(std::string(op) + ": x_shape must have " + std::to_string(rank) +
-                          " entries (N, C, H, W), got " + dims_str(s));
+                          " entries (N, C, H, W), got " + shape_str(s));
   for (int64_t v : s)
-    if (v < 0) throw py::value_error(std::string(op) + ": x_shape has a negative entry: " + dims_str(s));
+    if (v < 0) throw py::value_error(std::string(op) + ": x_shape has a negative entry: " + shape_str(s));
   int64_t total = 1;
   for (int64_t v : s) total = checked_mul(total, v, "x_shape size");
   return s;
-}
-
-void require_shape(const py::array& a, const char* name, const std::vector<int64_t>& want, const char* op) {
-  bool ok = a.ndim() == py::ssize_t(want.size());
-  for (size_t i = 0; ok && i < want.size(); ++i) ok = a.shape(py::ssize_t(i)) == want[i];
-  if (!ok)
-    throw py::value_error(std::string(op) + ": " + name + " must have shape " + dims_str(want) + ", got " +
-                          shape_str(a));
-}
-
-py::array_t<float> new_f32(const std::vector<int64_t>& shape) {
-  return py::array_t<float>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
 PoolGeometry geometry_of(const char* op, const std::vector<int64_t>& x, Pair k, Pair s, Pair p,
@@ -70,123 +52,126 @@ PoolGeometry geometry_of(const char* op, const std::vector<int64_t>& x, Pair k, 
                              p.second, ceil_mode, count_include_pad);
 }
 
-std::vector<int64_t> shape_vec(const py::array& a) { return std::vector<int64_t>(a.shape(), a.shape() + a.ndim()); }
-
 // ---- max pool ------------------------------------------------------------------
 py::object max_pool2d(const py::object& xo, Pair k, Pair s, Pair p, bool ceil_mode, bool return_indices) {
-  py::array x = nchw_input(xo, "x", "max_pool2d");
-  const std::vector<int64_t> xs = shape_vec(x);
-  const PoolGeometry g = geometry_of("max_pool2d", xs, k, s, p, ceil_mode, true);
-  const std::vector<int64_t> ys{xs[0], xs[1], g.ho, g.wo};
-  py::array_t<float> y = new_f32(ys);
-  py::array_t<int64_t> idx(std::vector<py::ssize_t>(ys.begin(), ys.end()));
-  const float* xp = cdata(x);
-  float* yp = y.mutable_data();
-  int64_t* ip = idx.mutable_data();
+  const char* op = "max_pool2d";
+  ArrayArg x = nchw_input(xo, "x", op);
+  const Shape xs = x.shape();
+  const PoolGeometry g = geometry_of(op, xs, k, s, p, ceil_mode, true);
+  const Shape ys{xs[0], xs[1], g.ho, g.wo};
+  ArrayArg y = ArrayArg::empty<float>(ys, "y", op), idx = ArrayArg::empty<int64_t>(ys, "indices", op);
+  const float* xp = x.cdata<float>();
+  float* yp = y.mdata<float>();
+  int64_t* ip = idx.mdata<int64_t>();
   {
     py::gil_scoped_release nogil;
     pool::max_pool2d(g, xp, yp, ip);
   }
-  if (!return_indices) return std::move(y);
-  return py::make_tuple(y, idx);
+  if (!return_indices) return y.result();
+  return py::make_tuple(y.result(), idx.result());
 }
 
-py::array max_pool2d_backward(const py::object& dyo, const py::object& idxo, const std::vector<int64_t>& x_shape) {
+py::object max_pool2d_backward(const py::object& dyo, const py::object& idxo, const Shape& x_shape) {
   const char* op = "max_pool2d_backward";
-  py::array dy = nchw_input(dyo, "dy", op);
-  py::array idx = as_array(idxo, "indices");
-  if (!idx.dtype().is(py::dtype::of<int64_t>()))
-    throw py::type_error(std::string(op) + ": indices must be int64 (as returned by max_pool2d), got dtype " +
-                         dtype_str(idx) + " with shape " + shape_str(idx));
-  require_aligned(idx, "indices");
-  const std::vector<int64_t> ds = shape_vec(dy);
-  require_shape(idx, "indices", ds, op);
-  require_c_contiguous(idx, "indices");
-  const std::vector<int64_t> xs = shape_arg(x_shape, 4, op);
+  ArrayArg dy = nchw_input(dyo, "dy", op);
+  ArrayArg idx = ArrayArg::from_python(idxo, "indices", op);
+  idx.dtype_in({DType::int64}, "int64 (as returned by max_pool2d)");
+  const Shape ds = dy.shape();
+  idx.shape_is(ds).c_contiguous();
+  const Shape xs = shape_arg(x_shape, 4, op);
   if (xs[0] != ds[0] || xs[1] != ds[1])
-    throw py::value_error(std::string(op) + ": dy " + shape_str(dy) + " and x_shape " + dims_str(xs) +
+    throw py::value_error(std::string(op) + ": dy " + shape_str(ds) + " and x_shape " + shape_str(xs) +
                           " disagree on (N, C)");
   if (xs[2] < 1 || xs[3] < 1)
-    throw py::value_error(std::string(op) + ": x_shape " + dims_str(xs) + " has an empty spatial plane");
+    throw py::value_error(std::string(op) + ": x_shape " + shape_str(xs) + " has an empty spatial plane");
   PoolGeometry g{};
   g.planes = xs[0] * xs[1];
   g.h = xs[2]; g.w = xs[3]; g.ho = ds[2]; g.wo = ds[3];
-  py::array_t<float> dx = new_f32(xs);
-  const float* dyp = cdata(dy);
-  const int64_t* ip = static_cast<const int64_t*>(idx.data());
-  float* dxp = dx.mutable_data();
+  ArrayArg dx = ArrayArg::empty<float>(xs, "dx", op);
+  const float* dyp = dy.cdata<float>();
+  const int64_t* ip = idx.cdata<int64_t>();
+  float* dxp = dx.mdata<float>();
   {
     py::gil_scoped_release nogil;
     pool::max_pool2d_backward(g, dyp, ip, dxp);  // std::invalid_argument -> ValueError
   }
-  return std::move(dx);
+  return dx.result();
 }
 
 // ---- average pool ----------------------------------------------------------------
-py::array avg_pool2d(const py::object& xo, Pair k, Pair s, Pair p, bool ceil_mode, bool count_include_pad) {
-  py::array x = nchw_input(xo, "x", "avg_pool2d");
-  const std::vector<int64_t> xs = shape_vec(x);
-  const PoolGeometry g = geometry_of("avg_pool2d", xs, k, s, p, ceil_mode, count_include_pad);
-  py::array_t<float> y = new_f32({xs[0], xs[1], g.ho, g.wo});
-  const float* xp = cdata(x);
-  float* yp = y.mutable_data();
+py::object avg_pool2d(const py::object& xo, Pair k, Pair s, Pair p, bool ceil_mode, bool count_include_pad) {
+  const char* op = "avg_pool2d";
+  ArrayArg x = nchw_input(xo, "x", op);
+  const Shape xs = x.shape();
+  const PoolGeometry g = geometry_of(op, xs, k, s, p, ceil_mode, count_include_pad);
+  ArrayArg y = ArrayArg::empty<float>({xs[0], xs[1], g.ho, g.wo}, "y", op);
+  const float* xp = x.cdata<float>();
+  float* yp = y.mdata<float>();
   {
     py::gil_scoped_release nogil;
     pool::avg_pool2d(g, xp, yp);
   }
-  return std::move(y);
+  return y.result();
 }
 
-py::array avg_pool2d_backward(const py::object& dyo, const std::vector<int64_t>& x_shape, Pair k, Pair s, Pair p,
-                              bool ceil_mode, bool count_include_pad) {
+py::object avg_pool2d_backward(const py::object& dyo, const Shape& x_shape, Pair k, Pair s, Pair p,
+                               bool ceil_mode, bool count_include_pad) {
   const char* op = "avg_pool2d_backward";
-  py::array dy = nchw_input(dyo, "dy", op);
-  const std::vector<int64_t> xs = shape_arg(x_shape, 4, op);
+  ArrayArg dy = nchw_input(dyo, "dy", op);
+  const Shape xs = shape_arg(x_shape, 4, op);
   const PoolGeometry g = geometry_of(op, xs, k, s, p, ceil_mode, count_include_pad);
-  require_shape(dy, "dy", {xs[0], xs[1], g.ho, g.wo}, op);
-  py::array_t<float> dx = new_f32(xs);
-  const float* dyp = cdata(dy);
-  float* dxp = dx.mutable_data();
+  dy.shape_is({xs[0], xs[1], g.ho, g.wo});
+  ArrayArg dx = ArrayArg::empty<float>(xs, "dx", op);
+  const float* dyp = dy.cdata<float>();
+  float* dxp = dx.mdata<float>();
   {
     py::gil_scoped_release nogil;
     pool::avg_pool2d_backward(g, dyp, dxp);
   }
-  return std::move(dx);
+  return dx.result();
+}
+
+// The one output-size rule (pool::output_size via make_geometry, which validates the
+// window as the ops do); python/nnforge/_pool_ops.pool2d_output_shape calls this.
+py::tuple output_shape(const Shape& x_shape, Pair k, Pair s, Pair p, bool ceil_mode) {
+  const Shape xs = shape_arg(x_shape, 4, "pool2d_output_shape");
+  const PoolGeometry g = geometry_of("pool2d_output_shape", xs, k, s, p, ceil_mode, true);
+  return py::make_tuple(xs[0], xs[1], g.ho, g.wo);
 }
 
 // ---- global average pool -----------------------------------------------------------
-py::array global_avg_pool2d(const py::object& xo) {
-  py::array x = nchw_input(xo, "x", "global_avg_pool2d");
-  const std::vector<int64_t> xs = shape_vec(x);
+py::object global_avg_pool2d(const py::object& xo) {
+  const char* op = "global_avg_pool2d";
+  ArrayArg x = nchw_input(xo, "x", op);
+  const Shape xs = x.shape();
   if (xs[2] < 1 || xs[3] < 1)
-    throw py::value_error("global_avg_pool2d: input " + shape_str(x) + " has an empty spatial plane");
-  py::array_t<float> y = new_f32({xs[0], xs[1]});
-  const float* xp = cdata(x);
-  float* yp = y.mutable_data();
+    throw py::value_error("global_avg_pool2d: input " + shape_str(xs) + " has an empty spatial plane");
+  ArrayArg y = ArrayArg::empty<float>({xs[0], xs[1]}, "y", op);
+  const float* xp = x.cdata<float>();
+  float* yp = y.mdata<float>();
   {
     py::gil_scoped_release nogil;
     pool::global_avg_pool2d(xs[0] * xs[1], xs[2] * xs[3], xp, yp);
   }
-  return std::move(y);
+  return y.result();
 }
 
-py::array global_avg_pool2d_backward(const py::object& dyo, const std::vector<int64_t>& x_shape) {
+py::object global_avg_pool2d_backward(const py::object& dyo, const Shape& x_shape) {
   const char* op = "global_avg_pool2d_backward";
-  py::array dy = as_array(dyo, "dy");
-  require_float32(dy, "dy");
-  const std::vector<int64_t> xs = shape_arg(x_shape, 4, op);
+  ArrayArg dy = ArrayArg::from_python(dyo, "dy", op);
+  dy.float32();
+  const Shape xs = shape_arg(x_shape, 4, op);
   if (xs[2] < 1 || xs[3] < 1)
-    throw py::value_error(std::string(op) + ": x_shape " + dims_str(xs) + " has an empty spatial plane");
-  require_shape(dy, "dy", {xs[0], xs[1]}, op);
-  require_c_contiguous(dy, "dy");
-  py::array_t<float> dx = new_f32(xs);
-  const float* dyp = cdata(dy);
-  float* dxp = dx.mutable_data();
+    throw py::value_error(std::string(op) + ": x_shape " + shape_str(xs) + " has an empty spatial plane");
+  dy.shape_is({xs[0], xs[1]}).c_contiguous();
+  ArrayArg dx = ArrayArg::empty<float>(xs, "dx", op);
+  const float* dyp = dy.cdata<float>();
+  float* dxp = dx.mdata<float>();
   {
     py::gil_scoped_release nogil;
     pool::global_avg_pool2d_backward(xs[0] * xs[1], xs[2] * xs[3], dyp, dxp);
   }
-  return std::move(dx);
+  return dx.result();
 }
 
 void bind_pool(py::module_& m) {
@@ -198,6 +183,8 @@ void bind_pool(py::module_& m) {
         "count_include_pad"_a);
   m.def("avg_pool2d_backward", &avg_pool2d_backward, "dy"_a, "x_shape"_a, "kernel_size"_a, "stride"_a,
         "padding"_a, "ceil_mode"_a, "count_include_pad"_a);
+  m.def("pool2d_output_shape", &output_shape, "x_shape"_a, "kernel_size"_a, "stride"_a, "padding"_a,
+        "ceil_mode"_a, "(N, C, Ho, Wo) of max_pool2d / avg_pool2d, validating the window as they do.");
   m.def("global_avg_pool2d", &global_avg_pool2d, "x"_a);
   m.def("global_avg_pool2d_backward", &global_avg_pool2d_backward, "dy"_a, "x_shape"_a);
 }

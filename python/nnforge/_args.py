@@ -65,22 +65,23 @@ def int_pair(v, name: str, *, min: Optional[int] = None, op: str = "") -> Tuple[
     return i, i
 
 
-def padding4(v, name: str = "padding", *, op: str = "") -> Tuple[int, int, int, int]:
-    """int, (ph, pw) or (top, bottom, left, right) -> (top, bottom, left, right), each >= 0."""
+def padding4(v, name: str = "padding", *, min: Optional[int] = 0, op: str = "") -> Tuple[int, int, int, int]:
+    """int, (ph, pw) or (top, bottom, left, right) -> (top, bottom, left, right), each >= min
+    (min=None leaves the value rule to the kernel's own shape check)."""
     where = f"{op}: " if op else ""
     if isinstance(v, (tuple, list)):
         if len(v) == 2:
-            ph, pw = (int_arg(e, name, min=0, op=op) for e in v)
+            ph, pw = (int_arg(e, name, min=min, op=op) for e in v)
             return ph, ph, pw, pw
         if len(v) == 4:
-            t, b, l, r = (int_arg(e, name, min=0, op=op) for e in v)
+            t, b, l, r = (int_arg(e, name, min=min, op=op) for e in v)
             return t, b, l, r
         raise ValueError(f"{where}{name} must be an int, (ph, pw) or (top, bottom, left, right), "
                          f"got {v!r} (length {len(v)})")
     if not _is_int(v):
         raise TypeError(f"{where}{name} must be an int, (ph, pw) or (top, bottom, left, right), "
                         f"got {_type_name(v)} {v!r}")
-    p = int_arg(v, name, min=0, op=op)
+    p = int_arg(v, name, min=min, op=op)
     return p, p, p, p
 
 
@@ -113,6 +114,9 @@ def as_ndarray(obj, name: str):
     """A NumPy view of `obj` (no copy): ndarray, CPU DLPack exporter, or buffer.
 
     Anything else (lists, scalars, GPU arrays) is a TypeError; dtypes are not converted.
+    The view shares the exporter's memory and keeps it alive, so an `out=` tensor
+    receives the result. A torch tensor that requires grad is refused (DLPack would
+    not export it; reading it behind autograd's back is the caller's decision).
     """
     if isinstance(obj, np.ndarray):
         return obj
@@ -123,11 +127,14 @@ def as_ndarray(obj, name: str):
             dev = _DL_DEVICE_NAMES.get(dev_type, f"DLPack device type {dev_type}")
             raise TypeError(f"{name} is a {_type_name(obj)} on device {dev}:{int(dev_id)}; nnforge's CPU "
                             f"ops take arrays in host memory (copy it to the CPU first)")
+        if getattr(obj, "requires_grad", False) is True:
+            raise TypeError(f"{name} is a {_type_name(obj)} with requires_grad=True; pass {name}.detach() "
+                            f"(nnforge's kernels are not recorded by autograd)")
         try:
             return np.from_dlpack(obj)
         except (BufferError, RuntimeError, TypeError) as e:
-            raise TypeError(f"{name} ({_type_name(obj)}) could not be shared through DLPack without a "
-                            f"copy: {e}") from None
+            raise TypeError(f"{name} ({_type_name(obj)}, dtype {getattr(obj, 'dtype', '?')}) could not be "
+                            f"shared through DLPack without a copy: {e}") from None
     if hasattr(obj, "__cuda_array_interface__"):
         raise TypeError(f"{name} is a {_type_name(obj)} on a CUDA device; nnforge's CPU ops take arrays "
                         f"in host memory (copy it to the CPU first)")
@@ -148,17 +155,27 @@ def _has_buffer(obj) -> bool:
     return True
 
 
-def c_contiguous(a):
-    """A C-order array: `a` itself when it already is, else a copy (inputs only)."""
-    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+def c_contiguous(a, name: str = "x"):
+    """An input as a C-order ndarray: `a` itself when it already is one, else a copy of
+    its NumPy view (inputs only: an out= argument is never copied). None stays None."""
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        a = as_ndarray(a, name)
+    if not a.flags.c_contiguous:
         return np.ascontiguousarray(a)
     return a
 
 
-def rows_layout(a):
+def rows_layout(a, name: str = "x"):
     """The row kernels' layout rule: C-contiguous, or a 2-D view with unit stride along
-    its last axis (rows may be padded apart); anything else is copied to C order."""
-    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+    its last axis (rows may be padded apart); anything else is copied to C order.
+    (csrc/bindings/bind_nn.cpp's row_layout reads exactly these without a copy.)"""
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        a = as_ndarray(a, name)
+    if not a.flags.c_contiguous:
         if not (a.ndim == 2 and (a.shape[1] <= 1 or a.strides[1] == a.itemsize)):
             return np.ascontiguousarray(a)
     return a

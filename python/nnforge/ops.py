@@ -1,4 +1,11 @@
-"""Fast ops on NumPy float32 arrays, backed by nnforge's own kernels.
+"""Fast ops on float32 arrays, backed by nnforge's own kernels.
+
+Arrays may be NumPy arrays or any CPU object exporting DLPack (torch / JAX CPU
+tensors) or the buffer protocol: they are viewed without a copy (the kernel reads
+the tensor's own memory), `out=` may be such an object too (the result is written
+into its memory), and results are NumPy arrays. dtypes are never converted; a
+tensor on another device is a TypeError naming the device (nnforge._args.as_ndarray,
+the one rule, used by the wrappers and by the C++ ArrayArg builder alike).
 
 Each function validates its inputs in the compiled binding (clear TypeError /
 ValueError naming shapes and dtypes), releases the GIL and runs the kernel.

@@ -36,6 +36,30 @@ def median_seconds(fn: Callable[[], object], *, repeats: int = 7, warmup: int = 
     return statistics.median(samples)
 
 
+def time_rounds(fns: Sequence[dict], *, rounds: int = 1, repeats: int = 7, settle: float = 0.0,
+                timer: Callable = median_seconds, prime: bool = False) -> list[dict]:
+    """Best median per (case, library) over `rounds` sweeps of the table.
+
+    fns: per case, {key: callable}. Each key is one timing phase (its warm-up and all its
+    repeats, after `settle` s idle). Rounds sweep the whole table again and each entry
+    keeps its best median: a burst of foreign load on a shared machine can stall
+    multi-threaded calls (barrier waits on a preempted core) for whole seconds.
+    prime: run every callable once first (some libraries take a faster path once a
+    related call has run in the process).
+    """
+    if prime:
+        for case in fns:
+            for fn in case.values():
+                fn()
+    best = [{} for _ in fns]
+    for _ in range(rounds):
+        for case, b in zip(fns, best):
+            for key, fn in case.items():
+                t = timer(fn, repeats=repeats, settle=settle)
+                b[key] = min(t, b.get(key, t))
+    return best
+
+
 def torch_or_none():
     """PyTorch if installed (never a dependency), set to the same thread count as nnforge."""
     try:

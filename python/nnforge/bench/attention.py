@@ -1,9 +1,9 @@
 """Fused attention forward and forward+backward (nnforge.ops.attention*) vs torch SDPA, GFLOP/s.
 
 Cases (B, H, Lq, Lk, D, causal): the issue's table, including the GPT's own shape and
-decoding one query against a 1024-key cache. FLOPs (FlashAttention's convention):
-forward 4*B*H*Lq*Lk*D, halved when causal; backward 2.5x forward, so forward+backward
-counts 3.5x. Both libraries get the same float32 arrays; torch runs
+decoding one query against a 1024-key cache. FLOPs (FlashAttention's convention,
+from nnforge.registry): forward 4*B*H*Lq*Lk*D, halved when causal; backward 2.5x
+forward, so forward+backward counts 3.5x. One row per (shape, pass). Both libraries get the same float32 arrays; torch runs
 F.scaled_dot_product_attention (is_causal; Lq = Lk wherever causal is used, so its
 top-left alignment equals nnforge's bottom-right one) and autograd for the backward.
 nnforge's fwd+bwd is attention(return_lse=True) then attention_backward.
@@ -11,17 +11,17 @@ nnforge's fwd+bwd is attention(return_lse=True) then attention_backward.
 Method (as bench conv): each library and pass is timed in its own phase, --settle s
 idle first so the other library's spinning pool parks, 2 warm-up calls, the median
 of --repeats samples each looping >= 50 ms, best of --rounds sweeps.
---variant times one forward variant ("qk", "kq"; default: the active one) and
---variants adds a row per variant for the forward, as a cross-check.
+--variant picks the forward variant timed ("qk", "kq"; default: the active one);
+--variants adds a forward row per variant, as a cross-check.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._timing import fmt, machine_line, median_seconds, print_table, torch_or_none
-
-# 2 cores x 2 FMA x 16 lanes x 2 FLOP x ~3 GHz with AVX-512 (override with --peak).
-FP32_PEAK_GFLOPS = 380.0
+from .. import registry
+from ._peak import add_peak_argument, resolve
+from ._table import Row, print_rows
+from ._timing import machine_line, time_rounds, torch_or_none
 
 # (B, H, Lq, Lk, D, causal)
 CASES = [
@@ -34,11 +34,20 @@ CASES = [
 ]
 
 
-def flops(case) -> float:
-    """Forward FLOPs: 4*B*H*Lq*Lk*D, halved when causal."""
+def params(case) -> dict:
+    """The registry's attention params of a CASES entry."""
     b, h, lq, lk, d, causal = case
-    f = 4.0 * b * h * lq * lk * d
-    return 0.5 * f if causal else f
+    return {"B": b, "H": h, "Hkv": h, "Lq": lq, "Lk": lk, "D": d, "causal": causal}
+
+
+def flops(case) -> float:
+    """Forward FLOPs 4*B*H*Lq*Lk*D, causal halved (nnforge.registry)."""
+    return registry.flops("attention", params(case))
+
+
+def flops_fwd_bwd(case) -> float:
+    """Forward + backward (2.5x forward): 3.5x forward (nnforge.registry)."""
+    return flops(case) + registry.flops("attention_backward", params(case))
 
 
 def label(case) -> str:
@@ -53,9 +62,9 @@ def add_arguments(parser) -> None:
                         help="sweeps over the table; each (case, library) keeps its best median")
     parser.add_argument("--settle", type=float, default=0.15,
                         help="idle seconds before each library's timing phase (pools park)")
-    parser.add_argument("--peak", type=float, default=FP32_PEAK_GFLOPS,
-                        help="FP32 peak GFLOP/s for the %%-of-peak column")
-    parser.add_argument("--variant", default=None, help="forward variant: qk, kq or auto")
+    add_peak_argument(parser)
+    parser.add_argument("--variant", default=None, choices=["qk", "kq", "auto"],
+                        help="forward variant to time (default: the active one)")
     parser.add_argument("--variants", action="store_true", help="also time every forward variant")
     parser.add_argument("--quick", action="store_true", help="1 round, 3 repeats")
 
@@ -96,6 +105,23 @@ def case_fns(case, torch, rng):
     return fns
 
 
+def _variant_fns(fns):
+    """Forward of every variant as its own phase (keys ("nnforge", "fwd <variant>"))."""
+    from nnforge import _core
+
+    def with_variant(fn, name):
+        def run():
+            before = _core.attention_variant(name)
+            try:
+                fn()
+            finally:
+                _core.attention_variant(before)
+        return run
+
+    return [{("nnforge", f"fwd {var}"): with_variant(f[("nnforge", "fwd")], var) for var in ("qk", "kq")}
+            for f in fns]
+
+
 def run(args) -> int:
     from nnforge import _core
 
@@ -106,43 +132,27 @@ def run(args) -> int:
         _core.attention_variant(args.variant)
     active = _core.attention_variant()
     fns = [case_fns(case, torch, rng) for case in CASES]
-    for case_f in fns:  # everything once: lazy initialisation out of the timings
-        for fn in case_f.values():
-            fn()
-    best = [{} for _ in CASES]
-    extra = [{} for _ in CASES]
-    for _ in range(rounds):
-        for case_f, b in zip(fns, best):
-            for key, fn in case_f.items():
-                t = median_seconds(fn, repeats=repeats, settle=args.settle)
-                b[key] = min(t, b.get(key, t))
-        if args.variants:
-            for case_f, e in zip(fns, extra):
-                for var in ("qk", "kq"):
-                    _core.attention_variant(var)
-                    t = median_seconds(case_f[("nnforge", "fwd")], repeats=repeats, settle=args.settle)
-                    e[var] = min(t, e.get(var, t))
-            _core.attention_variant(active)
-    rows = []
-    for case, b, e in zip(CASES, best, extra):
-        f = flops(case)
-        g = {key: (3.5 if key[1] == "fb" else 1.0) * f / t / 1e9 for key, t in b.items()}
-        tf, tfb = g.get(("torch", "fwd")), g.get(("torch", "fb"))
-        nf, nfb = g[("nnforge", "fwd")], g[("nnforge", "fb")]
-        row = [label(case), active, fmt(nf), fmt(tf), fmt(None if tf is None else nf / tf, ".2f"),
-               fmt(nfb), fmt(tfb), fmt(None if tfb is None else nfb / tfb, ".2f"),
-               fmt(100.0 * nf / args.peak, ".0f")]
-        if args.variants:
-            row += [fmt(f / e[var] / 1e9) for var in ("qk", "kq")]
-        rows.append(row)
-    headers = ["shape", "variant", "nnf fwd GF/s", "torch fwd GF/s", "fwd ratio", "nnf f+b GF/s",
-               "torch f+b GF/s", "f+b ratio", "fwd % peak"]
     if args.variants:
-        headers += ["qk fwd", "kq fwd"]
-    title = (f"nnforge bench attention  ({machine_line()} torch={'-' if torch is None else torch.__version__} "
-             f"peak={args.peak:g} GFLOP/s)\n"
+        fns = [{**f, **extra} for f, extra in zip(fns, _variant_fns(fns))]
+    best = time_rounds(fns, rounds=rounds, repeats=repeats, settle=args.settle, prime=True)
+    rows = []
+    for case, b in zip(CASES, best):
+        passes = [("fwd", flops(case), "fwd", active), ("fb", flops_fwd_bwd(case), "fwd+bwd", active)]
+        if args.variants:
+            passes += [(f"fwd {var}", flops(case), "fwd", var) for var in ("qk", "kq")]
+        for pass_, work, pass_label, var in passes:
+            secs = {lib: t for (lib, ps), t in b.items() if ps == pass_}
+            if pass_.startswith("fwd "):  # a variant row: torch's forward for the ratio
+                secs["torch"] = b.get(("torch", "fwd"))
+            b_, h, lq, lk, d, causal = case
+            rows.append(Row(label(case), f"q {b_}x{h}x{lq}x{d} kv {b_}x{h}x{lk}x{d}", work, secs,
+                            extra={"pass": pass_label, "variant": var}))
+    peak, peak_text = resolve(args.peak)
+    title = (f"nnforge bench attention  ({machine_line()} torch={'-' if torch is None else torch.__version__})\n"
+             f"{peak_text}\n"
              f"method: one phase per library and pass (same inputs), {args.settle:g} s idle before each, "
              f"2 warm-up calls, median of {repeats} samples of >= 50 ms loops, best of {rounds} rounds; "
              f"FLOPs 4*B*H*Lq*Lk*D (causal: half), fwd+bwd = 3.5x fwd")
-    print_table(headers, rows, title=title)
+    print_rows(title, rows, ["nnforge"] + (["torch"] if torch is not None else []), peak,
+               extra_columns=["pass", "variant"])
     return 0

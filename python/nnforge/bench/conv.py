@@ -3,7 +3,7 @@
 Cases (N, C, H, W, K, R, stride, padding): the four CNN layers of the issue (3x3,
 padding 1, stride 1), a stride-2 3x3 layer and a 1x1 layer. FLOPs: forward
 2*N*K*(C/groups)*R*S*Ho*Wo; forward+backward = 3x forward (dx, dw each cost one
-forward; db is negligible). Both libraries compute y, then dx, dw and db from the
+forward; db is negligible), both from nnforge.registry. One row per (shape, pass). Both libraries compute y, then dx, dw and db from the
 same dy (torch: autograd with x, w, b requiring grad).
 
 Method: each library is timed in its own phase (2 warm-up calls, then the median of
@@ -25,10 +25,10 @@ import time
 
 import numpy as np
 
-from ._timing import fmt, machine_line, median_seconds, print_table, torch_or_none
-
-# 2 Zen 4 cores x 32 FP32 FLOP/cycle x ~3.1 GHz (docs: /work/shared/ANCHORS.md).
-FP32_PEAK_GFLOPS = 200.0
+from .. import registry
+from ._peak import add_peak_argument, resolve
+from ._table import Row, print_rows
+from ._timing import machine_line, median_seconds, time_rounds, torch_or_none
 
 # (N, C, H, W, K, R, stride, padding)
 CASES = [
@@ -41,11 +41,20 @@ CASES = [
 ]
 
 
-def flops(case) -> float:
+def params(case) -> dict:
+    """The registry's conv2d params of a CASES entry."""
     n, c, h, w, k, r, st, p = case
-    ho = (h + 2 * p - r) // st + 1
-    wo = (w + 2 * p - r) // st + 1
-    return 2.0 * n * k * c * r * r * ho * wo
+    return {"n": n, "c": c, "h": h, "w": w, "k": k, "r": r, "s": r, "stride": st, "padding": p}
+
+
+def flops(case) -> float:
+    """Forward FLOPs 2 N K C R S Ho Wo (nnforge.registry)."""
+    return registry.flops("conv2d", params(case))
+
+
+def flops_fwd_bwd(case) -> float:
+    """Forward + backward (dx, dw: one forward each): 3x forward (nnforge.registry)."""
+    return flops(case) + registry.flops("conv2d_backward", params(case))
 
 
 def label(case) -> str:
@@ -59,8 +68,7 @@ def add_arguments(parser) -> None:
                         help="sweeps over the table; each (case, library) keeps its best median")
     parser.add_argument("--settle", type=float, default=0.15,
                         help="idle seconds before each library's timing phase (pools park)")
-    parser.add_argument("--peak", type=float, default=FP32_PEAK_GFLOPS,
-                        help="FP32 peak GFLOP/s for the %%-of-peak column")
+    add_peak_argument(parser)
     parser.add_argument("--quick", action="store_true", help="1 round, 3 repeats")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall clock (default) or process CPU time (one thread only)")
@@ -133,35 +141,24 @@ def run(args) -> int:
     rng = np.random.default_rng(0)
     repeats, rounds = (3, 1) if args.quick else (args.repeats, args.rounds)
     fns = [case_fns(case, torch, rng) for case in CASES]
-    # One call of everything first: PyTorch's forward for the C=1 / C=3 layers runs 4-8x
-    # faster once an autograd backward of the same shapes has run in the process (seen
-    # with torch 2.13 CPU), so round 1 would otherwise time a cold path.
-    for case_f in fns:
-        for fn in case_f.values():
-            fn()
-    best = [{} for _ in CASES]
-    for _ in range(rounds):
-        for case_f, b in zip(fns, best):
-            for key, fn in case_f.items():
-                t = timer(fn, repeats=repeats, settle=args.settle)
-                b[key] = min(t, b.get(key, t))
+    # prime: PyTorch's forward for the C=1 / C=3 layers runs 4-8x faster once an autograd
+    # backward of the same shapes has run in the process (seen with torch 2.13 CPU), so
+    # round 1 would otherwise time a cold path.
+    best = time_rounds(fns, rounds=rounds, repeats=repeats, settle=args.settle, timer=timer, prime=True)
     rows = []
     for case, b in zip(CASES, best):
         n, c, h, w, k, r, st, p = case
-        f = flops(case)
-        g = {key: (3.0 if key[1] == "fb" else 1.0) * f / t / 1e9 for key, t in b.items()}
-        tf, tfb = g.get(("torch", "fwd")), g.get(("torch", "fb"))
-        nf, nfb = g[("nnforge", "fwd")], g[("nnforge", "fb")]
         alg = ops.conv2d_algorithm((n, c, h, w), (k, c, r, r), stride=st, padding=p)
-        rows.append([label(case), alg, fmt(nf), fmt(tf), fmt(None if tf is None else nf / tf, ".2f"),
-                     fmt(nfb), fmt(tfb), fmt(None if tfb is None else nfb / tfb, ".2f"),
-                     fmt(100.0 * nf / args.peak, ".0f")])
-    title = (f"nnforge bench conv  ({machine_line()} torch={'-' if torch is None else torch.__version__} "
-             f"peak={args.peak:g} GFLOP/s)\n"
+        for pass_, work, pass_label in (("fwd", flops(case), "fwd"), ("fb", flops_fwd_bwd(case), "fwd+bwd")):
+            secs = {lib: t for (lib, ps), t in b.items() if ps == pass_}
+            rows.append(Row(label(case), f"{n}x{c}x{h}x{w} * {k}x{c}x{r}x{r}", work, secs,
+                            extra={"pass": pass_label, "algorithm": alg}))
+    peak, peak_text = resolve(args.peak)
+    title = (f"nnforge bench conv  ({machine_line()} torch={'-' if torch is None else torch.__version__})\n"
+             f"{peak_text}\n"
              f"method: one phase per library and pass (same inputs), {args.settle:g} s idle before each, "
              f"2 warm-up calls, median of {repeats} samples of >= 50 ms loops ({args.clock} clock), "
-             f"best of {rounds} rounds; "
-             f"fwd+bwd = y, dx, dw, db (3x fwd FLOPs)")
-    print_table(["shape", "algorithm", "nnf fwd GF/s", "torch fwd GF/s", "fwd ratio",
-                 "nnf f+b GF/s", "torch f+b GF/s", "f+b ratio", "fwd % peak"], rows, title=title)
+             f"best of {rounds} rounds; fwd+bwd = y, dx, dw, db (3x fwd FLOPs)")
+    print_rows(title, rows, ["nnforge"] + (["torch"] if torch is not None else []), peak,
+               extra_columns=["pass", "algorithm"])
     return 0

@@ -3,7 +3,9 @@
 Shapes are m x k x n (a is m x k, b is k x n); the MLP rows are the forward
 products of a 784-256-128-10 MLP at batch 128 and the transposed products its
 backward pass needs (dW = x.T @ dy, dX = dy @ W.T), passed as transposed views.
-FLOPs = 2 m n k. Every peer gets the same input arrays (views included).
+FLOPs = 2 m n k (nnforge.registry). Every peer gets the same input arrays (views
+included). The %-of-peak column divides by the FP32 peak measured on this CPU
+(bench.cpu_peak()) or by --peak.
 
 Method: each library is timed in its own phase (2 warm-up calls, then the median of
 --repeats samples, each a loop of >= 50 ms), with --settle seconds of idle before each
@@ -17,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._timing import fmt, machine_line, median_seconds, print_table, torch_or_none
-
-# 2 Zen 4 cores x 32 FP32 FLOP/cycle x ~3.1 GHz (docs: /work/shared/ANCHORS.md).
-FP32_PEAK_GFLOPS = 200.0
+from .. import registry
+from ._peak import add_peak_argument, resolve
+from ._table import Row, print_rows
+from ._timing import machine_line, time_rounds, torch_or_none
 
 SQUARE = [64, 128, 256, 512, 1024, 2048]
 # (label, m, k, n, a transposed?, b transposed?)
@@ -38,7 +40,8 @@ MLP = [
 
 
 def flops(m: int, k: int, n: int) -> float:
-    return 2.0 * m * n * k
+    """2 m n k, from the op registry."""
+    return registry.flops("matmul", {"m": m, "k": k, "n": n})
 
 
 def add_arguments(parser) -> None:
@@ -51,8 +54,7 @@ def add_arguments(parser) -> None:
                         help="idle seconds before each library's timing phase (pools park)")
     parser.add_argument("--variant", default=None,
                         help="GEMM micro-kernel variant (see nnforge._core.gemm_variants())")
-    parser.add_argument("--peak", type=float, default=FP32_PEAK_GFLOPS,
-                        help="FP32 peak GFLOP/s for the %%-of-peak column")
+    add_peak_argument(parser)
 
 
 def _operands(rng, m, k, n, ta, tb):
@@ -74,37 +76,27 @@ def _case_fns(m, k, n, ta, tb, torch, rng):
     return fns
 
 
+def cases(sizes=SQUARE, mlp=True) -> list[tuple]:
+    """(label, m, k, n, a transposed?, b transposed?) of the table."""
+    return [("square", s, s, s, False, False) for s in sizes] + (MLP if mlp else [])
+
+
 def run(args) -> int:
-    import nnforge
     from nnforge import _core
 
     if args.variant:
         _core.set_gemm_variant(args.variant)
     torch = torch_or_none()
     rng = np.random.default_rng(0)
-    cases = [("square", s, s, s, False, False) for s in args.sizes]
-    if not args.no_mlp:
-        cases += MLP
-    fns = [_case_fns(m, k, n, ta, tb, torch, rng) for _, m, k, n, ta, tb in cases]
-    # Rounds sweep the whole table again and each (case, library) keeps its best median:
-    # on the shared machine a burst of foreign load can stall 2-thread calls for seconds.
-    best_t = [{} for _ in cases]
-    for _ in range(args.rounds):
-        for case_fns, best in zip(fns, best_t):
-            for name, fn in case_fns.items():
-                t = median_seconds(fn, repeats=args.repeats, settle=args.settle)
-                best[name] = min(t, best.get(name, t))
-    rows = []
-    for (label, m, k, n, _, _), best in zip(cases, best_t):
-        g = {name: flops(m, k, n) / t / 1e9 for name, t in best.items()}
-        peer = max(g["numpy"], g.get("torch", 0.0))
-        rows.append([label, f"{m}x{k}x{n}", fmt(g["nnforge"]), fmt(g["numpy"]), fmt(g.get("torch")),
-                     fmt(g["nnforge"] / peer, ".2f"), fmt(100.0 * g["nnforge"] / args.peak, ".0f")])
+    table = cases(args.sizes, not args.no_mlp)
+    fns = [_case_fns(m, k, n, ta, tb, torch, rng) for _, m, k, n, ta, tb in table]
+    best = time_rounds(fns, rounds=args.rounds, repeats=args.repeats, settle=args.settle)
+    rows = [Row(label, f"{m}x{k}x{n}", flops(m, k, n), b) for (label, m, k, n, _, _), b in zip(table, best)]
+    peak, peak_text = resolve(args.peak)
     title = (f"nnforge bench gemm  ({machine_line()} variant={_core.get_gemm_variant()} "
-             f"torch={'-' if torch is None else torch.__version__} peak={args.peak:g} GFLOP/s)\n"
+             f"torch={'-' if torch is None else torch.__version__})\n{peak_text}\n"
              f"method: one phase per library (same inputs), {args.settle:g} s idle before each, "
              f"2 warm-up calls, median of {args.repeats} samples of >= 50 ms loops, "
              f"best of {args.rounds} rounds")
-    print_table(["case", "m x k x n", "nnforge GF/s", "numpy GF/s", "torch GF/s",
-                 "nnf/best", "% peak"], rows, title=title)
+    print_rows(title, rows, ["nnforge", "numpy"] + (["torch"] if torch is not None else []), peak)
     return 0

@@ -1,12 +1,12 @@
 """Fused multi-tensor optimizer steps (AdamW, SGD momentum, Adagrad; clip + AdamW) vs PyTorch fused / foreach.
 
 Each row: one optimizer on one parameter layout; median step time; effective
-GB/s from explicit bytes() (every buffer read once, every updated one written
+GB/s from the registry's bytes() (every buffer read once, every updated one written
 once: AdamW 28 B/param, SGD momentum 20 B, Adagrad 20 B); the STREAM triad
 bandwidth measured in the same run and the ratio to it; PyTorch's fused and
 foreach optimizers (when importable) and the ratio nnforge / best torch in
-GB/s (> 1: nnforge faster). Each library is timed in its own phase (all its
-repeats, a short sleep, then the next) so thread pools do not interfere.
+GB/s (> 1: nnforge faster). Each library is timed in its own phase (a short
+sleep, then all its repeats) so thread pools do not interfere.
 
 Reading the ratios: the triad counts 12 B per element but its store also pulls
 each line of `a` in first (write-allocate, 16 B of traffic), while an in-place
@@ -17,11 +17,12 @@ bandwidth-bound limit when both run at full bandwidth.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from ._timing import fmt, machine_line, median_seconds, print_table, torch_or_none, triad_gbs
+from .. import registry
+from ._peak import add_peak_argument, resolve
+from ._table import Row, print_rows
+from ._timing import fmt, machine_line, time_rounds, torch_or_none, triad_gbs
 
 # (label, tensor sizes)
 LAYOUTS = [
@@ -31,8 +32,9 @@ LAYOUTS = [
 ]
 QUICK_LAYOUTS = [("2M x 1", [2_000_000]), ("2M in 100", [20_000] * 100), ("1M in 50", [20_000] * 50)]
 
-# optimizer -> (bytes per parameter, nnforge state buffers per parameter)
-OPTIMIZERS = {"AdamW": (28, 2), "SGD momentum": (20, 1), "Adagrad": (20, 1)}
+# optimizer -> (registry op, the options the benchmark uses)
+OPTIMIZERS = {"AdamW": ("adamw_step", {}), "SGD momentum": ("sgd_step", {"momentum": 0.9}),
+              "Adagrad": ("adagrad_step", {})}
 LR = {"AdamW": 1e-3, "SGD momentum": 1e-2, "Adagrad": 1e-2}
 PAUSE_S = 0.2
 
@@ -40,10 +42,18 @@ PAUSE_S = 0.2
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller layouts, fewer repeats")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement")
+    add_peak_argument(parser)
 
 
-def bytes_per_step(opt: str, n: int) -> int:
-    return OPTIMIZERS[opt][0] * n
+def bytes_per_step(opt: str, n: int) -> float:
+    """Bytes one step moves (nnforge.registry): AdamW 28 B/param, SGD momentum 20, Adagrad 20."""
+    op, options = OPTIMIZERS[opt]
+    return registry.bytes(op, {"sizes": [n], **options})
+
+
+def bytes_clip_step(n: int) -> float:
+    """grad_norm (reads the grads) + AdamW with grad_scale: 32 B/param."""
+    return registry.bytes("grad_norm", {"sizes": [n]}) + bytes_per_step("AdamW", n)
 
 
 def _arrays(rng, sizes, count):
@@ -103,54 +113,55 @@ def torch_step(torch, opt, sizes, rng, impl, clip=False):
     return o.step
 
 
-def _time(fn, repeats):
-    t = median_seconds(fn, repeats=repeats, warmup=2)
-    time.sleep(PAUSE_S)
-    return t
-
-
 def run(args) -> int:
-    import nnforge
-
     rng = np.random.default_rng(0)
     torch = torch_or_none()
     quick = getattr(args, "quick", False)
     repeats = max(3, getattr(args, "repeats", 7) // (2 if quick else 1))
     layouts = QUICK_LAYOUTS if quick else LAYOUTS
+    peak, peak_text = resolve(getattr(args, "peak", None))
     print(machine_line() + (f" torch={torch.__version__}" if torch else " torch=-"), flush=True)
     triad = triad_gbs(n=20_000_000 if not quick else 5_000_000)
-    time.sleep(PAUSE_S)
+    # each phase: PAUSE_S idle first (the previous phase's pool parks), 2 warm-up steps, median
+    timing = dict(rounds=1, repeats=repeats, settle=PAUSE_S)
 
-    headers = ["case", "params", "time ms", "GB/s", "triad GB/s", "x triad", "torch fused GB/s",
-               "torch foreach GB/s", "x best torch"]
-    rows = []
+    # Each case's buffers are built just before it is timed and freed after: all of them
+    # at once (nnforge + two torch copies of 10M-parameter layouts) would take gigabytes.
+    cases, best = [], []
     for opt in OPTIMIZERS:
         for label, sizes in layouts:
-            n = sum(sizes)
-            nbytes = bytes_per_step(opt, n)
-            t_nnf = _time(nnforge_step(opt, sizes, rng), repeats)
-            gbs = nbytes / t_nnf / 1e9
-            peers = {}
+            f = {"nnforge": nnforge_step(opt, sizes, rng)}
             if torch is not None:
                 for impl in ("fused", "foreach"):
                     fn = torch_step(torch, opt, sizes, rng, impl)
-                    peers[impl] = None if fn is None else nbytes / _time(fn, repeats) / 1e9
-            best = max((v for v in peers.values() if v is not None), default=None)
-            rows.append([f"{opt} {label}", f"{n / 1e6:.0f}M x {len(sizes)}", fmt(t_nnf * 1e3, ".2f"),
-                         fmt(gbs), fmt(triad), fmt(gbs / triad, ".2f"), fmt(peers.get("fused")),
-                         fmt(peers.get("foreach")), fmt(None if best is None else gbs / best, ".2f")])
-    print_table(headers, rows, title="optimizer steps (effective GB/s; x = ratio, > 1 better)")
-
-    headers = ["case", "nnforge ms", "torch clip_grad_norm_ + fused AdamW ms", "speed-up"]
+                    if fn is not None:
+                        f[f"torch {impl}"] = fn
+            cases.append((opt, label, sizes))
+            best += time_rounds([f], **timing)
+            del f
     rows = []
+    for (opt, label, sizes), b in zip(cases, best):
+        n = sum(sizes)
+        row = Row(f"{opt} {label}", f"{n / 1e6:.0f}M x {len(sizes)}", bytes_per_step(opt, n), b, unit="byte")
+        row.extra["x triad"] = fmt(row.rate("nnforge") / triad, ".2f")
+        rows.append(row)
+    libs = ["nnforge"] + (["torch fused", "torch foreach"] if torch is not None else [])
+    print_rows(f"optimizer steps (effective GB/s; nnf/best and x triad: ratios, > 1 better)\n"
+               f"triad {triad:.1f} GB/s (STREAM a = b + s*c, 12 B/element); {peak_text}",
+               rows, libs, peak, tail_columns=["x triad"])
+
+    best = []
     for label, sizes in layouts:
-        t_nnf = _time(nnforge_clip_step(sizes, rng), repeats)
-        t_torch = None
+        f = {"nnforge": nnforge_clip_step(sizes, rng)}
         if torch is not None:
             fn = torch_step(torch, "AdamW", sizes, rng, "fused", clip=True)
-            t_torch = None if fn is None else _time(fn, repeats)
-        rows.append([f"clip + AdamW {label}", fmt(t_nnf * 1e3, ".2f"),
-                     fmt(None if t_torch is None else t_torch * 1e3, ".2f"),
-                     fmt(None if t_torch is None else t_torch / t_nnf, ".2f")])
-    print_table(headers, rows, title="clip + AdamW step (nnforge: grad_norm, then adamw_step(grad_scale=clip_coef))")
+            if fn is not None:
+                f["torch"] = fn
+        best += time_rounds([f], **timing)
+        del f
+    rows = [Row(f"clip + AdamW {label}", f"{sum(sizes) / 1e6:.0f}M x {len(sizes)}", bytes_clip_step(sum(sizes)), b,
+                unit="byte") for (label, sizes), b in zip(layouts, best)]
+    print_rows("clip + AdamW step (nnforge: grad_norm, then adamw_step(grad_scale=clip_coef); "
+               "torch: clip_grad_norm_ + fused AdamW; GB/s at nnforge's 32 B/param, so nnf/best is the speed-up)",
+               rows, ["nnforge"] + (["torch"] if torch is not None else []), peak)
     return 0

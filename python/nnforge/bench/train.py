@@ -3,8 +3,9 @@
 Each case in CASES: one epoch of synthetic data, shuffled mini-batches, an explicit
 loop (the same loop in both libraries: gather batch, forward, loss, backward, fused
 optimizer step). Timed: median of --repeats epochs after a warm-up of a few batches.
-Printed: time per epoch, samples/s, GFLOP/s from an explicit flops() (fwd+bwd =
-3x forward, minus the first layer's skipped dX), the ratio nnforge/torch time
+Printed: time per epoch, samples/s, GFLOP/s from the registry's flops() of each layer
+(fwd+bwd = 3x forward, minus the first layer's skipped dX), % of the FP32 peak
+(measured, or --peak), the ratio nnforge/torch time
 (target <= 0.5), Module.fit() for the same epoch (metrics on, progress off), and a
 profile of one extra instrumented epoch: time inside the GEMM, the other nn kernels,
 the optimizer kernel, batch gathering, and the rest (Python).
@@ -20,6 +21,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .. import registry
+from ._peak import add_peak_argument, resolve
 from ._timing import fmt, machine_line, print_table, torch_or_none
 
 __all__ = ["CASES", "EpochCase", "add_arguments", "register_case", "run"]
@@ -62,11 +65,14 @@ def _mlp_torch(torch):
                                torch.nn.Linear(c, d))
 
 
+def _linear_flops(i: int, o: int) -> float:
+    return registry.flops("matmul", {"m": 1, "k": i, "n": o})  # one sample
+
+
 def _mlp_flops():
-    # forward 2*in*out per layer; backward dW 2*in*out, dX 2*in*out except the first layer
-    layers = list(zip(_MLP[:-1], _MLP[1:]))
-    fwd = sum(2 * i * o for i, o in layers)
-    return fwd + fwd + (fwd - 2 * layers[0][0] * layers[0][1])
+    # forward per layer; backward dW (one forward) and dX (one forward) except the first layer
+    fwd = [_linear_flops(i, o) for i, o in zip(_MLP[:-1], _MLP[1:])]
+    return sum(fwd) + sum(fwd) + sum(fwd[1:])
 
 
 register_case("mlp", EpochCase("MLP 784-256-128-10 ReLU, Adam, bs 128, 60,000 samples", 60_000, 128, (784,), 10,
@@ -76,8 +82,10 @@ register_case("mlp", EpochCase("MLP 784-256-128-10 ReLU, Adam, bs 128, 60,000 sa
 # --- CNN conv32-pool-conv64-pool-fc128-fc10 on (1, 28, 28) ----------------------------------
 
 def _cnn_nnforge():
-    from ..nn.cnn_models import build_cnn
-    return build_cnn((1, 28, 28), 10, batch_norm=False)  # 3x3 pad-1 convs with fused ReLU, 2x2 max pools
+    from .. import nn  # public layers only: 3x3 pad-1 convs with fused ReLU, 2x2 max pools
+    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1, activation="relu"), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3, padding=1, activation="relu"), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(64 * 7 * 7, 128, activation="relu"), nn.Linear(128, 10))
 
 
 def _cnn_torch(torch):
@@ -87,10 +95,14 @@ def _cnn_torch(torch):
                           tnn.Linear(64 * 7 * 7, 128), tnn.ReLU(), tnn.Linear(128, 10))
 
 
+def _conv_flops(c: int, hw: int, k: int) -> float:
+    return registry.flops("conv2d", {"n": 1, "c": c, "h": hw, "w": hw, "k": k, "r": 3, "s": 3, "padding": 1})
+
+
 def _cnn_flops():
-    # conv 2*K*C*R*S*Ho*Wo, linear 2*in*out; backward = dW + dX, no dX for the first conv
-    conv1 = 2 * 32 * 1 * 9 * 28 * 28
-    fwd = conv1 + 2 * 64 * 32 * 9 * 14 * 14 + 2 * 64 * 7 * 7 * 128 + 2 * 128 * 10
+    # conv and linear forwards; backward = dW + dX (one forward each), no dX for the first conv
+    conv1 = _conv_flops(1, 28, 32)
+    fwd = conv1 + _conv_flops(32, 14, 64) + _linear_flops(64 * 7 * 7, 128) + _linear_flops(128, 10)
     return fwd + fwd + (fwd - conv1)
 
 
@@ -100,6 +112,16 @@ register_case("cnn", EpochCase("CNN conv32-pool-conv64-pool-fc128-fc10 (3x3 pad 
 
 
 # --- the epoch loops ------------------------------------------------------------------------
+
+def skip_first_input_grad(model) -> None:
+    """As fit() does: the layer that sees the raw batch needs no dX (a Sequential's first
+    item, descending through leading Sequentials)."""
+    from .. import nn
+    while isinstance(model, nn.Sequential) and len(model):
+        model = model[0]
+    if hasattr(model, "needs_input_grad"):
+        model.needs_input_grad = False
+
 
 def _synthetic(case: EpochCase, n: int, rng):
     x = rng.standard_normal((n, *case.input_shape), dtype=np.float32)
@@ -182,15 +204,15 @@ class _Timer:
 def _profile(case, model, opt, loss_fn, x, y) -> tuple[float, list[tuple[str, int, float]]]:
     from .. import data, ops
     timer = _Timer()
-    timer.wrap(ops, "matmul", "GEMM (ops.matmul)")
-    for name in ops._nn_ops.__all__:
-        timer.wrap(ops, name, "other nn kernels")
-    for name in ("conv2d", "conv2d_backward"):
-        timer.wrap(ops, name, "conv2d kernels (ops.conv2d*)")
-    for name in ops._pool_ops.__all__:
-        if name != "pool2d_output_shape":
-            timer.wrap(ops, name, "pooling kernels (ops.*pool2d*)")
-    timer.wrap(opt, "_step_fn", f"optimizer ({opt._kernel_name})")
+    categories = {"gemm": "GEMM (ops.matmul)", "nn": "other nn kernels", "conv": "conv2d kernels (ops.conv2d*)",
+                  "pool": "pooling kernels (ops.*pool2d*)"}
+    for op in registry.all_ops():
+        if op.family in categories:
+            for name in [op.name, *op.covers]:
+                if name in ops.__all__ and not name.endswith(("_output_shape", "_algorithm")):
+                    timer.wrap(ops, name, categories[op.family])
+    # opt.step (public) rather than the kernel it holds: a few us of Python per step more
+    timer.wrap(opt, "step", f"optimizer ({type(opt).__name__}.step)")
     orig_batches = data.batches
 
     def timed_batches(*args, **kwargs):
@@ -230,13 +252,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="one tenth of the samples, one repeat")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--no-profile", action="store_true", help="skip the profile epoch")
+    add_peak_argument(parser)
 
 
 def run(args) -> int:
     import nnforge
     from .. import nn
     from ..cli import CliError
-    from ..nn.training import _first_layer
 
     names = args.case or list(CASES)
     unknown = [n for n in names if n not in CASES]
@@ -245,7 +267,10 @@ def run(args) -> int:
     if args.repeats < 1:
         raise CliError(f"--repeats must be >= 1, got {args.repeats}")
     torch = None if args.no_torch else torch_or_none()
+    peak, peak_text = resolve(getattr(args, "peak", None))
+    pct = lambda gflops: fmt(None if (peak is None or gflops is None) else 100.0 * gflops / peak, ".0f")
     print(f"nnforge bench train: {machine_line()}" + (f" torch={torch.__version__}" if torch else " (no torch)"))
+    print(peak_text)
     print("method: one warm-up of 5 batches, then the median of the epoch times; same explicit loop in both "
           "libraries (shuffled gather, forward, cross-entropy, backward, Adam step)")
     repeats = 1 if args.quick else args.repeats
@@ -259,9 +284,7 @@ def run(args) -> int:
 
         nnforge.seed(0)
         model = case.build_nnforge()
-        first = _first_layer(model)
-        if hasattr(first, "needs_input_grad"):
-            first.needs_input_grad = False  # as fit() does
+        skip_first_input_grad(model)
         opt = nn.Adam(model, lr=case.lr)
         loss_fn = nn.CrossEntropyLoss()
         t_nnf = _median_epoch(lambda limit=None, order=0: _nnforge_epoch(case, model, opt, loss_fn, x, y, order,
@@ -281,14 +304,15 @@ def run(args) -> int:
                                                                              limit), repeats)
         ratio = None if t_torch is None else t_nnf / t_torch
         rows.append((name, f"{n:,}", f"{case.batch_size}", "nnforge loop", f"{t_nnf:.3f}", f"{n / t_nnf:,.0f}",
-                     fmt(gflop / t_nnf), fmt(ratio, ".2f")))
+                     fmt(gflop / t_nnf), fmt(ratio, ".2f"), pct(gflop / t_nnf)))
         rows.append(("", "", "", "nnforge fit()", f"{t_fit:.3f}", f"{n / t_fit:,.0f}", fmt(gflop / t_fit),
-                     fmt(None if t_torch is None else t_fit / t_torch, ".2f")))
+                     fmt(None if t_torch is None else t_fit / t_torch, ".2f"), pct(gflop / t_fit)))
         rows.append(("", "", "", "torch loop", fmt(t_torch, ".3f"), "-" if t_torch is None else f"{n / t_torch:,.0f}",
-                     fmt(None if t_torch is None else gflop / t_torch), "-"))
+                     fmt(None if t_torch is None else gflop / t_torch), "-",
+                     pct(None if t_torch is None else gflop / t_torch)))
         if not args.no_profile:
             profiles.append((name, case, _profile(case, model, opt, loss_fn, x, y)))
-    print_table(["case", "samples", "batch", "loop", "s/epoch", "samples/s", "GFLOP/s", "vs torch"], rows,
+    print_table(["case", "samples", "batch", "loop", "s/epoch", "samples/s", "GFLOP/s", "vs torch", "% peak"], rows,
                 title="\n" + "; ".join(CASES[n].description for n in names)
                 + "\n(vs torch = nnforge time / torch time; target <= 0.50)")
     for name, case, (total, prof) in profiles:

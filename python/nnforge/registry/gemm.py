@@ -1,0 +1,104 @@
+"""matmul: out = act(alpha * a @ b + beta * out + bias).
+
+Cases walk the register tiles of every path (14x32 on avx512, 6x16 on avx2, 4x8
+generic) at tile - 1 / tile / tile + 1, k = 1 and primes, and a / b given as
+transposed, sliced (non-unit stride) and misaligned views. FLOPs = 2 m n k (the
+epilogue is not counted); bytes = a, b and out once.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import Op, fd_check, f32, reduction_tol, tile_sizes
+
+
+def flops(p: dict) -> float:
+    return 2.0 * p["m"] * p["n"] * p["k"] * p.get("batch", 1)
+
+
+def bytes_(p: dict) -> float:
+    b = p.get("batch", 1)
+    return 4.0 * b * (p["m"] * p["k"] + p["k"] * p["n"] + p["m"] * p["n"])
+
+
+def _gelu_tanh(x):
+    u = np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)
+    return x / (1.0 + np.exp(-2.0 * u))  # 0.5 x (1 + tanh u), without cancellation for x << 0
+
+
+def reference(a, b, out=None, *, alpha=1.0, beta=0.0, bias=None, activation=None):
+    y = alpha * np.matmul(a, b)
+    if beta != 0.0:
+        y = y + beta * out
+    if bias is not None:
+        y = y + bias
+    if activation == "relu":
+        y = np.maximum(y, 0.0)
+    elif activation in ("gelu", "gelu_tanh"):
+        y = _gelu_tanh(y)
+    return y
+
+
+def run(a, b, out=None, **kw):
+    from nnforge import ops
+    return ops.matmul(a, b, out, **kw)
+
+
+def operand(rng, rows, cols, layout):
+    """A (rows, cols) float32 operand; "transposed" stores it as the .T of (cols, rows)."""
+    return f32(rng, (rows, cols), layout)
+
+
+def _case(op, m, k, n, la="contiguous", lb="contiguous", **kw):
+    def make(rng):
+        a, b = operand(rng, m, k, la), operand(rng, k, n, lb)
+        extra = dict(kw)
+        out = None
+        if kw.get("beta", 0.0) != 0.0:
+            out = f32(rng, (m, n))
+        if kw.get("bias"):
+            extra["bias"] = f32(rng, (n,))
+        return (a, b, out), extra
+    opts = "".join(f" {k_}={v}" for k_, v in kw.items())
+    return op.case(f"{m}x{k}x{n} a:{la} b:{lb}{opts}", make, m=m, k=k, n=n)
+
+
+def cases(op):
+    cs = []
+    # tile edges of each path: m around the tile's rows, n around its columns
+    for mr, nr in ((14, 32), (6, 16), (4, 8)):
+        for m, n in zip(tile_sizes(mr), tile_sizes(nr)):
+            cs.append(_case(op, m, 7, n))
+    cs += [_case(op, 1, 1, 1), _case(op, 1, 61, 1), _case(op, 29, 257, 3),
+           _case(op, 15, 13, 33, la="transposed", lb="transposed"),
+           _case(op, 13, 11, 31, la="sliced", lb="misaligned"),
+           _case(op, 7, 5, 17, la="misaligned", lb="sliced"),
+           _case(op, 14, 9, 32, alpha=0.5, beta=2.0),
+           _case(op, 6, 19, 17, bias=True, activation="relu"),
+           _case(op, 5, 23, 33, bias=True, activation="gelu_tanh")]
+    return cs
+
+
+def tolerance(case, args, ref):
+    a, b, out = args[:3]
+    k = case.params["k"]
+    mag = float(np.abs(a).max() * np.abs(b).max()) if a.size and b.size else 1.0
+    if out is not None:
+        mag += float(np.abs(out).max())
+    return reduction_tol(k, mag, c=2.0) + 1e-6
+
+
+def grad_check(rng, case):
+    """The two GEMMs of Linear's backward: dA = dY @ B.T and dB = A.T @ dY, each through
+    ops.matmul on transposed views, against central differences of the float64 product."""
+    from nnforge import ops
+
+    m, k, n = 5, 7, 3
+    a, b, dy = f32(rng, (m, k)), f32(rng, (k, n)), f32(rng, (m, n))
+    da, db = ops.matmul(dy, b.T), ops.matmul(a.T, dy)
+    tol = reduction_tol(max(m, n), 8.0)
+    fd_check(lambda x, w: x @ w, [a, b], [0, 1], dy, [da, db], tol, "matmul")
+
+
+def register(add):
+    add(Op("matmul", "gemm", run, reference, flops, bytes_, cases, tolerance, grad_check))
