@@ -387,3 +387,25 @@ def test_memory_16384_no_score_matrix():
     rise = int(res.stdout.strip().splitlines()[-1])
     # A 16384 x 16384 float32 score matrix is 1 GiB; per-thread tiles are ~100 KiB.
     assert rise < 32 * 2**20, f"peak RSS rose by {rise / 2**20:.1f} MiB"
+
+
+# ---- nnforge bench attention (no timing) ------------------------------------------
+def test_bench_cost_model_and_table(monkeypatch, capsys):
+    import argparse
+
+    from nnforge.bench import attention as bench_attention
+
+    for case in bench_attention.CASES:
+        b, h, lq, lk, d, causal = case
+        f = 4 * b * h * lq * lk * d * (0.5 if causal else 1.0)
+        assert bench_attention.flops(case) == f
+        assert bench_attention.flops_fwd_bwd(case) == 3.5 * f
+    monkeypatch.setattr(bench_attention, "time_rounds",
+                        lambda fns, **kw: [{key: 1e-3 for key in case} for case in fns])
+    monkeypatch.setattr(bench_attention, "CASES", [(1, 2, 8, 8, 16, True)])
+    p = argparse.ArgumentParser()
+    bench_attention.add_arguments(p)
+    assert bench_attention.run(p.parse_args(["--quick", "--variants", "--peak", "100"])) == 0
+    out = capsys.readouterr().out
+    assert "peak=100 GFLOP/s (--peak)" in out and "fwd+bwd" in out and "qk" in out and "kq" in out
+    assert nnforge._core.attention_variant() == "kq"  # --variants restores the active one
