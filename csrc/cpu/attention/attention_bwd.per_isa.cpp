@@ -4,7 +4,7 @@
 //
 // One task owns the keys of one chunk of one kv head: for each key block it packs
 // K^T, K and V^T once, then for every query head of its group and every query block
-// that sees the keys:  S = Q K^T,  P = exp(S - lse),  dV += P~^T dO  (P~ = P with
+// that sees the keys:  S = Q K^T (log2 units, as the forward),  P = exp(S - lse),  dV += P~^T dO  (P~ = P with
 // dropout),  dP~ = dO V^T,  dS = P o (dP~ o Z/(1-p) - delta),  dK += dS^T (scale Q),
 // dQ_part[chunk] += dS K.  dK and dV of the block are complete when the task leaves it
 // (written once, no atomics); dQ is summed over chunks afterwards in chunk order
@@ -54,15 +54,15 @@ struct BwdScratch {
 };
 
 void store_rows(const float* src, int64_t ld, int64_t n, int64_t D, const MutView4& dst,
-                int64_t b, int64_t h, int64_t j0) {
+                int64_t b, int64_t h, int64_t j0, float alpha) {
   for (int64_t c = 0; c < n; ++c) {
     float* o = dst.p + b * dst.sb + h * dst.sh + (j0 + c) * dst.si;
     const float* x = src + c * ld;
     if (dst.sd == 1) {
 #pragma omp simd
-      for (int64_t d = 0; d < D; ++d) o[d] = x[d];
+      for (int64_t d = 0; d < D; ++d) o[d] = alpha * x[d];
     } else {
-      for (int64_t d = 0; d < D; ++d) o[d * dst.sd] = x[d];
+      for (int64_t d = 0; d < D; ++d) o[d * dst.sd] = alpha * x[d];
     }
   }
 }
@@ -98,7 +98,7 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
       for (int64_t x = 0; x < ifirst * bb.dp; ++x) dq[x] = 0.0f;
     for (int64_t i0 = ifirst; i0 < pr.Lq; i0 += kBq) {
       const int64_t m = pr.Lq - i0 < kBq ? pr.Lq - i0 : kBq;
-      pack_rows(q, b, h, i0, m, D, pr.scale, t.q, dpad);
+      pack_rows(q, b, h, i0, m, D, pr.scale * attn_tile::kLog2e, t.q, dpad);  // log2 units
       pack_rows(dout, b, h, i0, m, D, 1.0f, t.dout, dpad);
       // Causal band (row r = query i0 + r, column / k index c = key j0 + c): key c is
       // visible to r iff c <= r + shift. Hidden scores are skipped in the tile GEMMs
@@ -116,19 +116,20 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
         const int64_t i = i0 + r;
         float* s = t.s + r * kBk;
         float* dp = t.dp + r * kBk;
-        const float l = lse[i * bb.lse_si];
-        if (l == kNegInf) {  // a row that saw no key: P = 0, no gradient
+        const float lnat = lse[i * bb.lse_si];
+        const float l = lnat * attn_tile::kLog2e;  // scores are in log2 units
+        if (lnat == kNegInf) {  // a row that saw no key: P = 0, no gradient
           for (int64_t c = 0; c < n; ++c) s[c] = dp[c] = 0.0f;
           continue;
         }
-        mask_row(pr, b, h, i, j0, n, s);
+        mask_row(pr, b, h, i, j0, n, s, attn_tile::kLog2e);
         const float di = delta[i];
         if (!dropout) {
           // Whole vectors up to np: columns past n are scratch no GEMM reads.
           using attn_tile::vf;
           const vf lv = vf{} + l, dv_ = vf{} + di;
           for (int64_t c = 0; c < np; c += attn_tile::kW) {
-            const vf p = attn_tile::vexp(attn_tile::vload(s + c) - lv);
+            const vf p = attn_tile::vexp2(attn_tile::vload(s + c) - lv);
             attn_tile::vstore(s + c, p);
             // dp may be unwritten (causal band) where p = 0
             const vf g = p * (attn_tile::vload(dp + c) - dv_);
@@ -137,7 +138,7 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
         } else {
           const uint64_t key = dropout_row_key(pr, b, h, i);
           for (int64_t c = 0; c < n; ++c) {
-            const float p = vm_exp(s[c] - l);
+            const float p = vm_exp((s[c] - l) * attn_tile::kLn2);
             const float z = dropout_keep(key, j0 + c, thr) ? keep_scale : 0.0f;
             s[c] = p * z;                     // P~: what forward multiplied V by
             dp[c] = p > 0.0f ? p * (dp[c] * z - di) : 0.0f;  // dS
@@ -152,8 +153,9 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
                            qk);
     }
   }
-  store_rows(t.dk, dpad, n, D, dk, b, hk, j0);
-  store_rows(t.dv, dpad, n, D, dv, b, hk, j0);
+  // dK was summed against Q scaled by scale * log2(e): ln 2 brings it to scale.
+  store_rows(t.dk, dpad, n, D, dk, b, hk, j0, attn_tile::kLn2);
+  store_rows(t.dv, dpad, n, D, dv, b, hk, j0, 1.0f);
 }
 
 }  // namespace

@@ -52,8 +52,9 @@ struct KqScratch {
 };
 
 // out rows = O / l (0 where no key was visible), lse = m + log l (-inf there).
+// m_unit: the running max's unit in natural-log units (1, or ln 2 for log2 scores).
 void write_rows(const Problem& pr, const MutView4& out, float* lse, int64_t b, int64_t h,
-                int64_t i0, int64_t m, const KqScratch& t) {
+                int64_t i0, int64_t m, const KqScratch& t, float m_unit) {
   const int64_t D = pr.D, dp = round_up(D, 16);
   for (int64_t r = 0; r < m; ++r) {
     const float l = t.l[r];
@@ -66,12 +67,13 @@ void write_rows(const Problem& pr, const MutView4& out, float* lse, int64_t b, i
     } else {
       for (int64_t d = 0; d < D; ++d) dst[d * out.sd] = o[d] * inv;
     }
-    lse[(b * pr.H + h) * pr.Lq + i0 + r] = l > 0.0f ? t.m[r] + std::log(l) : kNegInf;
+    lse[(b * pr.H + h) * pr.Lq + i0 + r] = l > 0.0f ? t.m[r] * m_unit + std::log(l) : kNegInf;
   }
 }
 
 
-// Mask and causal limit on the transposed tile st (n keys x m queries, ld kBq).
+// Mask (additive values in log2 units) and causal limit on the transposed tile st
+// (n keys x m queries, ld kBq).
 void mask_tile_t(const Problem& pr, int64_t b, int64_t h, int64_t i0, int64_t m, int64_t j0,
                  int64_t n, float* st) {
   const attn::MaskRef& mk = pr.mask;
@@ -81,7 +83,7 @@ void mask_tile_t(const Problem& pr, int64_t b, int64_t h, int64_t i0, int64_t m,
       const int64_t base = b * mk.sb + h * mk.sh + i0 * mk.si + (j0 + c) * mk.sj;
       if (mk.kind == MaskKind::additive) {
         const float* mp = static_cast<const float*>(mk.p) + base;
-        for (int64_t r = 0; r < m; ++r) row[r] += mp[r * mk.si];
+        for (int64_t r = 0; r < m; ++r) row[r] += attn_tile::kLog2e * mp[r * mk.si];
       } else {
         const uint8_t* mp = static_cast<const uint8_t*>(mk.p) + base;
         for (int64_t r = 0; r < m; ++r) row[r] = mp[r * mk.si] ? row[r] : kNegInf;
@@ -176,7 +178,7 @@ void forward_rows_small(const Problem& pr, const View4& q, const View4& k, const
       attn_tile::gemm(m, dp, n, t.st, kBk, 1, t.v, dp, t.o, dp, true);
     }
   }
-  write_rows(pr, out, lse, b, h, i0, m, t);
+  write_rows(pr, out, lse, b, h, i0, m, t, 1.0f);
 }
 
 void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const View4& v,
@@ -195,7 +197,9 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
 
   // Q^T (D x mp), scaled; columns [m, mp) zero.
   pack_cols(q, b, h, i0, m, D, t.qt, kBq);
-  for (int64_t x = 0; x < D * kBq; ++x) t.qt[x] *= pr.scale;
+  // Scores in log2 units: the exponentials below are 2^x (attn_tile::vexp2).
+  const float qscale = pr.scale * attn_tile::kLog2e;
+  for (int64_t x = 0; x < D * kBq; ++x) t.qt[x] *= qscale;
   for (int64_t r = 0; r < mp; ++r) {  // padding lanes too: the exp loop reads them
     t.m[r] = kNegInf;
     t.l[r] = 0.0f;
@@ -231,7 +235,7 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
       const float m_new = mx[r] > t.m[r] ? mx[r] : t.m[r];
       // A column with no visible key yet keeps m = -inf; exp against 0 then gives p = 0.
       const float ms = m_new == kNegInf ? 0.0f : m_new;
-      t.alpha[r] = vm_exp(t.m[r] - ms);
+      t.alpha[r] = vm_exp((t.m[r] - ms) * attn_tile::kLn2);  // 2^(m_old - m_new)
       t.msafe[r] = ms;
       t.m[r] = m_new;
     }
@@ -242,7 +246,7 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
     for (int64_t c = 0; c < n; ++c) {
       float* row = t.st + c * kBq;
       for (int64_t r = 0; r < mp; r += attn_tile::kW) {
-        const attn_tile::vf p = attn_tile::vexp(attn_tile::vload(row + r) - attn_tile::vload(t.msafe + r));
+        const attn_tile::vf p = attn_tile::vexp2(attn_tile::vload(row + r) - attn_tile::vload(t.msafe + r));
         attn_tile::vstore(row + r, p);
         attn_tile::vstore(lsum + r, attn_tile::vload(lsum + r) + p);
       }
@@ -274,7 +278,7 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
     }
   }
 
-  write_rows(pr, out, lse, b, h, i0, m, t);
+  write_rows(pr, out, lse, b, h, i0, m, t, attn_tile::kLn2);
 }
 
 }  // namespace

@@ -89,16 +89,17 @@ inline void pack_cols(const View4& x, int64_t b, int64_t h, int64_t j0, int64_t 
 }
 
 // Adds the mask and the causal limit to one score row s[0, n) of query i, keys j0..j0+n.
+// unit: what an additive mask is multiplied by (1, or log2(e) for scores in log2 units).
 inline void mask_row(const Problem& pr, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t n,
-                     float* s) {
+                     float* s, float unit = 1.0f) {
   const attn::MaskRef& mk = pr.mask;
   if (mk.kind == MaskKind::additive) {
     const float* mp = static_cast<const float*>(mk.p) + b * mk.sb + h * mk.sh + i * mk.si + j0 * mk.sj;
     if (mk.sj == 1) {
 #pragma omp simd
-      for (int64_t c = 0; c < n; ++c) s[c] += mp[c];
+      for (int64_t c = 0; c < n; ++c) s[c] += unit * mp[c];
     } else {
-      for (int64_t c = 0; c < n; ++c) s[c] += mp[c * mk.sj];
+      for (int64_t c = 0; c < n; ++c) s[c] += unit * mp[c * mk.sj];
     }
   } else if (mk.kind == MaskKind::boolean) {
     const uint8_t* mp = static_cast<const uint8_t*>(mk.p) + b * mk.sb + h * mk.sh + i * mk.si + j0 * mk.sj;
