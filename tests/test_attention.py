@@ -409,3 +409,16 @@ def test_bench_cost_model_and_table(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "peak=100 GFLOP/s (--peak)" in out and "fwd+bwd" in out and "qk" in out and "kq" in out
     assert nnforge._core.attention_variant() == "kq"  # --variants restores the active one
+
+
+def test_torch_tensors_without_copy(rng):
+    torch = pytest.importorskip("torch", reason="torch not installed: DLPack interop skipped")
+    q, k, v = (f32(rng, 1, 2, 33, 16) for _ in range(3))
+    tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+    tout = torch.empty(1, 2, 33, 16)
+    res = ops.attention(tq, tk, tv, causal=True, out=tout)
+    want = ops.attention(q, k, v, causal=True)
+    assert np.array_equal(tout.numpy(), want)
+    assert np.shares_memory(np.asarray(res), tout.numpy())
+    with pytest.raises(TypeError, match="float32"):
+        ops.attention(tq.double(), tk, tv)
