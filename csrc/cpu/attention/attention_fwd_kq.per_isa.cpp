@@ -260,21 +260,14 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
         }
       }
     }
-    for (int64_t r = 0; r < m; ++r) {
-      const float a = t.alpha[r];
-      if (a == 1.0f) continue;
-      float* o = t.o + r * dp;
-#pragma omp simd
-      for (int64_t d = 0; d < dp; ++d) o[d] *= a;
-    }
-    // O (m x dp) += P V, P element (r, c) = S^T[c, r].
-    // Keys beyond a query's causal limit have P = 0: their k terms are skipped.
+    // O (m x dp) = alpha O + P V, P element (r, c) = S^T[c, r]; the tile GEMM applies
+    // alpha as it loads O. Keys beyond a query's causal limit have P = 0: skipped.
     if (v_in_place) {
       attn_tile::gemm_band(m, dp, n, t.st, 1, kBq, v.p + b * v.sb + hk * v.sh + j0 * v.si, v.si,
-                           t.o, dp, true, pband);
+                           t.o, dp, true, pband, t.alpha);
     } else {
       pack_rows(v, b, hk, j0, n, D, 1.0f, t.v, dp);
-      attn_tile::gemm_band(m, dp, n, t.st, 1, kBq, t.v, dp, t.o, dp, true, pband);
+      attn_tile::gemm_band(m, dp, n, t.st, 1, kBq, t.v, dp, t.o, dp, true, pband, t.alpha);
     }
   }
 
