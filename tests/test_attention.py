@@ -422,3 +422,26 @@ def test_torch_tensors_without_copy(rng):
     assert np.shares_memory(np.asarray(res), tout.numpy())
     with pytest.raises(TypeError, match="float32"):
         ops.attention(tq.double(), tk, tv)
+
+
+def test_no_queries_and_odd_strides(rng):
+    k = f32(rng, 1, 2, 9, 8)
+    q0 = np.zeros((1, 2, 0, 8), np.float32)
+    out, lse = ops.attention(q0, k, k, return_lse=True)
+    assert out.shape == (1, 2, 0, 8) and lse.shape == (1, 2, 0)
+    dq, dk, dv = ops.attention_backward(q0, q0, k, k, out, lse)
+    assert np.all(dk == 0) and np.all(dv == 0)
+    # Negative strides (flipped views) and keys broadcast over the batch (stride 0).
+    q = f32(rng, 2, 2, 40, 16)[:, :, ::-1]
+    kv = np.broadcast_to(f32(rng, 1, 1, 33, 16), (2, 1, 33, 16))
+    v = f32(rng, 2, 1, 33, 16)[..., ::-1]
+    dout = f32(rng, 2, 2, 40, 16)
+    out, lse = ops.attention(q, kv, v, return_lse=True)
+    o64, _, _ = ref.forward(q, kv, v)
+    o32, _, _ = ref.forward(q, kv, v, dtype=np.float32)
+    assert_close(out, o64, o32, 33 + 16, "out")
+    g = ops.attention_backward(dout, q, kv, v, out, lse)
+    g64 = ref.backward(dout, q, kv, v)
+    g32 = ref.backward(dout, q, kv, v, dtype=np.float32)
+    for got, w64, w32 in zip(g, g64, g32):
+        assert_close(got, w64, w32, 40 * 2 + 33 + 16, "grad")

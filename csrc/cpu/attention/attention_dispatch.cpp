@@ -75,6 +75,16 @@ void backward(const Problem& pr, View4 q, View4 k, View4 v, View4 out, View4 dou
               const float* lse, int64_t lse_sb, int64_t lse_sh, int64_t lse_si, MutView4 dq,
               MutView4 dk, MutView4 dv) {
   if (pr.B == 0 || pr.H == 0) return;
+  if (pr.Lq == 0) {  // no query: dk = dv = 0 (no task would write them)
+    for (int64_t b = 0; b < pr.B; ++b)
+      for (int64_t h = 0; h < pr.Hkv; ++h)
+        for (int64_t j = 0; j < pr.Lk; ++j)
+          for (int64_t d = 0; d < pr.D; ++d) {
+            dk.p[b * dk.sb + h * dk.sh + j * dk.si + d * dk.sd] = 0.0f;
+            dv.p[b * dv.sb + h * dv.sh + j * dv.si + d * dv.sd] = 0.0f;
+          }
+    return;
+  }
   const int64_t rows = checked_mul(checked_mul(pr.B, pr.H, "attention rows"), pr.Lq, "attention rows");
   const int64_t dpad = (pr.D + 15) / 16 * 16;
   const int64_t nchunks = pr.Lk == 0 ? 1 : backward_chunks(pr);
