@@ -66,15 +66,16 @@ void backward(const Problem& pr, View4 q, View4 k, View4 v, View4 out, View4 dou
 // Forward variants, kept selectable for benchmarks and as a cross-check (STYLE 7):
 //   "qk" (1): S = Q K^T, K^T and V packed per (query block, key block)
 //   "kq" (2): S^T = K Q^T, K and (D % 16 == 0) V read in place; Q^T packed once per
-//             task. Default: measured faster on every bench shape.
+//             task. Default: 1.2-2.5x variant 1 on every bench shape (nnforge bench
+//             attention --variants, 2 threads).
 const char* forward_variant();
 void set_forward_variant(const char* name);  // throws std::invalid_argument
 
-// ---- per-ISA pieces (attention_fwd.per_isa.cpp / attention_bwd.per_isa.cpp) ----
+// ---- per-ISA pieces (attention_fwd_{qk,kq}.per_isa.cpp, attention_bwd.per_isa.cpp) ----
 // One task = one (b, h, query block) of forward; tasks are independent.
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const View4&,
                               const MutView4&, float*, int64_t ntasks, int nt),
-                     forward_stub);
+                     forward_qk_stub);
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const View4&,
                               const MutView4&, float*, int64_t ntasks, int nt),
                      forward_kq_stub);

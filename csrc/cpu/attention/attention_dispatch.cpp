@@ -17,7 +17,7 @@
 namespace nnf {
 namespace attn {
 
-NNF_DEFINE_DISPATCH("attention", forward_stub);
+NNF_DEFINE_DISPATCH("attention", forward_qk_stub);
 NNF_DEFINE_DISPATCH("attention", forward_kq_stub);
 NNF_DEFINE_DISPATCH("attention", delta_stub);
 NNF_DEFINE_DISPATCH("attention", backward_kv_stub);
@@ -67,7 +67,7 @@ void forward(const Problem& pr, View4 q, View4 k, View4 v, MutView4 out, float* 
                                      (pr.Lq + kBq - 1) / kBq, "attention tasks");
   const int nt = threads_for_tasks(2.0 * matmul_flops(pr) + double(pr.B * pr.H * pr.Lq * pr.D),
                                    ntasks);
-  const auto fn = g_variant.load(std::memory_order_relaxed) == 1 ? forward_stub.get() : forward_kq_stub.get();
+  const auto fn = g_variant.load(std::memory_order_relaxed) == 1 ? forward_qk_stub.get() : forward_kq_stub.get();
   fn(pr, q, k, v, out, lse, ntasks, nt);
 }
 

@@ -1,6 +1,6 @@
 // Attention forward, variant 2 ("kq"): scores computed transposed, S^T = K Q^T.
 //
-// Same FlashAttention-2 loop as variant 1 (attention_fwd.per_isa.cpp), but the score
+// Same FlashAttention-2 loop as variant 1 (attention_fwd_qk.per_isa.cpp), but the score
 // tile is keys x queries: the tile GEMM then broadcasts K elements read in place and
 // multiplies a Q^T panel packed once per task, so K is never transposed or copied
 // (variant 1 re-packed K^T for every query block: ~1/3 of its time at D = 64). The
