@@ -222,13 +222,22 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
                          sband);
     mask_tile_t(pr, b, h, i0, m, j0, n, t.st);
 
+    // Column passes with the query vector outermost, so the running max and sum of a
+    // vector of queries stay in a register down all n keys (each lane still sums its
+    // keys in key order). Whole vectors over the padded range [0, mp): lanes past m
+    // are scratch.
+    using attn_tile::vf;
+    using attn_tile::vload;
+    using attn_tile::vstore;
+    constexpr int64_t W = attn_tile::kW;
     float* mx = t.alpha;  // the column max, then alpha
-#pragma omp simd
-    for (int64_t r = 0; r < m; ++r) mx[r] = kNegInf;
-    for (int64_t c = 0; c < n; ++c) {
-      const float* row = t.st + c * kBq;
-#pragma omp simd
-      for (int64_t r = 0; r < m; ++r) mx[r] = row[r] > mx[r] ? row[r] : mx[r];
+    for (int64_t r = 0; r < mp; r += W) {
+      vf acc = vf{} + kNegInf;
+      for (int64_t c = 0; c < n; ++c) {
+        const vf x = vload(t.st + c * kBq + r);
+        acc = x > acc ? x : acc;
+      }
+      vstore(mx + r, acc);
     }
 #pragma omp simd
     for (int64_t r = 0; r < m; ++r) {
@@ -239,17 +248,16 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
       t.msafe[r] = ms;
       t.m[r] = m_new;
     }
-    float* lsum = t.l;
-#pragma omp simd
-    for (int64_t r = 0; r < m; ++r) lsum[r] *= t.alpha[r];
-    // Whole vectors over the padded query range [0, mp): lanes past m are scratch.
-    for (int64_t c = 0; c < n; ++c) {
-      float* row = t.st + c * kBq;
-      for (int64_t r = 0; r < mp; r += attn_tile::kW) {
-        const attn_tile::vf p = attn_tile::vexp2(attn_tile::vload(row + r) - attn_tile::vload(t.msafe + r));
-        attn_tile::vstore(row + r, p);
-        attn_tile::vstore(lsum + r, attn_tile::vload(lsum + r) + p);
+    for (int64_t r = 0; r < mp; r += W) {
+      const vf ms = vload(t.msafe + r);
+      vf sum = vload(t.l + r) * vload(t.alpha + r);
+      for (int64_t c = 0; c < n; ++c) {
+        float* x = t.st + c * kBq + r;
+        const vf p = attn_tile::vexp2(vload(x) - ms);
+        vstore(x, p);
+        sum += p;
       }
+      vstore(t.l + r, sum);
     }
     if (dropout) {  // l keeps the undropped sum: dropout acts on normalised weights
       for (int64_t r = 0; r < m; ++r) {
