@@ -18,6 +18,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <utility>
 
 namespace nnf {
 namespace NNF_ISA_NS {
@@ -213,6 +214,44 @@ NNF_TILE_INLINE vf vexp2(vf x) {
   const vf res = p * scale;
   return ni < -126 ? vf{} : res;
 #endif
+}
+
+// ---- W x W in-register transpose (the K^T / Q^T / V^T packs) -----------------------
+// Block-swap transpose: for s = W/2, W/4, ..., 1, rows i and i + s (bit s of i clear)
+// exchange their off-diagonal s-wide blocks; after the last stage row d holds column d.
+// Each stage is one two-source shuffle per row (vpermt2ps with AVX-512).
+typedef int32_t vmask __attribute__((vector_size(kW * sizeof(int32_t))));
+
+template <int S, size_t... L>
+constexpr vmask mask_first(std::index_sequence<L...>) {  // lane l: a[l] | b[l - S]
+  return vmask{((L & S) ? int(kW + L - S) : int(L))...};
+}
+template <int S, size_t... L>
+constexpr vmask mask_second(std::index_sequence<L...>) {  // lane l: a[l + S] | b[l]
+  return vmask{((L & S) ? int(kW + L) : int(L + S))...};
+}
+
+template <int S>
+NNF_TILE_INLINE void transpose_stage(vf* rows) {
+  if constexpr (S >= 1) {
+    constexpr vmask m1 = mask_first<S>(std::make_index_sequence<kW>{});
+    constexpr vmask m2 = mask_second<S>(std::make_index_sequence<kW>{});
+    for (int i = 0; i < kW; ++i) {
+      if (i & S) continue;
+      const vf a = rows[i], b = rows[i + S];
+      rows[i] = __builtin_shuffle(a, b, m1);
+      rows[i + S] = __builtin_shuffle(a, b, m2);
+    }
+    transpose_stage<S / 2>(rows);
+  }
+}
+
+// dst[d*ldd + c] = src[c*lds + d] for c, d < kW.
+NNF_TILE_INLINE void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  vf rows[kW];
+  for (int c = 0; c < kW; ++c) rows[c] = vload(src + c * lds);
+  transpose_stage<kW / 2>(rows);
+  for (int d = 0; d < kW; ++d) vstore(dst + d * ldd, rows[d]);
 }
 
 }  // namespace attn_tile

@@ -11,6 +11,7 @@
 #endif
 
 #include "cpu/attention/attention.h"
+#include "cpu/attention/attention_tile.h"
 
 namespace nnf {
 namespace NNF_ISA_NS {
@@ -73,17 +74,27 @@ inline void pack_rows(const View4& x, int64_t b, int64_t h, int64_t i0, int64_t 
 }
 
 // Transposed: dst[d*ld + c] = x[b, h, j0 + c, d] for c < n, zero for c in [n, ld), d < D.
-// d outermost: each destination row is written contiguously (the strided reads run
-// through the hardware prefetcher; strided scalar stores were twice as slow).
+// Whole W x W blocks through registers (attn_tile::transpose_block) when the rows are
+// unit-stride; the edges and strided rows element by element.
 inline void pack_cols(const View4& x, int64_t b, int64_t h, int64_t j0, int64_t n, int64_t D,
                       float* dst, int64_t ld) {
+  constexpr int64_t W = attn_tile::kW;
   const int64_t npad = round_up(n, 16);
   const float* src = x.p + b * x.sb + h * x.sh + j0 * x.si;
+  int64_t c0 = 0, d0 = 0;
+  if (x.sd == 1) {
+    for (; c0 + W <= n; c0 += W)
+      for (d0 = 0; d0 + W <= D; d0 += W)
+        attn_tile::transpose_block(src + c0 * x.si + d0, x.si, dst + d0 * ld + c0, ld);
+    c0 = n / W * W;
+    d0 = n >= W ? D / W * W : 0;
+  }
+  // Remainders: columns [0, c0) x rows [d0, D) and columns [c0, n) x all rows.
+  for (int64_t d = d0; d < D; ++d)
+    for (int64_t c = 0; c < c0; ++c) dst[d * ld + c] = src[c * x.si + d * x.sd];
   for (int64_t d = 0; d < D; ++d) {
     float* o = dst + d * ld;
-    const float* s = src + d * x.sd;
-#pragma omp simd
-    for (int64_t c = 0; c < n; ++c) o[c] = s[c * x.si];
+    for (int64_t c = c0; c < n; ++c) o[c] = src[c * x.si + d * x.sd];
     for (int64_t c = n; c < npad; ++c) o[c] = 0.0f;
   }
 }
