@@ -205,7 +205,8 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
     t.l[r] = 0.0f;
     t.msafe[r] = 0.0f;
   }
-  for (int64_t x = 0; x < m * dp; ++x) t.o[x] = 0.0f;
+  if (kend == 0)  // no visible key: O stays 0 (else the first PV product writes it)
+    for (int64_t x = 0; x < m * dp; ++x) t.o[x] = 0.0f;
   const float* kbase = k.p + b * k.sb + hk * k.sh;
 
   for (int64_t j0 = 0; j0 < kend; j0 += kBk) {
@@ -272,10 +273,10 @@ void forward_block_kq(const Problem& pr, const View4& q, const View4& k, const V
     // alpha as it loads O. Keys beyond a query's causal limit have P = 0: skipped.
     if (v_in_place) {
       attn_tile::gemm_band(m, dp, n, t.st, 1, kBq, v.p + b * v.sb + hk * v.sh + j0 * v.si, v.si,
-                           t.o, dp, true, pband, t.alpha);
+                           t.o, dp, j0 > 0, pband, t.alpha);
     } else {
       pack_rows(v, b, hk, j0, n, D, 1.0f, t.v, dp);
-      attn_tile::gemm_band(m, dp, n, t.st, 1, kBq, t.v, dp, t.o, dp, true, pband, t.alpha);
+      attn_tile::gemm_band(m, dp, n, t.st, 1, kBq, t.v, dp, t.o, dp, j0 > 0, pband, t.alpha);
     }
   }
 
