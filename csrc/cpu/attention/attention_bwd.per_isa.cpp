@@ -4,9 +4,10 @@
 //
 // One task owns the keys of one chunk of one kv head: for each key block it packs
 // K^T, K and V^T once, then for every query head of its group and every query block
-// that sees the keys:  S = Q K^T (log2 units, as the forward),  P = exp(S - lse),  dV += P~^T dO  (P~ = P with
-// dropout),  dP~ = dO V^T,  dS = P o (dP~ o Z/(1-p) - delta),  dK += dS^T (scale Q),
-// dQ_part[chunk] += dS K.  dK and dV of the block are complete when the task leaves it
+// that sees the keys:  S = Q K^T (in log2 units, as the forward),  P = 2^(S - lse log2 e),
+// dV += P~^T dO  (P~ = P with dropout),  dP~ = dO V^T,  dS = P o (dP~ o Z/(1-p) - delta),
+// dK += dS^T (scale Q),  dQ_part[chunk] += dS K.  dK and dV of the block are complete
+// when the task leaves it
 // (written once, no atomics); dQ is summed over chunks afterwards in chunk order
 // (attention_dispatch.cpp). The chunk count depends on the shape only, so every sum
 // runs in the same order for any thread count.
