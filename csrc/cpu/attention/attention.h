@@ -3,7 +3,7 @@
 // Shapes (strides in elements, any sign, 0 allowed for inputs):
 //   q, out, dout, dq   (B, H, Lq, D)
 //   k, v, dk, dv       (B, Hkv, Lk, D), H % Hkv == 0 (query head h reads kv head h / (H/Hkv))
-//   lse, (delta)       (B, H, Lq) float32, natural-log log-sum-exp of the scaled,
+//   lse                (B, H, Lq) float32, natural-log log-sum-exp of the scaled,
 //                      masked scores; -inf for a row with no key left (its output is 0)
 //   mask               broadcast to (B, H, Lq, Lk) by strides (0 on broadcast axes):
 //                      bool (uint8, nonzero = keep) or additive float32
@@ -79,22 +79,20 @@ NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const 
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const View4&,
                               const MutView4&, float*, int64_t ntasks, int nt),
                      forward_kq_stub);
-// delta[b, h, i] = sum_d dout * out (contiguous (B, H, Lq)), rows split across threads.
-NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, float*, int nt),
-                     delta_stub);
 // One task = one (b, kv head, key chunk): dK, dV of the chunk's keys written, and
 // dQ contributions of those keys written into dq_part[chunk] ((B, H, Lq, Dp) each; every
 // chunk owns at least one key block, so every partial is fully written).
 struct BackwardBuffers {
   const float* lse;
   int64_t lse_sb, lse_sh, lse_si;
-  const float* delta;  // (B, H, Lq)
   float* dq_part;      // (nchunks, B, H, Lq, Dp)
   int64_t nchunks, dp;
 };
+// Arguments: q, k, v, out, dout (out only for FlashAttention-2's delta_i = dout_i . out_i,
+// formed per query block as the task meets it).
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const View4&,
-                              const View4&, const BackwardBuffers&, const MutView4&,
-                              const MutView4&, int nt),
+                              const View4&, const View4&, const BackwardBuffers&,
+                              const MutView4&, const MutView4&, int nt),
                      backward_kv_stub);
 // dq = scale * the chunk partials summed in chunk order; rows split across threads.
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const BackwardBuffers&, const MutView4&, int nt),

@@ -33,13 +33,13 @@ using attn::kBq;
 using attn::MutView4;
 
 struct BwdScratch {
-  float *kt, *kr, *vt, *dk, *dv, *q, *dout, *s, *dp;
+  float *kt, *kr, *vt, *dk, *dv, *q, *dout, *s, *dp, *delta;
   static size_t floats(int64_t D) {
     const int64_t dpad = round_up(D, 16), dk = round_up(D * kBk, 16);
-    return size_t(2 * dk + 3 * kBk * dpad + 2 * kBq * dpad + 2 * kBq * kBk + 64);
+    return size_t(2 * dk + 3 * kBk * dpad + 2 * kBq * dpad + 2 * kBq * kBk + kBq + 64);
   }
   explicit BwdScratch(float* base, int64_t D) {
-    kt = kr = vt = dk = dv = q = dout = s = dp = nullptr;
+    kt = kr = vt = dk = dv = q = dout = s = dp = delta = nullptr;
     if (!base) return;
     const int64_t dpad = round_up(D, 16), dkt = round_up(D * kBk, 16);
     kt = base;
@@ -51,6 +51,7 @@ struct BwdScratch {
     dout = q + kBq * dpad;
     s = dout + kBq * dpad;
     dp = s + kBq * kBk;
+    delta = dp + kBq * kBk;
   }
 };
 
@@ -70,7 +71,7 @@ void store_rows(const float* src, int64_t ld, int64_t n, int64_t D, const MutVie
 
 // One (b, kv head hk, key block at j0 of n keys) of the task.
 void backward_key_block(const Problem& pr, const View4& q, const View4& k, const View4& v,
-                        const View4& dout, const BackwardBuffers& bb, const MutView4& dk,
+                        const View4& out, const View4& dout, const BackwardBuffers& bb, const MutView4& dk,
                         const MutView4& dv, int64_t b, int64_t hk, int64_t chunk, int64_t j0,
                         int64_t n, bool first, const BwdScratch& t) {
   const int64_t D = pr.D, dpad = round_up(D, 16), np = round_up(n, 16);
@@ -90,7 +91,6 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
   for (int64_t hh = 0; hh < group; ++hh) {
     const int64_t h = hk * group + hh;
     const float* lse = bb.lse + b * bb.lse_sb + h * bb.lse_sh;
-    const float* delta = bb.delta + (b * pr.H + h) * pr.Lq;
     float* dq = bb.dq_part + ((chunk * pr.B + b) * pr.H + h) * pr.Lq * bb.dp;
     // The chunk's first key block writes its dQ partial rows (later blocks add to them);
     // rows before it that no key of the chunk reaches (causal) are zeroed here.
@@ -101,6 +101,19 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
       const int64_t m = pr.Lq - i0 < kBq ? pr.Lq - i0 : kBq;
       pack_rows(q, b, h, i0, m, D, pr.scale * attn_tile::kLog2e, t.q, dpad);  // log2 units
       pack_rows(dout, b, h, i0, m, D, 1.0f, t.dout, dpad);
+      // delta_i = dout_i . out_i (FlashAttention-2's D_i), for this block's rows.
+      for (int64_t r = 0; r < m; ++r) {
+        const float* o = out.p + b * out.sb + h * out.sh + (i0 + r) * out.si;
+        const float* g = t.dout + r * dpad;
+        float acc = 0.0f;
+        if (out.sd == 1) {
+#pragma omp simd reduction(+ : acc)
+          for (int64_t d = 0; d < D; ++d) acc += g[d] * o[d];
+        } else {
+          for (int64_t d = 0; d < D; ++d) acc += g[d] * o[d * out.sd];
+        }
+        t.delta[r] = acc;
+      }
       // Causal band (row r = query i0 + r, column / k index c = key j0 + c): key c is
       // visible to r iff c <= r + shift. Hidden scores are skipped in the tile GEMMs
       // (left unwritten, then masked to P = 0) and their zero terms not summed.
@@ -124,7 +137,7 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
           continue;
         }
         mask_row(pr, b, h, i, j0, n, s, attn_tile::kLog2e);
-        const float di = delta[i];
+        const float di = t.delta[r];
         if (!dropout) {
           // Whole vectors up to np: columns past n are scratch no GEMM reads.
           using attn_tile::vf;
@@ -162,7 +175,7 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
 }  // namespace
 
 void attention_backward_kv_tasks(const Problem& pr, const View4& q, const View4& k,
-                                 const View4& v, const View4& dout, const BackwardBuffers& bb,
+                                 const View4& v, const View4& out, const View4& dout, const BackwardBuffers& bb,
                                  const MutView4& dk, const MutView4& dv, int nt) {
   const int64_t nkb = (pr.Lk + kBk - 1) / kBk;
   const int64_t ntasks = pr.B * pr.Hkv * bb.nchunks;
@@ -186,36 +199,11 @@ void attention_backward_kv_tasks(const Problem& pr, const View4& q, const View4&
       const int64_t kb0 = chunk * nkb / bb.nchunks, kb1 = (chunk + 1) * nkb / bb.nchunks;
       for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t j0 = kb * kBk, n = pr.Lk - j0 < kBk ? pr.Lk - j0 : kBk;
-        backward_key_block(pr, q, k, v, dout, bb, dk, dv, b, hk, chunk, j0, n, kb == kb0, t);
+        backward_key_block(pr, q, k, v, out, dout, bb, dk, dv, b, hk, chunk, j0, n, kb == kb0, t);
       }
     }
   }
   if (failed) throw std::bad_alloc();
-}
-
-// delta[b, h, i] = sum_d dout[b, h, i, d] * out[b, h, i, d] (FlashAttention-2's D_i).
-void attention_delta(const Problem& pr, const View4& out, const View4& dout, float* delta,
-                     int nt) {
-  const int64_t heads = pr.B * pr.H, D = pr.D;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int64_t bh = 0; bh < heads; ++bh) {
-    const int64_t b = bh / pr.H, h = bh % pr.H;
-    const float* o = out.p + b * out.sb + h * out.sh;
-    const float* g = dout.p + b * dout.sb + h * dout.sh;
-    float* dst = delta + bh * pr.Lq;
-    for (int64_t i = 0; i < pr.Lq; ++i) {
-      const float* oi = o + i * out.si;
-      const float* gi = g + i * dout.si;
-      float acc = 0.0f;
-      if (out.sd == 1 && dout.sd == 1) {
-#pragma omp simd reduction(+ : acc)
-        for (int64_t d = 0; d < D; ++d) acc += oi[d] * gi[d];
-      } else {
-        for (int64_t d = 0; d < D; ++d) acc += oi[d * out.sd] * gi[d * dout.sd];
-      }
-      dst[i] = acc;
-    }
-  }
 }
 
 // dq[b, h, i, :] = scale * sum over chunks c (in order) of dq_part[c, b, h, i, :D].
@@ -246,7 +234,6 @@ void attention_dq_reduce(const Problem& pr, const attn::BackwardBuffers& bb, con
 }
 
 NNF_REGISTER_PER_ISA(attn::backward_kv_stub, attention_backward_kv_tasks);
-NNF_REGISTER_PER_ISA(attn::delta_stub, attention_delta);
 NNF_REGISTER_PER_ISA(attn::dq_reduce_stub, attention_dq_reduce);
 
 }  // namespace NNF_ISA_NS

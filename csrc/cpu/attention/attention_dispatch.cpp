@@ -1,5 +1,5 @@
 // Portable entry points of the attention family: stubs, thread counts, the backward's
-// scratch (delta and the dQ partial sums) and the final dQ reduction.
+// scratch (the dQ partial sums) and the final dQ reduction.
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
@@ -19,7 +19,6 @@ namespace attn {
 
 NNF_DEFINE_DISPATCH("attention", forward_qk_stub);
 NNF_DEFINE_DISPATCH("attention", forward_kq_stub);
-NNF_DEFINE_DISPATCH("attention", delta_stub);
 NNF_DEFINE_DISPATCH("attention", backward_kv_stub);
 NNF_DEFINE_DISPATCH("attention", dq_reduce_stub);
 
@@ -89,19 +88,14 @@ void backward(const Problem& pr, View4 q, View4 k, View4 v, View4 out, View4 dou
   const int64_t dpad = (pr.D + 15) / 16 * 16;
   const int64_t nchunks = pr.Lk == 0 ? 1 : backward_chunks(pr);
   const int64_t part = checked_mul(rows, dpad, "attention dQ partials");
-  // The calling thread's grow-only scratch (slots 1, 2: OpenMP thread 0 is this thread
-  // and uses slot 0 for its tiles): repeated calls, as in training, fault in no pages.
-  float* delta = thread_scratch(1).floats(size_t(rows));
+  // The calling thread's grow-only scratch (slot 2: OpenMP thread 0 is this thread and
+  // uses slot 0 for its tiles): repeated calls, as in training, fault in no pages.
   float* dqp = thread_scratch(2).floats(size_t(checked_mul(part, nchunks, "attention dQ partials")));
-
-  const int nt_rows = threads_for_tasks(double(rows) * double(pr.D) * 4.0, pr.B * pr.H);
-  delta_stub.get()(pr, out, dout, delta, nt_rows);
   if (pr.Lk == 0) std::memset(dqp, 0, size_t(part) * sizeof(float));  // no task runs
-
-  const BackwardBuffers bb{lse, lse_sb, lse_sh, lse_si, delta, dqp, nchunks, dpad};
+  const BackwardBuffers bb{lse, lse_sb, lse_sh, lse_si, dqp, nchunks, dpad};
   if (pr.Lk > 0 && rows > 0) {
     const int nt = threads_for_tasks(5.0 * matmul_flops(pr), pr.B * pr.Hkv * nchunks);
-    backward_kv_stub.get()(pr, q, k, v, dout, bb, dk, dv, nt);
+    backward_kv_stub.get()(pr, q, k, v, out, dout, bb, dk, dv, nt);
   }
   const int nt_heads = threads_for_tasks(double(rows) * double(pr.D) * 2.0, pr.B * pr.H);
   dq_reduce_stub.get()(pr, bb, dq, nt_heads);
