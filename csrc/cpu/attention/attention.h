@@ -89,10 +89,12 @@ struct BackwardBuffers {
   int64_t nchunks, dp;
 };
 // Arguments: q, k, v, out, dout (out only for FlashAttention-2's delta_i = dout_i . out_i,
-// formed per query block as the task meets it).
+// formed per query block as the task meets it), then dq, dk, dv. With one chunk a task
+// also writes dq = scale * its partial for its heads (still in cache); with several,
+// dq_reduce_stub sums the chunks afterwards.
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const View4&, const View4&, const View4&,
                               const View4&, const View4&, const BackwardBuffers&,
-                              const MutView4&, const MutView4&, int nt),
+                              const MutView4&, const MutView4&, const MutView4&, int nt),
                      backward_kv_stub);
 // dq = scale * the chunk partials summed in chunk order; rows split across threads.
 NNF_DECLARE_DISPATCH(void (*)(const Problem&, const BackwardBuffers&, const MutView4&, int nt),

@@ -175,7 +175,8 @@ void backward_key_block(const Problem& pr, const View4& q, const View4& k, const
 }  // namespace
 
 void attention_backward_kv_tasks(const Problem& pr, const View4& q, const View4& k,
-                                 const View4& v, const View4& out, const View4& dout, const BackwardBuffers& bb,
+                                 const View4& v, const View4& out, const View4& dout,
+                                 const BackwardBuffers& bb, const MutView4& dq,
                                  const MutView4& dk, const MutView4& dv, int nt) {
   const int64_t nkb = (pr.Lk + kBk - 1) / kBk;
   const int64_t ntasks = pr.B * pr.Hkv * bb.nchunks;
@@ -200,6 +201,13 @@ void attention_backward_kv_tasks(const Problem& pr, const View4& q, const View4&
       for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t j0 = kb * kBk, n = pr.Lk - j0 < kBk ? pr.Lk - j0 : kBk;
         backward_key_block(pr, q, k, v, out, dout, bb, dk, dv, b, hk, chunk, j0, n, kb == kb0, t);
+      }
+      if (bb.nchunks == 1) {  // this task holds the whole dQ of its heads: write it now
+        const int64_t group = pr.H / pr.Hkv;
+        for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+          const float* src = bb.dq_part + (b * pr.H + h) * pr.Lq * bb.dp;
+          store_rows(src, bb.dp, pr.Lq, pr.D, dq, b, h, 0, pr.scale);
+        }
       }
     }
   }

@@ -95,7 +95,8 @@ void backward(const Problem& pr, View4 q, View4 k, View4 v, View4 out, View4 dou
   const BackwardBuffers bb{lse, lse_sb, lse_sh, lse_si, dqp, nchunks, dpad};
   if (pr.Lk > 0 && rows > 0) {
     const int nt = threads_for_tasks(5.0 * matmul_flops(pr), pr.B * pr.Hkv * nchunks);
-    backward_kv_stub.get()(pr, q, k, v, out, dout, bb, dk, dv, nt);
+    backward_kv_stub.get()(pr, q, k, v, out, dout, bb, dq, dk, dv, nt);
+    if (nchunks == 1) return;  // the tasks wrote dq
   }
   const int nt_heads = threads_for_tasks(double(rows) * double(pr.D) * 2.0, pr.B * pr.H);
   dq_reduce_stub.get()(pr, bb, dq, nt_heads);
