@@ -49,3 +49,10 @@ from . import _pool_ops  # noqa: E402
 from ._pool_ops import *  # noqa: E402,F401,F403
 
 __all__ += _pool_ops.__all__
+
+
+# Fused flash-style attention forward / backward (q, k, v as (B, H, L, D) views).
+from . import _attention_ops  # noqa: E402
+from ._attention_ops import *  # noqa: E402,F401,F403
+
+__all__ += _attention_ops.__all__
