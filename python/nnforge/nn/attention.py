@@ -22,17 +22,7 @@ from .. import _random, ops
 from ._checks import _check_grad, _float32_input, _need_forward, _positive_int
 from .module import Module, Parameter
 
-__all__ = ["KVCache", "MultiheadAttention", "attention_functions"]
-
-
-def attention_functions():
-    """(attention, attention_backward): the compiled kernel when nnforge.ops has it, else
-    the NumPy fallback with the same API (nn/_attention_fallback.py)."""
-    fwd = getattr(ops, "attention", None)
-    if fwd is not None:
-        return fwd, ops.attention_backward
-    from . import _attention_fallback as fb
-    return fb.attention, fb.attention_backward
+__all__ = ["KVCache", "MultiheadAttention"]
 
 
 class KVCache:
@@ -81,7 +71,8 @@ class MultiheadAttention(Module):
         self.w_out = Parameter(gen.normal(0.0, 0.02, (e, e)))
         self.b_out = Parameter(np.zeros(e, np.float32)) if bias else None
         self._cache = None
-        self._attn, self._attn_backward = attention_functions()
+        # per instance, so a profiler (bench/gpt_step.py) can time each layer's kernel calls
+        self._attn, self._attn_backward = ops.attention, ops.attention_backward
 
     # --- helpers ------------------------------------------------------------------
     def _heads(self, proj, b: int, l: int, first: int, count: int):
