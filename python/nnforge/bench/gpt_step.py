@@ -11,12 +11,12 @@ a head tied to the token embedding and fused AdamW (fused=True where this torch 
 else foreach), initialised by copying nnforge's weights (copy_weights). Both take the
 same windows of a synthetic stream (uniform ids over the vocabulary).
 
-Measured (rough; 2-core Intel AVX-512 dev host shared with other builds, 2026-12, with
-the attention branch's kernel): nnforge 20.7-22.6 ms/step, torch 23.3-25.2 ms/step in the
-same runs (0.89-0.90x). Profile of the nnforge step (quiet moment, ms): GEMM 12.2 (51
-calls, 3.7 GFLOP at ~300 GFLOP/s = 60% of the measured 497 GFLOP/s peak), attention fwd
-1.3 + bwd 2.5, GELU 1.2, layer norm 0.6, AdamW 0.5, bias sums + embedding 0.5,
-cross-entropy 0.1, Python and copies 1.7. The issue's <= 0.5x target was set against
+Measured (rough; 2-core Intel AVX-512 dev host shared with other builds, 2026-12):
+nnforge 20.7-23.3 ms/step, torch 23.3-29.1 ms/step in the same runs (0.80-0.90x).
+Profile of the nnforge step (quiet moments, ms): GEMM 12-15 (51 calls, 3.7 GFLOP at
+~250-300 GFLOP/s = 50-60% of the measured 497 GFLOP/s peak), attention fwd 0.9 + bwd
+1.5, GELU 1.2-1.5, layer norm 0.6-1.0, AdamW 0.5-0.7, bias sums + embedding 0.5,
+cross-entropy 0.1, Python and copies 1.7-2.0. The issue's <= 0.5x target was set against
 torch's 54.7 ms on Zen 4; here torch takes ~24 ms, so 0.5x (~12 ms) would need the
 GEMMs at ~80% of peak on these small shapes and everything else under 3 ms (now ~8).
 """

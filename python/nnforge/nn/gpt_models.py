@@ -4,10 +4,10 @@ Defaults are the nanoGPT CPU recipe for a character model: 4 layers, 4 heads, 12
 context 64, batch 12, AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices
 only (nn.decay_groups), 2000 steps, dropout 0, train / val loss every 250 steps.
 
-Measured (2-core Intel AVX-512 dev host, seed 0, with the compiled attention kernel):
-val loss 1.3409 after 2000 steps; PyTorch with the same data, windows, init and
-optimizer (bench/gpt_step.torch_train) 1.3289. ~23 ms per step when the host is quiet,
-so the run takes ~50 s (evaluation ~3 s of it).
+Measured (2-core Intel AVX-512 dev host, seed 0): `val loss 1.3309 after 2000 steps,
+training 50.3s` (23.8 ms/step, evaluation 2.8 s); PyTorch with the same data, windows,
+init and optimizer (bench/gpt_step.torch_train) 1.3289. On a loaded host the same run
+took 90-145 s (2-thread kernels stall when another process takes a core).
 """
 from __future__ import annotations
 
