@@ -13,7 +13,6 @@ bottom right).
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
