@@ -118,3 +118,38 @@ def machine_line() -> str:
 
     return (f"isa={nnforge.get_isa()} threads={nnforge.get_num_threads()} "
             f"numpy={np.__version__}")
+
+
+class CategoryTimer:
+    """Wraps functions on a module object to sum their wall time by category."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._undo = []
+
+    def wrap(self, owner, name: str, category: str) -> None:
+        fn = getattr(owner, name)
+        seconds, calls = self.seconds, self.calls
+        seconds.setdefault(category, 0.0)
+        calls.setdefault(category, 0)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[category] += time.perf_counter() - t0
+                calls[category] += 1
+
+        had = name in vars(owner) if hasattr(owner, "__dict__") else True
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, fn, had))
+
+    def restore(self) -> None:
+        for owner, name, fn, had in reversed(self._undo):
+            if had:
+                setattr(owner, name, fn)
+            else:
+                delattr(owner, name)
+        self._undo.clear()

@@ -190,11 +190,11 @@ def profile_nnforge(case: GPTStepCase, steps: int = 20, rounds: int = 3) -> tupl
     foreign load on a shared machine inflates whichever kernel it lands in). Wrappers
     add ~1 us per call."""
     from .. import ops
-    from .train import _Timer
+    from ._timing import CategoryTimer
 
     best = None
     for _ in range(rounds):
-        timer = _Timer()
+        timer = CategoryTimer()
         timer.wrap(ops, "matmul", "GEMM (ops.matmul)")
         for blk in case.model.blocks:
             timer.wrap(blk.attn, "_attn", "attention forward")

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import registry
 from ._peak import add_peak_argument, resolve
-from ._timing import fmt, machine_line, print_table, torch_or_none
+from ._timing import CategoryTimer, fmt, machine_line, print_table, torch_or_none
 
 __all__ = ["CASES", "EpochCase", "add_arguments", "register_case", "run"]
 
@@ -166,44 +166,9 @@ def _median_epoch(fn, repeats: int) -> float:
 
 # --- profile -------------------------------------------------------------------------------
 
-class _Timer:
-    """Wraps functions on a module object to sum their wall time by category."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self._undo = []
-
-    def wrap(self, owner, name: str, category: str) -> None:
-        fn = getattr(owner, name)
-        seconds, calls = self.seconds, self.calls
-        seconds.setdefault(category, 0.0)
-        calls.setdefault(category, 0)
-
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                seconds[category] += time.perf_counter() - t0
-                calls[category] += 1
-
-        had = name in vars(owner) if hasattr(owner, "__dict__") else True
-        setattr(owner, name, timed)
-        self._undo.append((owner, name, fn, had))
-
-    def restore(self) -> None:
-        for owner, name, fn, had in reversed(self._undo):
-            if had:
-                setattr(owner, name, fn)
-            else:
-                delattr(owner, name)
-        self._undo.clear()
-
-
 def _profile(case, model, opt, loss_fn, x, y) -> tuple[float, list[tuple[str, int, float]]]:
     from .. import data, ops
-    timer = _Timer()
+    timer = CategoryTimer()
     categories = {"gemm": "GEMM (ops.matmul)", "nn": "other nn kernels", "conv": "conv2d kernels (ops.conv2d*)",
                   "pool": "pooling kernels (ops.*pool2d*)"}
     for op in registry.all_ops():
@@ -247,7 +212,7 @@ def _profile(case, model, opt, loss_fn, x, y) -> tuple[float, list[tuple[str, in
 
 def add_arguments(parser) -> None:
     parser.add_argument("--case", action="append", choices=None,
-                        help=f"case(s) to run (default: all registered: {', '.join(CASES)})")
+                        help=f"case(s) to run (default: all registered: {', '.join([*CASES, GPT_CASE])})")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per library (median)")
     parser.add_argument("--quick", action="store_true", help="one tenth of the samples, one repeat")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
@@ -260,10 +225,12 @@ def run(args) -> int:
     from .. import nn
     from ..cli import CliError
 
-    names = args.case or list(CASES)
-    unknown = [n for n in names if n not in CASES]
+    names = args.case or [*CASES, GPT_CASE]
+    unknown = [n for n in names if n not in CASES and n != GPT_CASE]
     if unknown:
-        raise CliError(f"unknown --case {unknown[0]!r}; choose from {', '.join(CASES)}")
+        raise CliError(f"unknown --case {unknown[0]!r}; choose from {', '.join([*CASES, GPT_CASE])}")
+    run_gpt = GPT_CASE in names
+    names = [n for n in names if n != GPT_CASE]
     if args.repeats < 1:
         raise CliError(f"--repeats must be >= 1, got {args.repeats}")
     torch = None if args.no_torch else torch_or_none()
@@ -312,9 +279,10 @@ def run(args) -> int:
                      pct(None if t_torch is None else gflop / t_torch)))
         if not args.no_profile:
             profiles.append((name, case, _profile(case, model, opt, loss_fn, x, y)))
-    print_table(["case", "samples", "batch", "loop", "s/epoch", "samples/s", "GFLOP/s", "vs torch", "% peak"], rows,
-                title="\n" + "; ".join(CASES[n].description for n in names)
-                + "\n(vs torch = nnforge time / torch time; target <= 0.50)")
+    if rows:
+        print_table(["case", "samples", "batch", "loop", "s/epoch", "samples/s", "GFLOP/s", "vs torch", "% peak"], rows,
+                    title="\n" + "; ".join(CASES[n].description for n in names)
+                    + "\n(vs torch = nnforge time / torch time; target <= 0.50)")
     for name, case, (total, prof) in profiles:
         print_table(["component", "calls", "seconds", "% of epoch"],
                     [(k, f"{c:,}" if c else "-", f"{s:.3f}", f"{100 * s / total:.1f}") for k, c, s in prof]
@@ -323,4 +291,32 @@ def run(args) -> int:
         kernels = sum(sec for k, _, sec in prof if k.startswith(("GEMM", "other nn", "optimizer", "conv2d", "pooling")))
         print(f"kernels (GEMM + conv + pool + nn + optimizer) {100 * kernels / total:.1f}% of the epoch, "
               f"Python and batching {100 * (1 - kernels / total):.1f}%")
+    if run_gpt:
+        _run_gpt_step(torch, pct, quick=args.quick, profile=not args.no_profile)
     return 0
+
+
+GPT_CASE = "gpt"
+
+
+def _run_gpt_step(torch, pct, *, quick: bool, profile: bool) -> None:
+    """The `nnforge train --model gpt` step (bench/gpt_step.py) beside PyTorch eager."""
+    from .gpt_step import gpt_step_case, profile_nnforge, step_seconds
+    case = gpt_step_case(torch=torch)
+    t_n, t_t = step_seconds(case, rounds=1 if quick else 3)
+    gflop = case.flops_per_step / 1e9
+    rate = lambda t: (f"{t * 1e3:.1f}", f"{case.tokens_per_step / t:,.0f}", fmt(gflop / t), pct(gflop / t))
+    rows = [("gpt", f"{case.tokens_per_step:,}", "nnforge step", *rate(t_n),
+             fmt(None if t_t is None else t_n / t_t, ".2f"))]
+    if t_t is not None:
+        rows.append(("", "", "torch step", *rate(t_t), "-"))
+    print_table(["case", "tokens", "loop", "ms/step", "tokens/s", "GFLOP/s", "% peak", "vs torch"], rows,
+                title="\n" + "; ".join([case.description, *case.notes])
+                + "\n(vs torch = nnforge time / torch time; target <= 0.50)")
+    if profile:
+        steps = 20
+        prof, total = profile_nnforge(case, steps)
+        print_table(["component", "calls/step", "ms/step", "% of step"],
+                    [(k, f"{c // steps:,}" if c else "-", f"{s / steps * 1e3:.2f}", f"{100 * s / total:.1f}")
+                     for k, c, s in prof] + [("total (instrumented step)", "-", f"{total / steps * 1e3:.2f}", "100.0")],
+                    title=f"\nprofile: gpt, {steps} instrumented steps (wrappers add ~1 us per call)")
