@@ -31,6 +31,13 @@ class Row:
         return None if mine is None or not rates else mine / max(rates)
 
 
+def _time_text(v: Optional[float], unit: str) -> str:
+    """At least three significant digits in ms tables that mix 2 us GEMMs with 60 ms ones."""
+    if v is None or unit != "ms":
+        return fmt(v, ".1f")
+    return fmt(v, ".2f" if v >= 1 else ".4f" if v < 0.1 else ".3f")
+
+
 def print_rows(title: str, rows: Sequence[Row], libraries: Sequence[str], peak: Optional[float],
                extra_columns: Sequence[str] = (), tail_columns: Sequence[str] = ()) -> str:
     """libraries: "nnforge" first, then the peers; extra_columns follow the shape,
@@ -51,7 +58,7 @@ def print_rows(title: str, rows: Sequence[Row], libraries: Sequence[str], peak: 
             line.append(UNITS[r.unit])
         for lib in libraries:
             t = r.seconds.get(lib)
-            line += [fmt(None if t is None else t * scale, ".2f" if tu == "ms" else ".1f"), fmt(r.rate(lib))]
+            line += [_time_text(None if t is None else t * scale, tu), fmt(r.rate(lib))]
         pk = r.rate("nnforge")
         line += [fmt(r.vs_best_peer(peers), ".2f"),
                  fmt(100.0 * pk / peak if (r.unit == "flop" and peak and pk is not None) else None, ".0f"),
