@@ -179,6 +179,37 @@ def test_cross_entropy_labels_and_layouts(isa, rng):
         ops.cross_entropy(z.astype(np.float64), labels)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_out_in_place(isa, rng, weighted):
+    """out=logits overwrites the logits with dlogits, bitwise equal to a fresh result."""
+    z = randn(rng, 37, 103, scale=3.0)
+    labels = rng.integers(0, 103, size=37)
+    kw = dict(weight=rng.random(103).astype(np.float32) + 0.5) if weighted else {}
+    want_loss, want = ops.cross_entropy(z, labels, return_grad=True, label_smoothing=0.1, **kw)
+    zz = z.copy()
+    loss, dz = ops.cross_entropy(zz, labels, return_grad=True, label_smoothing=0.1, out=zz, **kw)
+    assert loss == want_loss and dz is zz and bitwise_equal(zz, want)
+    padded = np.zeros((37, 128), np.float32)  # a separate out with padded rows
+    loss, dz = ops.cross_entropy(z, labels, return_grad=True, label_smoothing=0.1, out=padded[:, 5:108], **kw)
+    assert bitwise_equal(padded[:, 5:108], want) and not padded[:, :5].any() and not padded[:, 108:].any()
+
+
+def test_cross_entropy_out_refused_untouched(rng):
+    z = randn(rng, 8, 10)
+    labels = rng.integers(0, 10, size=8)
+    keep = z.copy()
+    with pytest.raises(ValueError, match="return_grad"):
+        ops.cross_entropy(z, labels, out=z)
+    with pytest.raises(ValueError, match="out"):
+        ops.cross_entropy(z, labels, return_grad=True, out=np.empty((8, 9), np.float32))
+    big = np.concatenate([z, z], axis=1)
+    with pytest.raises(ValueError, match="overlap"):  # overlaps the logits without being them
+        ops.cross_entropy(big[:, :10], labels, return_grad=True, out=big[:, 1:11])
+    with pytest.raises(TypeError, match="float32"):
+        ops.cross_entropy(z, labels, return_grad=True, out=np.empty((8, 10)))
+    assert bitwise_equal(z, keep) and bitwise_equal(big[:, :10], keep)
+
+
 def test_cross_entropy_thread_invariant(threads, rng):
     z = randn(rng, 517, 1000, scale=2.0)
     labels = rng.integers(0, 1000, size=517)

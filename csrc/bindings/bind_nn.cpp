@@ -144,7 +144,7 @@ py::object softmax_backward_impl(const py::object& yo, const py::object& dyo, co
 // ---- cross entropy ------------------------------------------------------------
 py::object cross_entropy(const py::object& logits_o, const py::object& labels_o,
                          const py::object& weight_o, double smoothing,
-                         const std::string& reduction_s, bool return_grad) {
+                         const std::string& reduction_s, bool return_grad, const py::object& out) {
   const char* op = "cross_entropy";
   ArrayArg z = float_input(logits_o, "logits", op);
   z.ndim_in(2, 2);
@@ -163,6 +163,8 @@ py::object cross_entropy(const py::object& logits_o, const py::object& labels_o,
   if (!(smoothing >= 0.0 && smoothing <= 1.0))
     throw py::value_error("label_smoothing must be in [0, 1], got " + std::to_string(smoothing));
   const nn::Reduction red = parse_reduction(reduction_s);
+  if (!out.is_none() && !return_grad)
+    throw py::value_error("cross_entropy: out receives dlogits, so it needs return_grad=True");
   ArrayArg loss_rows, dz;
   float* lrp = nullptr;
   float* dzp = nullptr;
@@ -170,15 +172,25 @@ py::object cross_entropy(const py::object& logits_o, const py::object& labels_o,
     loss_rows = ArrayArg::empty<float>({lz.rows}, "loss", op);
     lrp = loss_rows.mdata<float>();
   }
+  int64_t lddz = lz.n;
   if (return_grad) {
-    dz = ArrayArg::empty<float>(z.shape(), "dlogits", op);
+    // out may be the logits themselves: each row's gradient is written after that row
+    // has been read in full (softmax.per_isa.cpp), so a model need not keep two
+    // logits-sized buffers.
+    if (out.is_none())
+      dz = ArrayArg::empty<float>(z.shape(), "dlogits", op);
+    else if (w)
+      dz = make_out(out, z.shape(), {&z, &labels, &wkeep}, true, op);
+    else
+      dz = make_out(out, z.shape(), {&z, &labels}, true, op);
+    lddz = row_layout(dz).ld;
     dzp = dz.mdata<float>();
   }
   const float* zp = z.cdata<float>();
   double loss;
   {
     py::gil_scoped_release nogil;
-    loss = nn::cross_entropy(lz.rows, lz.n, zp, lz.ld, lab, w, float(smoothing), red, lrp, dzp, lz.n);
+    loss = nn::cross_entropy(lz.rows, lz.n, zp, lz.ld, lab, w, float(smoothing), red, lrp, dzp, lddz);
   }
   py::object l = red == nn::Reduction::none ? loss_rows.result() : py::object(py::float_(loss));
   if (return_grad) return py::make_tuple(l, dz.result());
@@ -476,7 +488,7 @@ void bind_nn(py::module_& m) {
         [](py::object y, py::object dy, py::object out) { return softmax_backward_impl(y, dy, out, true); },
         "y"_a, "dy"_a, "out"_a = none);
   m.def("cross_entropy", &cross_entropy, "logits"_a, "labels"_a, py::kw_only(), "weight"_a = none,
-        "label_smoothing"_a = 0.0, "reduction"_a = "mean", "return_grad"_a = false);
+        "label_smoothing"_a = 0.0, "reduction"_a = "mean", "return_grad"_a = false, "out"_a = none);
 
   m.def("relu", [](py::object x, py::object out) { return eltwise1(EltOp::relu, "relu", x, out, 0.f); },
         "x"_a, "out"_a = none);

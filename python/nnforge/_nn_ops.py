@@ -71,17 +71,19 @@ def log_softmax_backward(y: np.ndarray, dy: np.ndarray, axis: int = -1,
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray, *, weight: Optional[np.ndarray] = None,
-                  label_smoothing: float = 0.0, reduction: str = "mean", return_grad: bool = False):
+                  label_smoothing: float = 0.0, reduction: str = "mean", return_grad: bool = False, out=None):
     """Fused log-softmax + NLL over logits (N, C) and int64/int32 labels (N,).
 
     Same semantics as torch.nn.functional.cross_entropy (weighted mean divides by
     the summed weights of the targets; label smoothing as torch). Returns the loss
     (float; (N,) float32 for reduction="none") or (loss, dlogits) where dlogits
-    (N, C) is the gradient of the reduced loss (of the sum for "none").
+    (N, C) is the gradient of the reduced loss (of the sum for "none"). With return_grad,
+    `out` (N, C) receives dlogits and may be `logits` itself (overwritten in place: a
+    model then keeps one logits-sized buffer, not two).
     """
     return _core.cross_entropy(rows_layout(logits, "logits"), labels, weight=c_contiguous(weight, "weight"),
                                label_smoothing=label_smoothing, reduction=reduction,
-                               return_grad=return_grad)
+                               return_grad=return_grad, out=out)
 
 
 # --- activations (any shape; out may be the input itself) ----------------------------------

@@ -3,9 +3,9 @@ an output head tied to the token embedding, and a fused cross-entropy.
 
     idx (B, T) int -> x (B, T, E) -> blocks -> ln_f -> logits (B*T, V) = h @ wte^T
 
-loss(idx, targets) runs ops.cross_entropy once for the loss and dlogits together and
-drops the logits as soon as the gradient exists, so only one logits-sized buffer is
-kept between forward and backward. generate() samples with a key/value cache per layer.
+loss(idx, targets) runs ops.cross_entropy once for the loss and dlogits together,
+writing dlogits over the logits (out=logits), so only one logits-sized buffer ever
+exists. generate() samples with a key/value cache per layer.
 Init as GPT-2 / nanoGPT: weights N(0, 0.02), the residual projections (attention out,
 fc2) N(0, 0.02 / sqrt(2 n_layer)), biases 0, LayerNorm 1 / 0.
 """
@@ -108,7 +108,8 @@ class GPT(Module):
         if targets.dtype not in (np.int64, np.int32):
             targets = targets.astype(np.int64)
         logits = self._forward(idx)
-        loss, dlogits = ops.cross_entropy(logits, targets.reshape(-1), return_grad=True)
+        # dlogits overwrite the logits in the same pass: one logits-sized buffer, not two
+        loss, dlogits = ops.cross_entropy(logits, targets.reshape(-1), return_grad=True, out=logits)
         del logits
         self._dlogits = dlogits
         return float(loss)
