@@ -316,6 +316,9 @@ def _qkv(b=1, h=2, hkv=2, lq=5, lk=6, d=8):
     (lambda a: dict(a, dropout_p=1.0, seed=1), ValueError, "dropout_p"),
     (lambda a: dict(a, seed=-1), ValueError, "seed"),
     (lambda a: dict(a, scale=float("nan")), ValueError, "scale"),
+    (lambda a: dict(a, scale=1e39), ValueError, "scale"),  # finite in float64 only
+    (lambda a: dict(a, dropout_p=1.0 - 2.0 ** -26, seed=1), ValueError, "dropout_p"),  # 1.0 in float32
+    (lambda a: dict(a, q=np.ones((1, 0, 5, 8), np.float32)), ValueError, "multiple"),  # H = 0 < Hkv
     (lambda a: dict(a, q=[[[[1.0]]]]), TypeError, "numpy"),
 ])
 def test_bad_forward_inputs(change, exc, words):

@@ -65,7 +65,8 @@ Problem make_problem(const char* op, const ArrayArg& q, const ArrayArg& k, const
   if (k.dim(3) != pr.D) fail(op, "q, k and v must have the same head dim D; got " + shapes);
   if (pr.D < 1 || pr.D > attn::kMaxD)
     fail(op, "head dim D must be in 1.." + std::to_string(attn::kMaxD) + "; got " + shapes);
-  if (pr.Hkv < 1 || pr.H % pr.Hkv != 0)
+  // H >= Hkv too: H = 0 would pass the modulo and leave dk, dv unwritten.
+  if (pr.Hkv < 1 || pr.H < pr.Hkv || pr.H % pr.Hkv != 0)
     fail(op, "the query heads H must be a multiple of the key/value heads Hkv >= 1; got " + shapes);
   checked_mul(checked_mul(checked_mul(pr.B, pr.H, "B*H*Lq*Lk"), pr.Lq, "B*H*Lq*Lk"), pr.Lk, "B*H*Lq*Lk");
   pr.causal = causal;
@@ -76,13 +77,13 @@ Problem make_problem(const char* op, const ArrayArg& q, const ArrayArg& k, const
         (!py::isinstance<py::float_>(scale_o) && !py::isinstance<py::int_>(scale_o)))
       throw py::type_error(std::string(op) + ": scale must be a float or None");
     scale = scale_o.cast<double>();
-    if (!std::isfinite(scale)) fail(op, "scale must be finite, got " + std::to_string(scale));
   }
-  pr.scale = float(scale);
+  pr.scale = float(scale);  // checked after the narrowing: 1e39 is finite in double only
+  if (!std::isfinite(pr.scale)) fail(op, "scale must be finite in float32, got " + std::to_string(scale));
 
-  if (!(dropout_p >= 0.0 && dropout_p < 1.0))
-    fail(op, "dropout_p must be in [0, 1), got " + std::to_string(dropout_p));
-  pr.dropout_p = float(dropout_p);
+  pr.dropout_p = float(dropout_p);  // checked as float: 1 - 2^-26 rounds to 1.0f
+  if (!(dropout_p >= 0.0 && pr.dropout_p < 1.0f))
+    fail(op, "dropout_p must be in [0, 1) in float32, got " + std::to_string(dropout_p));
   pr.seed = 0;
   if (!seed_o.is_none()) {
     if (!py::isinstance<py::int_>(seed_o) || py::isinstance<py::bool_>(seed_o))

@@ -11,19 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnforge._args import int_pair, padding4
+
 from ._base import Op, assert_close, f32, fd_check, reduction_tol
 
 ALGORITHMS = {"direct_smallc", "implicit_gemm", "depthwise", "gemm_1x1", "im2col_tiles"}
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _pad4(v):
-    if isinstance(v, int):
-        return (v, v, v, v)
-    return (v[0], v[0], v[1], v[1]) if len(v) == 2 else tuple(v)
 
 
 def output_shape(p: dict) -> tuple:
@@ -50,8 +42,8 @@ def bytes_(p: dict) -> float:
 def conv2d_ref(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, activation=None):
     """Float64 convolution from the definition: y[n,k,i,j] = sum_{c,r,s} x_pad[n, c,
     i*sh + r*dh, j*sw + s*dw] w[k,c,r,s] over the channels of k's group."""
-    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
-    top, bottom, left, right = _pad4(padding)
+    (sh, sw), (dh, dw) = int_pair(stride, "stride"), int_pair(dilation, "dilation")
+    top, bottom, left, right = padding4(padding)
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
     xp = np.zeros((n, c, h + top + bottom, wd + left + right))

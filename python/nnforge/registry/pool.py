@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnforge._args import int_pair
+
 from ._base import Op, f32, fd_check, reduction_tol
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def _starts(n, k, s, p, ceil_mode):
@@ -31,7 +29,7 @@ def _starts(n, k, s, p, ceil_mode):
 
 
 def _windows(h, w, k, s, p, ceil_mode):
-    (kh, kw), (sh, sw), (ph, pw) = _pair(k), _pair(s), _pair(p)
+    (kh, kw), (sh, sw), (ph, pw) = int_pair(k, "kernel_size"), int_pair(s, "stride"), int_pair(p, "padding")
     rows, cols = _starts(h, kh, sh, ph, ceil_mode), _starts(w, kw, sw, pw, ceil_mode)
     for i, r0 in enumerate(rows):
         for j, c0 in enumerate(cols):
@@ -41,7 +39,7 @@ def _windows(h, w, k, s, p, ceil_mode):
 
 
 def _out_hw(h, w, k, s, p, ceil_mode):
-    (kh, kw), (sh, sw), (ph, pw) = _pair(k), _pair(s), _pair(p)
+    (kh, kw), (sh, sw), (ph, pw) = int_pair(k, "kernel_size"), int_pair(s, "stride"), int_pair(p, "padding")
     return len(_starts(h, kh, sh, ph, ceil_mode)), len(_starts(w, kw, sw, pw, ceil_mode))
 
 
@@ -85,7 +83,7 @@ def flops(p):
     n, c, ho, wo = _out(p)
     if "kernel_size" not in p:
         return float(n * c * p["h"] * p["w"])
-    kh, kw = _pair(p["kernel_size"])
+    kh, kw = int_pair(p["kernel_size"], "kernel_size")
     return float(n * c * ho * wo * kh * kw)
 
 
@@ -130,7 +128,7 @@ def _cases_global(op):
 
 
 def _tol_window(case, args, ref):
-    kh, kw = _pair(case.params.get("kernel_size", 1))
+    kh, kw = int_pair(case.params.get("kernel_size", 1), "kernel_size")
     mag = float(np.abs(args[0]).max()) if args[0].size else 1.0
     t = reduction_tol(kh * kw, mag)
     return (t, 0) if isinstance(ref, tuple) else t
@@ -162,7 +160,7 @@ def _grad_max(rng, case):
     y, idx = ops.max_pool2d(*args, **kw)
     dy = f32(rng, y.shape)
     dx = ops.max_pool2d_backward(dy, idx, x.shape)
-    kh, kw_ = _pair(case.params["kernel_size"])
+    kh, kw_ = int_pair(case.params["kernel_size"], "kernel_size")
     fd_check(lambda v: max_ref(v, *args[1:], **kw), [x], [0], dy, [dx], _grad_tol(dy, kh * kw_), case.id, 0)
 
 
@@ -173,7 +171,7 @@ def _grad_avg(rng, case):
     y = ops.avg_pool2d(*args, **kw)
     dy = f32(rng, y.shape)
     dx = ops.avg_pool2d_backward(dy, x.shape, *args[1:], **kw)
-    kh, kw_ = _pair(case.params["kernel_size"])
+    kh, kw_ = int_pair(case.params["kernel_size"], "kernel_size")
     fd_check(lambda v: avg_ref(v, *args[1:], **kw), [x], [0], dy, [dx], _grad_tol(dy, kh * kw_), case.id)
 
 
