@@ -511,3 +511,18 @@ def test_bench_step_case_matches_torch_over_steps(rng):
     for step in range(4):
         a, b = case.nnforge_step(), case.torch_step()
         assert abs(a - b) <= 8 * EPS32 * k * (1 + abs(b)), f"step {step}: nnforge {a} torch {b}"
+
+
+def test_forward_cached_refuses_before_touching_the_cache(rng):
+    from nnforge.nn.attention import KVCache
+    mha = nn.MultiheadAttention(16, 4, num_kv_heads=2, causal=True).eval()
+    cache = KVCache(3, 2, 8, 4)
+    mha.forward_cached(rng.standard_normal((3, 2, 16)).astype(np.float32), cache)
+    k, v, n = cache.k.copy(), cache.v.copy(), cache.length
+    for bad, exc in [(rng.standard_normal((1, 1, 16)).astype(np.float32), ValueError),   # batch 1 vs cache 3
+                     (rng.standard_normal((3, 1, 12)).astype(np.float32), ValueError),   # wrong E
+                     (rng.standard_normal((3, 1, 16)), TypeError),                       # float64
+                     (rng.standard_normal((3, 7, 16)).astype(np.float32), ValueError)]:  # past capacity
+        with pytest.raises(exc):
+            mha.forward_cached(bad, cache)
+        assert cache.length == n and np.array_equal(cache.k, k) and np.array_equal(cache.v, v)

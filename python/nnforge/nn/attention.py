@@ -176,9 +176,15 @@ class MultiheadAttention(Module):
 
     def forward_cached(self, x, cache: KVCache):
         """Self-attention of new positions x (B, T, E) against everything cached so far, in
-        eval mode (no dropout, nothing kept for backward); appends their keys and values."""
+        eval mode (no dropout, nothing kept for backward); appends their keys and values.
+        Everything is checked before the cache is touched, so a refused call leaves it as it was."""
+        x = self._input(x, "x")
         b, t, e = x.shape
         h, hkv = self.num_heads, self.num_kv_heads
+        want = (b, hkv, cache.k.shape[2], self.head_dim)
+        if cache.k.shape != want or cache.v.shape != want:
+            raise ValueError(f"MultiheadAttention.forward_cached: the cache holds k {cache.k.shape}, v "
+                             f"{cache.v.shape}; x {x.shape} needs (B, Hkv, capacity, D) = {want}")
         n = cache.length
         if n + t > cache.k.shape[2]:
             raise ValueError(f"KVCache holds {cache.k.shape[2]} positions; {n} used, {t} more requested")
