@@ -98,6 +98,9 @@ def test_resume_continues_bitwise(tmp_path, corpus, capsys):
     assert "already at step 12" in capsys.readouterr().err
     assert cli.main([*base, "--n-embd", "32", "--resume", str(part / "checkpoint.npz"), "--steps", "20"]) == 2
     assert "n_embd=16, this run n_embd=32" in capsys.readouterr().err
+    for changed in (["--batch-size", "3"], ["--lr", "0.01"]):  # training options must match too
+        assert cli.main([*base, *changed, "--resume", str(part / "checkpoint.npz"), "--steps", "20"]) == 2
+        assert changed[0][2:].replace("-", "_") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,message", [
@@ -106,6 +109,7 @@ def test_resume_continues_bitwise(tmp_path, corpus, capsys):
     (["--epochs", "3"], "--steps, not --epochs"),
     (["--optimizer", "sgd"], "AdamW"),
     (["--lr", "-1"], "--lr must be a positive"),
+    (["--seed", "-1"], "--seed must be >= 0"),
 ])
 def test_train_errors(tmp_path, corpus, capsys, args, message):
     assert _train(tmp_path, *TINY, "--data", str(corpus), *args) == 2

@@ -194,6 +194,8 @@ def run(args, spec) -> int:
     from ..text import ByteTokenizer, CharTokenizer, TextWindows, load_corpus, train_val_split
 
     opts = _options(args, spec.defaults)
+    if args.seed < 0:
+        raise CliError(f"--seed must be >= 0, got {args.seed}")
     try:
         text = load_corpus(args.data)
     except (OSError, UnicodeDecodeError) as exc:
@@ -228,7 +230,10 @@ def run(args, spec) -> int:
               f"{tok.vocab_size}), {opts['n_layer']} layers x {opts['n_head']} heads x {opts['n_embd']}, context "
               f"{ctx}, {model.num_parameters():,} parameters, AdamW lr {opts['lr']:g}, batch {bs}, {steps} steps, "
               f"{nnforge.get_num_threads()} threads -> {out}", flush=True)
-    config = {k: opts[k] for k in ("context", "n_layer", "n_head", "n_embd", "dropout")}
+    # what a resumed run must share with the saved one for "continues bitwise" to hold
+    config = {k: opts[k] for k in ("context", "n_layer", "n_head", "n_embd", "dropout", "batch_size", "lr",
+                                   "weight_decay")}
+    config["betas"] = [float(b) for b in opts["betas"]]
     ckpt = os.path.join(out, "checkpoint.npz")
     history = {"loss": [], "eval_step": [], "train_loss": [], "val_loss": []}
     start = 0
