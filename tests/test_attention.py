@@ -87,6 +87,13 @@ CASES = [
     (1, 2, 2, 113, 7, 59, True, None),         # causal with Lq > Lk: early rows see no key
     (1, 2, 1, 7, 1000, 256, False, None),      # D = 256, Lq != Lk
     (1, 1, 1, 1, 1000, 64, True, None),        # decoding: one query against a cache
+    # query-tile edges (kBq = 128) and the small-row path boundary, causal with Lq < Lk
+    (1, 2, 1, 127, 131, 16, True, None),
+    (1, 2, 2, 128, 128, 16, True, None),
+    (1, 2, 1, 129, 140, 16, True, "bool"),
+    (1, 1, 1, 131, 131, 8, False, None),
+    (1, 2, 2, 4, 37, 16, True, None),
+    (1, 2, 2, 5, 37, 16, True, None),
 ]
 
 
@@ -448,3 +455,17 @@ def test_no_queries_and_odd_strides(rng):
     g32 = ref.backward(dout, q, kv, v, dtype=np.float32)
     for got, w64, w32 in zip(g, g64, g32):
         assert_close(got, w64, w32, 40 * 2 + 33 + 16, "grad")
+
+
+@pytest.mark.parametrize("kw", [dict(causal=True), dict(scale=0.3), dict(scale=0.0), dict(mask="bool")])
+def test_registry_backward_reference_is_the_checked_one(rng, kw):
+    """The op registry's float64 gradient (nnforge.registry.attention) equals this file's
+    finite-difference-checked reference, so the registry walk checks against a checked formula."""
+    from nnforge.registry.attention import _backward_ref
+    q, k, v, dout = (rng.standard_normal(s) for s in [(2, 4, 7, 5), (2, 2, 9, 5), (2, 2, 9, 5), (2, 4, 7, 5)])
+    if kw.get("mask") == "bool":
+        kw = dict(mask=rng.random((7, 9)) < 0.7)
+    got = _backward_ref(q, k, v, dout, **kw)
+    want = ref.backward(dout, q, k, v, **kw)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
