@@ -587,3 +587,22 @@ def test_embedding_backward_errors_and_threads(threads, rng):
     big_idx = rng.integers(0, 50, size=2000)
     big_dy = randn(rng, 2000, 257)
     same_for_1_and_2_threads(lambda: ops.embedding_backward(big_idx, big_dy, 50))
+
+
+def test_rows_layout_rule_matches_the_binding(rng):
+    """_args.rows_layout (Python, decides whether to copy) and bind_nn.cpp's row_layout (C++,
+    reads without a copy) state one rule: an array is kept exactly when the binding takes it."""
+    from nnforge import _args, _core
+    base = randn(rng, 6, 10, 12)
+    layouts = [base, base[0], base[0][:, 2:9], base[0].T, base[:, 1], base[0][::2], base[0][:, ::2],
+               base[0][:, :1], base[0][:1], base.reshape(-1), base.reshape(-1)[::3], base[:, :, 3:5],
+               np.zeros((0, 4), np.float32)[:, 1:3]]
+    for a in layouts:
+        kept = _args.rows_layout(a) is a
+        try:
+            _core.softmax(a, None)
+            taken = True
+        except ValueError as e:
+            assert "C-contiguous" in str(e) or "at least one" in str(e), str(e)
+            taken = "C-contiguous" not in str(e)
+        assert kept == taken, f"shape {a.shape} strides {a.strides}: Python keeps {kept}, binding takes {taken}"
