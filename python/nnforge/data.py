@@ -25,7 +25,7 @@ from . import _random
 from .data_augment import Augment
 
 __all__ = ["Augment", "Standardizer", "batches", "kfold", "load_digits", "load_mnist", "num_batches", "read_idx",
-           "train_val_test_split"]
+           "shard_length", "train_val_test_split"]
 
 
 def _sklearn(module: str, what: str):
@@ -75,18 +75,59 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
+def _shard_spec(shard):
+    """(rank, world_size) from batches()' shard argument, or None."""
+    if shard is False or shard is None:
+        return None
+    if shard is True:
+        from . import distributed
+        return distributed.rank(), distributed.world_size()
+    if (isinstance(shard, tuple) and len(shard) == 2 and all(isinstance(v, (int, np.integer)) for v in shard)
+            and 0 <= shard[0] < shard[1]):
+        return int(shard[0]), int(shard[1])
+    raise ValueError(f"shard must be False, True (this MPI rank) or (rank, world_size) with 0 <= rank < "
+                     f"world_size, got {shard!r}")
+
+
+def shard_length(n: int, batch_size: int, world_size: int) -> int:
+    """Samples each rank gets from n with batches(shard=...): the same on every rank."""
+    g = world_size * batch_size
+    return (n // g) * batch_size + (n % g) // world_size
+
+
+def _shard_of(order: np.ndarray, batch_size: int, rank: int, world_size: int) -> np.ndarray:
+    """This rank's part of the sample order: the rank-th batch_size chunk of every global batch
+    of world_size * batch_size (so world_size ranks x batch b see what one process sees with
+    batch world_size * b); the short last global batch is split evenly and its
+    n % world_size left-over samples are dropped (a different few each shuffled epoch)."""
+    g = world_size * batch_size
+    full = len(order) // g
+    head = order[:full * g].reshape(full, world_size, batch_size)[:, rank].reshape(-1)
+    rest = order[full * g:]
+    m = len(rest) // world_size
+    return np.concatenate([head, rest[rank * m:(rank + 1) * m]])
+
+
 def batches(*arrays: np.ndarray, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
-            rng=None) -> Iterator[tuple[np.ndarray, ...]]:
+            rng=None, shard=False) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield tuples of aligned mini-batches (axis 0) from equally long arrays.
 
     shuffle: a fresh permutation per call, drawn from `rng` (None = nnforge's generator,
     so nnforge.seed(n) fixes the order; an int seeds a private generator).
     Without shuffling the batches are views; with it, gathered copies.
+    shard: True (this MPI rank of nnforge.distributed) or (rank, world_size): each rank
+    gets a disjoint part of the same permutation (every rank must draw it with the same
+    seed) and the same number of batches, batch_size each but the last (see _shard_of:
+    up to world_size - 1 samples per epoch are dropped); always gathered copies.
     """
     batch_size = _check_batch_size(batch_size)
     arrays = tuple(np.asarray(a) for a in arrays)
     n = _same_length(arrays)
+    part = _shard_spec(shard)
     order = _as_generator(rng).permutation(n) if shuffle else None
+    if part is not None:
+        order = _shard_of(np.arange(n) if order is None else order, batch_size, *part)
+        n = len(order)
     stop = (n // batch_size) * batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         end = min(start + batch_size, n)

@@ -16,8 +16,9 @@ training, optimizers or checkpoints.
 """
 from __future__ import annotations
 
+import types
 from collections import OrderedDict
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -54,6 +55,14 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape})"
+
+
+def _backward_with_hooks(self, *grad_outputs):
+    """A hooked module's backward (Module.register_backward_hook): its class's backward, then the hooks."""
+    grads = type(self).backward(self, *grad_outputs)
+    for fn in list(self.__dict__.get("_backward_hooks", ())):
+        fn(self)
+    return grads
 
 
 class Module:
@@ -95,6 +104,24 @@ class Module:
 
     def __call__(self, *inputs):
         return self.forward(*inputs)
+
+    # --- hooks ------------------------------------------------------------------------
+    def register_backward_hook(self, fn: Callable[["Module"], None]) -> Callable[[], None]:
+        """Call fn(self) each time this module's backward has returned (its own Parameters'
+        gradients are then final for this pass: data-parallel training starts their
+        all-reduce there). Works whoever calls backward (a container, a model's own
+        backward). Returns a function that removes the hook. A module without hooks pays
+        nothing: the wrapper exists only while a hook is registered."""
+        hooks = self.__dict__.setdefault("_backward_hooks", [])
+        hooks.append(fn)
+        object.__setattr__(self, "backward", types.MethodType(_backward_with_hooks, self))
+
+        def remove() -> None:
+            if fn in hooks:
+                hooks.remove(fn)
+            if not hooks:
+                self.__dict__.pop("backward", None)
+        return remove
 
     def _input_layer(self) -> "Module":
         """The layer that receives the model's raw input (fit switches off its dX);
