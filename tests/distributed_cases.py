@@ -67,8 +67,6 @@ def train(kind: str, steps: int, batch: int, *, distributed: bool, shard_optimiz
     loss_fn = nn.CrossEntropyLoss()
     gen = np.random.default_rng(11)
     for step in range(steps):
-        if step == start and save is not None and step > 0:
-            pass
         if kind == "mlp":
             order = gen.permutation(len(x))[:batch * world]
             (xb, yb), = data.batches(x[order], y[order], batch_size=batch,
@@ -135,14 +133,16 @@ def case_train(out: str, kind: str, shard_optimizer: str, accumulate: str = "0")
         np.save(os.path.join(out, "buckets.npy"), np.array([(b.start, b.stop) for b in dp.buckets]))
 
 
-def case_resume(out: str, shard_optimizer: str) -> None:
-    """Write a checkpoint halfway (rank 0), then continue from it in a fresh model."""
+def case_resume(out: str, shard_optimizer: str, phase: str) -> None:
+    """phase "write": 6 steps, rank 0 writing a checkpoint after 3; phase "continue": steps
+    4-6 from that checkpoint in a fresh model, on this run's ranks (global batch 12 either way)."""
     ck = os.path.join(out, f"half-zero{shard_optimizer}.npz")
-    model, opt, _ = train("mlp", 6, 6, distributed=True, shard_optimizer=shard_optimizer == "1", save=ck)
-    _write(out, f"straight-zero{shard_optimizer}.npz", model, opt)
-    dist.barrier()
-    model, opt, dp = train("mlp", 6, 6, distributed=True, shard_optimizer=shard_optimizer == "1", resume=ck,
-                           start=3)
+    sharded, per_rank = shard_optimizer == "1", 12 // dist.world_size()
+    if phase == "write":
+        model, opt, _ = train("mlp", 6, per_rank, distributed=True, shard_optimizer=sharded, save=ck)
+        _write(out, f"straight-zero{shard_optimizer}.npz", model, opt)
+        return
+    model, opt, dp = train("mlp", 6, per_rank, distributed=True, shard_optimizer=sharded, resume=ck, start=3)
     dp.verify_identical()
     _write(out, f"resumed-zero{shard_optimizer}-n{dist.world_size()}.npz", model, opt)
 

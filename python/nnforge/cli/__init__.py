@@ -1,4 +1,5 @@
-"""The `nnforge` command: `nnforge train ...`, `nnforge generate ...` and `nnforge bench FAMILY ...`.
+"""The `nnforge` command: `nnforge train ...`, `nnforge generate ...`, `nnforge launch ...` and
+`nnforge bench FAMILY ...`.
 
 cli/__init__.py parses and dispatches; each command is a module with
 add_arguments(parser) and run(args) (cli/train.py, cli/generate.py; nnforge.bench.FAMILY), raising
@@ -11,13 +12,14 @@ import importlib
 import sys
 
 from . import generate as _generate
+from . import launch as _launch
 from . import train as _train
 from .errors import CliError
 
 __all__ = ["BENCH_FAMILIES", "CliError", "main"]
 
 # Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
-BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention")
+BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "distributed")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -44,6 +46,10 @@ def _build_parser() -> argparse.ArgumentParser:
     gp = sub.add_parser("generate", help="sample text from a GPT trained by `nnforge train --model gpt`")
     _generate.add_arguments(gp)
 
+    lp = sub.add_parser("launch", help="run a command as N MPI ranks (nnforge launch -n 2 -- nnforge train "
+                        "--distributed)")
+    _launch.add_arguments(lp)
+
     sub.add_parser("config", help="print nnforge.show_config()")
     return parser
 
@@ -64,16 +70,31 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.train_module.run(args) or 0)
         if args.command == "generate":
             return int(_generate.run(args) or 0)
+        if args.command == "launch":
+            return int(_launch.run(args) or 0)
         if args.command == "config":
             nnforge.show_config()
             return 0
     except CliError as exc:
         print(f"nnforge: error: {exc}", file=sys.stderr)
+        _end_job(args, 2)
         return 2
+    except Exception as exc:
+        if getattr(args, "distributed", False):  # one rank's error ends every rank (never a hang)
+            from ..distributed import report_and_abort
+            report_and_abort(exc)
+        raise
     except KeyboardInterrupt:
         print("nnforge: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _end_job(args, code: int) -> None:
+    """Under --distributed with several ranks, an error on this rank aborts the whole job."""
+    if getattr(args, "distributed", False):
+        from ..distributed import world
+        world().abort(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

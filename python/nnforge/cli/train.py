@@ -21,9 +21,9 @@ import numpy as np
 
 from .. import nn
 from ..nn.registry import ModelSpec
+from . import distributed as _distributed
 from . import train_gpt as _gpt
 from .errors import CliError
-from .runs import out_dir as _out_dir
 
 __all__ = ["add_arguments", "run"]
 
@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="0 quiet, 1 progress bars, 2 one line per epoch")
     _gpt.add_arguments(parser)
+    _distributed.add_arguments(parser)
 
 
 # --- data ------------------------------------------------------------------------
@@ -162,8 +163,9 @@ def run(args) -> int:
         spec = nn.get_model_spec(args.model)
     except ValueError as exc:
         raise CliError(f"--model: {exc}") from None
+    dist = _distributed.start(args)
     if spec.layout == "text":  # language models: steps over token windows (cli/train_gpt.py)
-        return _gpt.run(args, spec)
+        return _gpt.run(args, spec, dist)
     gpt_only = [f"--{k.replace('_', '-')}" for k in _gpt.GPT_OPTIONS if getattr(args, k, None) is not None]
     if gpt_only:
         raise CliError(f"{', '.join(gpt_only)}: only for --model gpt")
@@ -177,11 +179,14 @@ def run(args) -> int:
     (train, val, test), input_shape = _prepare(spec, splits, image)
     model = spec.build(input_shape, 10)
     opt_kwargs = {} if opts["lr"] is None else {"lr": opts["lr"]}
-    model.compile(opts["optimizer"], loss="cross_entropy", metrics=["accuracy"], **opt_kwargs)
-    steps = -(-len(train[0]) // opts["batch_size"])
+    model.compile(opts["optimizer"], loss="cross_entropy", metrics=["accuracy"], **opt_kwargs,
+                  distributed=dist is not None and {"shard_optimizer": args.shard_optimizer})
+    n_train = len(train[0]) if dist is None else data.shard_length(len(train[0]), opts["batch_size"],
+                                                                   dist.world_size())
+    steps = -(-n_train // opts["batch_size"])
     sched = _schedule(args.schedule, model.optimizer, opts["epochs"], steps)
 
-    out = _out_dir(args, args.model, dataset)
+    out = _distributed.run_folder(args, dist, args.model, dataset)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
@@ -205,7 +210,8 @@ def run(args) -> int:
     verbose = args.verbose
     if verbose:
         print(f"nnforge train: {args.model} on {dataset} ({len(train[0])} train / {len(val[0])} val / "
-              f"{len(test[0])} test), {opts['optimizer']} lr {model.optimizer.lr:g}, batch {opts['batch_size']}, "
+              f"{len(test[0])} test), {opts['optimizer']} lr {model.optimizer.lr:g}, batch {opts['batch_size']}"
+              f"{'' if dist is None else f' x {dist.world_size()} ranks'}, "
               f"{opts['epochs']} epochs, {nnforge.get_num_threads()} threads -> {out}", flush=True)
 
     class _SaveEachEpoch(nn.Callback):
@@ -214,8 +220,9 @@ def run(args) -> int:
         def on_epoch_end(self, epoch, logs):
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
-            checkpoint.save(ckpt_path, model, model.optimizer, schedule=sched,
-                            extra={"epoch": epoch + 1, "model": args.model, "history": json.dumps(history)})
+            save = checkpoint.save if dist is None else dist.save_checkpoint  # under MPI rank 0 writes
+            save(ckpt_path, model, model.optimizer, schedule=sched,
+                 extra={"epoch": epoch + 1, "model": args.model, "history": json.dumps(history)})
 
     callbacks = ([nn.LRScheduler(sched)] if sched is not None else []) + [_SaveEachEpoch()]
     t0 = time.perf_counter()
@@ -227,6 +234,8 @@ def run(args) -> int:
     elapsed = time.perf_counter() - t0
     del h  # the callback above already appended every epoch to `history`
     result = model.evaluate(*test)
+    if dist is not None and not dist.is_main():
+        return 0
     with open(os.path.join(out, "history.json"), "w") as f:
         json.dump({"history": history, "test": result, "options": {**opts, "model": args.model,
                                                                    "seed": args.seed, "dataset": dataset}}, f,

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .errors import CliError
-from .runs import out_dir
+from .distributed import run_folder
 
 __all__ = ["GPT_OPTIONS", "add_arguments", "build_from_checkpoint", "run"]
 
@@ -187,7 +187,8 @@ def build_from_checkpoint(path: str):
     return model.eval(), tok, config
 
 
-def run(args, spec) -> int:
+def run(args, spec, dist=None) -> int:
+    """dist: nnforge.distributed under --distributed (cli/distributed.py), else None."""
     import nnforge
     from .. import nn
     from ..nn import checkpoint
@@ -215,11 +216,17 @@ def run(args, spec) -> int:
                        n_embd=opts["n_embd"], dropout=opts["dropout"])
     opt = nn.AdamW(nn.decay_groups(model, opts["weight_decay"]), lr=opts["lr"], betas=tuple(opts["betas"]))
     model.flatten_parameters(opt.group_parameters())  # one fused AdamW call per group
+    dp = None if dist is None else dist.DataParallel(model, optimizer=opt, shard_optimizer=args.shard_optimizer)
     windows = TextWindows(train_ids, ctx, seed=args.seed)
+    rank, world = (0, 1) if dist is None else (dist.rank(), dist.world_size())
+
+    def next_batch():  # every rank draws the global batch (same RNG state) and keeps its part
+        x, y = windows.batch(bs * world)
+        return x[rank * bs:(rank + 1) * bs], y[rank * bs:(rank + 1) * bs]
     eval_train = lambda: TextWindows(train_ids, ctx, seed=args.seed + 1)
     eval_val = lambda: TextWindows(val_ids, ctx, seed=args.seed + 2)
 
-    out = out_dir(args, "gpt", dataset)
+    out = run_folder(args, dist, "gpt", dataset)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
@@ -241,17 +248,17 @@ def run(args, spec) -> int:
         start, history = _resume(args.resume, model, opt, windows, config, tok, steps)
 
     def save(step: int) -> None:  # at every evaluation, so an interrupted run can --resume
-        checkpoint.save(ckpt, model, opt, extra={
+        (checkpoint.save if dist is None else dist.save_checkpoint)(ckpt, model, opt, extra={
             "model": "gpt", "step": step, "config": json.dumps(config), "tokenizer": tok.to_json(),
             "history": json.dumps(history), "windows_rng": json.dumps(windows.rng.bit_generator.state)})
 
     progress = _Progress(steps - start, verbose)
     t0 = time.perf_counter()
-    tokens, step_s = bs * ctx, 0.0
+    tokens, step_s = bs * ctx * world, 0.0
     try:
         for step in range(start + 1, steps + 1):
             ts = time.perf_counter()
-            loss = model.loss(*windows.batch(bs))
+            loss = model.loss(*next_batch())
             model.backward()
             opt.step(zero_grad=True)
             step_s += time.perf_counter() - ts
@@ -269,6 +276,10 @@ def run(args, spec) -> int:
     finally:
         progress.close()
     elapsed = time.perf_counter() - t0
+    if dist is not None:
+        dp.verify_identical()
+        if not dist.is_main():
+            return 0
 
     sample_ids = model.generate(tok.encode(text[:1]), _SAMPLE_TOKENS, temperature=0.8, seed=args.seed)
     sample = tok.decode(sample_ids)

@@ -29,14 +29,20 @@ class Model(Module):
     """A Module with compile / fit / evaluate / predict / save / load / summary."""
 
     def compile(self, optimizer="adam", loss="cross_entropy", metrics=("accuracy",), *, flatten: bool = True,
-                **kwargs) -> "Model":
+                distributed=False, **kwargs) -> "Model":
         """Attach an optimizer (instance or name; lr=... and other kwargs build it), a loss
         (instance or name) and metrics for fit/evaluate. flatten=True (the default) puts the
         parameters into one flat buffer ordered by the optimizer's groups, so each step is
-        one fused kernel call per group (Module.flatten_parameters). Returns self."""
+        one fused kernel call per group (Module.flatten_parameters). distributed=True (or a
+        dict of nnforge.distributed.DataParallel options, e.g. {"shard_optimizer": True})
+        trains data-parallel over the MPI ranks: fit's batch_size is per rank. Returns self."""
         trainer = Trainer(self, optimizer, loss, metrics, **kwargs)
-        if flatten:
+        if flatten or distributed:
             _flatten_for(self, trainer.optimizer)
+        if distributed:
+            from ..distributed import DataParallel
+            options = distributed if isinstance(distributed, dict) else {}
+            trainer.data_parallel = DataParallel(self, optimizer=trainer.optimizer, **options)
         object.__setattr__(self, "trainer", trainer)
         return self
 

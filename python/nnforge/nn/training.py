@@ -132,6 +132,7 @@ class Trainer:
         self.stop_training = False
         self.schedule = None
         self.epoch = 0  # index of the next epoch (after fit: epochs completed, counting initial_epoch)
+        self.data_parallel = None  # a distributed.DataParallel (compile(distributed=True)): sharded batches
 
     # --- one pass over data ---------------------------------------------------------
     def _train_epoch(self, x, y, batch_size, shuffle, callbacks, progress, augment=None) -> dict:
@@ -150,7 +151,8 @@ class Trainer:
             return logs
 
         per_sample = loss_fn.reduction == "mean"  # "sum" losses already add up over the batch
-        for i, (xb, yb) in enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle)):
+        shard = self.data_parallel is not None  # each rank its part of every epoch's permutation
+        for i, (xb, yb) in enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard)):
             if augment is not None:
                 xb = augment(xb)
             out = model.forward(xb)
@@ -223,7 +225,14 @@ class Trainer:
             if isinstance(cb, LRScheduler) and self.schedule is None:
                 self.schedule = cb.schedule
         start = 0 if initial_epoch is None else int(initial_epoch)  # as Keras: each fit() starts at 0
-        n_batches = _data.num_batches(len(x), batch_size)
+        dp = self.data_parallel
+        if dp is not None and self.regularizer is not None:
+            raise ValueError("a Regularizer adds gradients after backward, while DataParallel is all-reducing them; "
+                             "use the optimizer's weight_decay / l1 instead")
+        if dp is not None and dp.world.rank != 0:
+            verbose = 0  # only rank 0 prints
+        n_batches = _data.num_batches(len(x) if dp is None else _data.shard_length(len(x), batch_size, dp.world.size),
+                                      batch_size)
 
         history = History()
         first = _first_layer(self.model)
@@ -242,6 +251,8 @@ class Trainer:
                 lr = self.optimizer.lr
                 progress = EpochProgress(epoch, epochs, n_batches, verbose)
                 logs = self._train_epoch(x, y, batch_size, shuffle, callbacks, progress, augment)
+                if dp is not None:  # equal shards: the mean over ranks is the epoch's value
+                    logs = _mean_over_ranks(dp.world, logs)
                 samples_per_s = logs.pop("samples_per_s")
                 if validation_data is not None:
                     val = self._evaluate(*validation_data, batch_size=max(batch_size, 256))
@@ -257,6 +268,8 @@ class Trainer:
         finally:
             if saved_flag is not None:
                 first.needs_input_grad = saved_flag
+        if dp is not None:
+            dp.verify_identical()
         for cb in callbacks:
             cb.on_train_end({})
         return history
@@ -267,6 +280,15 @@ class Trainer:
         if len(x) != len(y):
             raise ValueError(f"x and y have different numbers of samples: {x.shape} and {y.shape}")
         return self._evaluate(x, y, batch_size)
+
+
+def _mean_over_ranks(world, logs: dict) -> dict:
+    """Per-rank epoch logs averaged over the ranks (samples/s summed): one small all-reduce."""
+    keys = list(logs)
+    values = world.all_reduce(np.array([logs[k] for k in keys], dtype=np.float64), op="mean")
+    out = dict(zip(keys, values.tolist()))
+    out["samples_per_s"] *= world.size
+    return out
 
 
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
