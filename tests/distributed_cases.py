@@ -101,9 +101,10 @@ def train(kind: str, steps: int, batch: int, *, distributed: bool, shard_optimiz
 
 def _write(out: str, name: str, model, opt) -> None:
     state = opt.state_dict()  # collective under ZeRO-1: every rank calls it
+    held = dist.world().gather_objects(sum(b.size for bufs in opt.buffers.values() for b in bufs))
     if dist.is_main():
         np.savez(os.path.join(out, name), **{f"model/{k}": v for k, v in model.state_dict().items()},
-                 **{f"optim/{k}": v for k, v in state.items()})
+                 **{f"optim/{k}": v for k, v in state.items()}, state_floats_per_rank=np.array(held))
 
 
 def case_collectives(out: str) -> None:
@@ -124,27 +125,42 @@ def case_collectives(out: str) -> None:
                  ranks=np.array([o["rank"] for o in objs]), world=np.array(n))
 
 
-def case_train(out: str, kind: str, shard_optimizer: str, accumulate: str = "0") -> None:
-    model, opt, dp = train(kind, 6, 6 if kind == "mlp" else 3, distributed=True,
-                           shard_optimizer=shard_optimizer == "1", accumulate=accumulate == "1")
-    dp.verify_identical()
-    _write(out, f"{kind}-zero{shard_optimizer}-acc{accumulate}.npz", model, opt)
-    if dist.is_main():
-        np.save(os.path.join(out, "buckets.npy"), np.array([(b.start, b.stop) for b in dp.buckets]))
+# the configurations case_train runs: (kind, shard_optimizer, accumulate)
+TRAIN_CONFIGS = (("mlp", False, False), ("mlp", True, False), ("mlp", False, True), ("gpt", False, False),
+                 ("gpt", True, False))
+GLOBAL_BATCH = {"mlp": 12, "gpt": 6}
 
 
-def case_resume(out: str, shard_optimizer: str, phase: str) -> None:
+def config_name(kind: str, sharded: bool, accumulate: bool) -> str:
+    return f"{kind}-zero{int(sharded)}-acc{int(accumulate)}.npz"
+
+
+def case_train(out: str) -> None:
+    """Every TRAIN_CONFIGS run, 6 steps each on this job's ranks."""
+    for kind, sharded, accumulate in TRAIN_CONFIGS:
+        model, opt, dp = train(kind, 6, GLOBAL_BATCH[kind] // dist.world_size(), distributed=True,
+                               shard_optimizer=sharded, accumulate=accumulate)
+        dp.verify_identical()
+        _write(out, config_name(kind, sharded, accumulate), model, opt)
+        dp.close()
+
+
+def case_resume(out: str, phase: str) -> None:
     """phase "write": 6 steps, rank 0 writing a checkpoint after 3; phase "continue": steps
-    4-6 from that checkpoint in a fresh model, on this run's ranks (global batch 12 either way)."""
-    ck = os.path.join(out, f"half-zero{shard_optimizer}.npz")
-    sharded, per_rank = shard_optimizer == "1", 12 // dist.world_size()
-    if phase == "write":
-        model, opt, _ = train("mlp", 6, per_rank, distributed=True, shard_optimizer=sharded, save=ck)
-        _write(out, f"straight-zero{shard_optimizer}.npz", model, opt)
-        return
-    model, opt, dp = train("mlp", 6, per_rank, distributed=True, shard_optimizer=sharded, resume=ck, start=3)
-    dp.verify_identical()
-    _write(out, f"resumed-zero{shard_optimizer}-n{dist.world_size()}.npz", model, opt)
+    4-6 from that checkpoint in a fresh model, on this run's ranks (global batch 12 either
+    way); with and without ZeRO-1."""
+    per_rank = 12 // dist.world_size()
+    for sharded in (False, True):
+        ck = os.path.join(out, f"half-zero{int(sharded)}.npz")
+        if phase == "write":
+            model, opt, dp = train("mlp", 6, per_rank, distributed=True, shard_optimizer=sharded, save=ck)
+            _write(out, f"straight-zero{int(sharded)}.npz", model, opt)
+        else:
+            model, opt, dp = train("mlp", 6, per_rank, distributed=True, shard_optimizer=sharded, resume=ck,
+                                   start=3)
+            dp.verify_identical()
+            _write(out, f"resumed-zero{int(sharded)}-n{dist.world_size()}.npz", model, opt)
+        dp.close()
 
 
 def case_raise(out: str) -> None:

@@ -7,8 +7,9 @@ rank asks every peer on a private control communicator what it is doing (peers a
 while they poll their own waits), and raises a TimeoutError that names the ranks that did
 not answer and where the others are. The job then ends through abort_on_error().
 
-Without mpi4py, or in a process mpiexec did not start, the world is one process (rank 0
-of 1) and every collective is the identity, so the same script runs alone.
+In a process mpiexec did not start (no launcher variables, see _LAUNCH_VARS) the world
+is one process (rank 0 of 1), MPI is not even imported, and every collective is the
+identity, so the same script runs alone.
 """
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ __all__ = ["World", "world", "init"]
 DEFAULT_TIMEOUT_S = 300.0  # NNFORGE_DIST_TIMEOUT overrides; generous: a first step may compile nothing but be slow
 _QUERY, _REPLY = 1, 2      # control-channel tags
 _SPIN_S = 0.002            # busy-poll this long before sleeping between Test() calls
-_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+# set by mpiexec / srun of Open MPI, MPICH, Intel MPI and PMIx launchers; NNFORGE_MPI=1 forces MPI
+_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "NNFORGE_MPI")
 
 
 def _launched_by_mpiexec() -> bool:
-    return any(v in os.environ for v in _LAUNCH_VARS)
+    return any(os.environ.get(v) for v in _LAUNCH_VARS)
 
 
 class World:
@@ -45,13 +47,13 @@ class World:
         self.rank, self.size = 0, 1
         self._where = "outside any collective"  # what this rank is doing (for peers' timeout reports)
         self._seq = 0                            # collectives entered so far
+        if not _launched_by_mpiexec():
+            return  # alone: no MPI_Init (a singleton init costs ~1.5 s and nothing is gained)
         try:
             from mpi4py import MPI
         except ImportError:
-            if _launched_by_mpiexec():
-                raise ImportError("this process was started by mpiexec but mpi4py is missing: "
-                                  "pip install \"nnforge[mpi]\"") from None
-            return
+            raise ImportError("this process was started by mpiexec but mpi4py is missing: "
+                              "pip install \"nnforge[mpi]\"") from None
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
