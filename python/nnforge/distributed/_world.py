@@ -25,7 +25,10 @@ __all__ = ["World", "world", "init"]
 
 DEFAULT_TIMEOUT_S = 300.0  # NNFORGE_DIST_TIMEOUT overrides; generous: a first step may compile nothing but be slow
 _QUERY, _REPLY = 1, 2      # control-channel tags
-_SPIN_S = 0.002            # busy-poll this long before sleeping between Test() calls
+# Busy-poll Test() this long before sleeping 1 ms between polls: a large all-reduce moves
+# one fragment per progress call on each side, so sleeping early makes it crawl (MPI's own
+# blocking Wait spins too); past this, a peer is late and sleeping costs nothing.
+_SPIN_S = 0.5
 # set by mpiexec / srun of Open MPI, MPICH, Intel MPI and PMIx launchers; NNFORGE_MPI=1 forces MPI
 _LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "NNFORGE_MPI")
 
@@ -76,7 +79,7 @@ class World:
             if now > deadline:
                 raise TimeoutError(self._timeout_message(what))
             if now - start > _SPIN_S:
-                time.sleep(2e-4)
+                time.sleep(1e-3)
         self._where = "outside any collective"
 
     def progress(self, requests) -> None:
