@@ -8,6 +8,7 @@ the backward hook) run in this process without MPI.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -327,3 +328,37 @@ def test_collectives_alone_and_bad_buffers():
         dist.all_reduce(np.zeros(3, np.int64), op="mean")
     with pytest.raises(ValueError, match="root"):
         dist.broadcast(a, root=1)
+
+
+# --- nnforge bench distributed -----------------------------------------------------------------
+
+def test_bench_table_from_worker_results(monkeypatch, capsys):
+    from nnforge.bench import distributed as bench
+
+    def fake(model, batch, threads, ranks, args):
+        out = {"samples_per_s": {1: 900.0 if threads == 2 else 500.0, 2: 950.0}[ranks], "step_s": 0.01}
+        if ranks == 2:
+            out.update(bytes_per_step=4 << 20, allreduce_s=2e-3, exposed_s=5e-4, buckets=3)
+        return out
+    monkeypatch.setattr(bench, "_run_config", fake)
+    args = argparse.Namespace(models="mlp,gpt", steps=1, repeats=1, bucket_mb=25.0, batch=None)
+    assert bench.run(args) == 0
+    out = capsys.readouterr().out
+    rows = [ln.split() for ln in out.splitlines() if ln.strip().startswith(("mlp ", "gpt "))]
+    assert len(rows) == 2
+    assert rows[0][3:6] == ["1,000", "950", "95%"]  # ideal = 2 x 500; scaling 950 / 1000
+    assert rows[0][6] == "4.00" and rows[0][8] == "2.10" and rows[0][10] == "75%"  # 4 MiB / 2 ms; 1 - 0.5/2
+
+
+@needs_mpi
+def test_bench_worker_runs_under_two_ranks():
+    from nnforge.bench import distributed as bench
+    args = argparse.Namespace(steps=1, repeats=1, bucket_mb=0.1)  # 26k floats: W1 (200k) apart from the rest
+    got = bench._run_config("mlp", 16, 1, 2, args)
+    assert got["ranks"] == 2 and got["threads"] == 1 and got["samples_per_s"] > 0
+    assert got["bytes_per_step"] == 4 * bench_mlp_floats() and got["buckets"] >= 2 and got["allreduce_s"] > 0
+
+
+def bench_mlp_floats() -> int:
+    from nnforge.bench import train as _train
+    return _train.CASES["mlp"].build_nnforge().flatten_parameters().flat_parameters()[1].size
