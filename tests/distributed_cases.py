@@ -30,11 +30,15 @@ class WithUnused(nn.Model):
         return self.body.backward(g)
 
 
-def mlp_problem(seed: int = 3, n: int = 84):
+def mlp_problem(seed: int = 3, n: int = 84, batchnorm: bool = False):
+    """(model, x, y); batchnorm=True: Linear-BatchNorm1d-ReLU-Linear instead of WithUnused."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 13)).astype(np.float32)
     y = rng.integers(0, 5, size=n)
     nnforge.seed(seed)
+    if batchnorm:
+        # no bias before the norm: its gradient is 0 up to rounding, which Adam would amplify to lr-sized steps
+        return nn.Sequential(nn.Linear(13, 29, bias=False), nn.BatchNorm1d(29), nn.ReLU(), nn.Linear(29, 5)), x, y
     return WithUnused(), x, y
 
 
@@ -48,26 +52,27 @@ def gpt_problem(seed: int = 5):
 def train(kind: str, steps: int, batch: int, *, distributed: bool, shard_optimizer: bool = False,
           bucket_mb: float = 0.004, resume: str = None, save: str = None, start: int = 0,
           accumulate: bool = False):
-    """`steps` optimizer steps of an MLP (or tiny GPT) on global batches of batch x world
-    samples; this rank takes its part (shard=). Returns (model, optimizer, dp or None)."""
+    """`steps` optimizer steps of an MLP ("mlp"; "bn": with BatchNorm, synchronised under
+    DataParallel) or a tiny GPT on global batches of batch x world samples; this rank takes
+    its part (shard=). Returns (model, optimizer, dp or None)."""
     world = dist.world_size() if distributed else 1
     rank = dist.rank() if distributed else 0
-    if kind == "mlp":
-        model, x, y = mlp_problem()
+    if kind in ("mlp", "bn"):
+        model, x, y = mlp_problem(batchnorm=kind == "bn")
         opt = nn.Adam(model.parameters(), lr=1e-2, clip_grad_norm=5.0)
         model.flatten_parameters()
     else:
         model, ids = gpt_problem()
         opt = nn.AdamW(nn.decay_groups(model, 0.1), lr=3e-3)
         model.flatten_parameters(opt.group_parameters())
-    dp = dist.DataParallel(model, optimizer=opt, bucket_mb=bucket_mb,
-                           shard_optimizer=shard_optimizer) if distributed else None
+    dp = dist.DataParallel(model, optimizer=opt, bucket_mb=bucket_mb, shard_optimizer=shard_optimizer,
+                           sync_batchnorm=kind == "bn") if distributed else None
     if resume is not None:
         nn.checkpoint.load(resume, model, opt)
     loss_fn = nn.CrossEntropyLoss()
     gen = np.random.default_rng(11)
     for step in range(steps):
-        if kind == "mlp":
+        if kind != "gpt":
             order = gen.permutation(len(x))[:batch * world]
             (xb, yb), = data.batches(x[order], y[order], batch_size=batch,
                                      shard=(rank, world) if distributed else False)
@@ -127,8 +132,8 @@ def case_collectives(out: str) -> None:
 
 # the configurations case_train runs: (kind, shard_optimizer, accumulate)
 TRAIN_CONFIGS = (("mlp", False, False), ("mlp", True, False), ("mlp", False, True), ("gpt", False, False),
-                 ("gpt", True, False))
-GLOBAL_BATCH = {"mlp": 12, "gpt": 6}
+                 ("gpt", True, False), ("bn", False, False))
+GLOBAL_BATCH = {"mlp": 12, "gpt": 6, "bn": 12}
 
 
 def config_name(kind: str, sharded: bool, accumulate: bool) -> str:

@@ -101,6 +101,7 @@ def test_two_ranks_equal_one_process_with_twice_the_batch(trained, kind, sharded
     for k, v in ref.items():
         tol = _order_tolerance(6, float(np.abs(v).max()))
         np.testing.assert_allclose(got[k], v, rtol=0, atol=tol, err_msg=k)
+    # "bn": 2 ranks with SyncBatchNorm equal 1 process with BatchNorm1d, running statistics included
     if kind == "mlp":  # the layer that never gets a gradient did not move (and did not hang the job)
         np.testing.assert_array_equal(got["model/unused.weight"], ref["model/unused.weight"])
 
@@ -328,6 +329,45 @@ def test_collectives_alone_and_bad_buffers():
         dist.all_reduce(np.zeros(3, np.int64), op="mean")
     with pytest.raises(ValueError, match="root"):
         dist.broadcast(a, root=1)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (4, 3, 6), (3, 2, 5, 3), (1, 3, 1)])
+def test_sync_batchnorm_alone_matches_the_float64_reference(shape):
+    """World of one: the global batch is the local one (forward, running stats, FD gradients)."""
+    from nnforge.distributed import SyncBatchNorm
+    from nn_reference import assert_close, batch_norm_train, central_diff
+    rng = np.random.default_rng(sum(shape))
+    c = shape[1]
+    bn = SyncBatchNorm(c, momentum=0.3)
+    bn.weight.data[...] = rng.uniform(0.5, 1.5, c)
+    bn.bias.data[...] = rng.standard_normal(c)
+    x = rng.standard_normal(shape).astype(np.float32) * 3 + 1
+    y = bn.forward(x)
+    want, mean, var = batch_norm_train(x, bn.weight.data, bn.bias.data)
+    assert_close(y, want, 8 * EPS32 * (1 + np.abs(want)), "y")
+    n = x.size // c
+    assert_close(bn.running_mean, 0.3 * mean, 4 * EPS32, "running_mean")
+    assert_close(bn.running_var, 0.7 + 0.3 * var * n / max(n - 1, 1), 8 * EPS32, "running_var")
+    w = rng.standard_normal(shape)
+    dx = bn.backward(w.astype(np.float32))
+    f = lambda v: float((batch_norm_train(v, bn.weight.data, bn.bias.data)[0] * w).sum())
+    ref = central_diff(f, x)
+    assert_close(dx, ref, 1e-4 * (1 + np.abs(ref)), "dx")
+    g = rng.standard_normal(shape).astype(np.float32)
+    with pytest.raises(ValueError):
+        bn.backward(g[:1] if shape[0] > 1 else g[..., :0])
+    with pytest.raises(ValueError, match="SyncBatchNorm expected"):
+        bn.forward(np.zeros((2, c + 1), np.float32))
+
+
+def test_convert_sync_batchnorm_keeps_parameters_and_buffers():
+    from nnforge.distributed import SyncBatchNorm, convert_sync_batchnorm
+    model, _, _ = cases.mlp_problem(batchnorm=True)
+    before = model.state_dict()
+    convert_sync_batchnorm(model)
+    assert isinstance(model[1], SyncBatchNorm)
+    after = model.state_dict()
+    assert list(before) == list(after) and all(np.array_equal(before[k], after[k]) for k in before)
 
 
 # --- nnforge bench distributed -----------------------------------------------------------------

@@ -12,7 +12,7 @@ deadline (NNFORGE_DIST_TIMEOUT seconds, default 300) whose TimeoutError names th
 that are missing (_world.py). A rank that raises ends the whole job with its traceback
 (MPI Abort; init() installs it as sys.excepthook). The pieces: _world.py (the world,
 waits), buckets.py (gradient buckets), data_parallel.py (DataParallel), zero.py (ZeRO-1),
-checkpoints.py (rank 0 writes), launcher.py (the mpiexec command line).
+sync_batchnorm.py (global-batch BatchNorm), checkpoints.py (rank 0 writes), launcher.py (the mpiexec command line).
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import numpy as np
 from ._world import init, report_and_abort, world
 from .checkpoints import save_checkpoint
 from .data_parallel import DataParallel
+from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 
-__all__ = ["DataParallel", "all_reduce", "barrier", "broadcast", "broadcast_object", "init", "is_main",
-           "rank", "report_and_abort", "save_checkpoint", "world_size"]
+__all__ = ["DataParallel", "SyncBatchNorm", "all_reduce", "barrier", "broadcast", "broadcast_object",
+           "convert_sync_batchnorm", "init", "is_main", "rank", "report_and_abort", "save_checkpoint", "world_size"]
 
 
 def rank() -> int:

@@ -20,8 +20,8 @@ are final when its backward returns, and a module runs backward once per step. A
 backward before the step (gradient accumulation) must run inside no_sync(); a module
 that runs backward twice raises a RuntimeError (use overlap=False).
 
-BatchNorm running statistics stay per rank (broadcast from rank 0 only at the start);
-checkpoints hold rank 0's.
+BatchNorm statistics stay per rank (running ones broadcast from rank 0 only at the start;
+checkpoints hold rank 0's) unless sync_batchnorm=True (distributed/sync_batchnorm.py).
 """
 from __future__ import annotations
 
@@ -63,14 +63,18 @@ class DataParallel:
     """Average model's gradients over the MPI ranks. optimizer (optional, attach() later):
     its step() then waits for the all-reduce first. bucket_mb: bucket size cap in MiB.
     shard_optimizer=True: ZeRO stage 1 (distributed/zero.py). overlap=False: no hooks,
-    one all-reduce per bucket at the step."""
+    one all-reduce per bucket at the step. sync_batchnorm=True: BatchNorm layers use the
+    global batch's statistics (distributed/sync_batchnorm.py)."""
 
     def __init__(self, model, *, optimizer=None, bucket_mb: float = 25, shard_optimizer: bool = False,
-                 overlap: bool = True):
+                 overlap: bool = True, sync_batchnorm: bool = False):
         if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
             raise ValueError(f"bucket_mb must be a positive number, got {bucket_mb!r}")
         self.world = init()
         self.module = model
+        if sync_batchnorm:
+            from .sync_batchnorm import convert_sync_batchnorm
+            convert_sync_batchnorm(model)
         self.shard_optimizer = bool(shard_optimizer)
         self.overlap = bool(overlap)
         params = model.parameters()
