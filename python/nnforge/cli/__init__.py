@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         _end_job(args, 2)
         return 2
     except Exception as exc:
-        if getattr(args, "distributed", False):  # one rank's error ends every rank (never a hang)
+        if _in_job(args):  # one rank's error ends every rank (never a hang)
             from ..distributed import report_and_abort
             report_and_abort(exc)
         raise
@@ -90,9 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _in_job(args) -> bool:
+    """True under --distributed with several ranks."""
+    if not getattr(args, "distributed", False):
+        return False
+    from ..distributed import world_size
+    return world_size() > 1
+
+
 def _end_job(args, code: int) -> None:
     """Under --distributed with several ranks, an error on this rank aborts the whole job."""
-    if getattr(args, "distributed", False):
+    if _in_job(args):
         from ..distributed import world
         world().abort(code)
 

@@ -12,7 +12,8 @@ deadline (NNFORGE_DIST_TIMEOUT seconds, default 300) whose TimeoutError names th
 that are missing (_world.py). A rank that raises ends the whole job with its traceback
 (MPI Abort; init() installs it as sys.excepthook). The pieces: _world.py (the world,
 waits), buckets.py (gradient buckets), data_parallel.py (DataParallel), zero.py (ZeRO-1),
-sync_batchnorm.py (global-batch BatchNorm), checkpoints.py (rank 0 writes), launcher.py (the mpiexec command line).
+sync_batchnorm.py (global-batch BatchNorm), checkpoints.py (rank 0 writes), launcher.py
+(the mpiexec command line).
 """
 from __future__ import annotations
 

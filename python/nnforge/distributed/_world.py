@@ -14,6 +14,7 @@ identity, so the same script runs alone.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import time
 import traceback
@@ -53,6 +54,9 @@ class World:
         if not _launched_by_mpiexec():
             return  # alone: no MPI_Init (a singleton init costs ~1.5 s and nothing is gained)
         try:
+            import mpi4py
+            if "mpi4py.MPI" not in sys.modules:  # only the main thread calls MPI: no locking needed
+                mpi4py.rc.thread_level = "funneled"
             from mpi4py import MPI
         except ImportError:
             raise ImportError("this process was started by mpiexec but mpi4py is missing: "
@@ -170,7 +174,6 @@ class World:
         if self.size == 1:
             return [value]
         buf = np.zeros(self.size, dtype=np.int64)  # sizes first, with a deadline; then the payload
-        import pickle
         payload = np.frombuffer(pickle.dumps(value), dtype=np.uint8)
         buf[self.rank] = payload.size
         self.all_reduce(buf)

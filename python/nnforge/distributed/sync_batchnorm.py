@@ -75,7 +75,8 @@ class SyncBatchNorm(BatchNorm1d):
             self.weight.grad += local[c:].astype(np.float32)
         total = world().all_reduce(local.copy())
         gamma = np.ones(c) if self.weight is None else self.weight.data.astype(np.float64)
-        dx = (gamma * rstd).reshape(shape) * (dy - (total[:c] / n).reshape(shape) - xhat * (total[c:] / n).reshape(shape))
+        mean_dy, mean_dy_xhat = (total[:c] / n).reshape(shape), (total[c:] / n).reshape(shape)
+        dx = (gamma * rstd).reshape(shape) * (dy - mean_dy - xhat * mean_dy_xhat)
         return dx.astype(np.float32)
 
 
