@@ -263,7 +263,7 @@ def test_data_parallel_alone_is_plain_training():
         np.testing.assert_array_equal(results[1][k], results[0][k], err_msg=k)
 
 
-def test_backward_twice_before_step_is_refused():
+def test_backward_again_before_the_step_is_refused():
     from nnforge.distributed import DataParallel
     model, x, y = cases.mlp_problem()
     opt = nn.Adam(model.parameters())
@@ -272,11 +272,21 @@ def test_backward_twice_before_step_is_refused():
     loss.forward(model.forward(x[:4]), y[:4])
     g = loss.backward()
     model.backward(g)
-    with pytest.raises(RuntimeError, match="ran twice before the optimizer step"):
-        model.backward(g)
+    with pytest.raises(RuntimeError, match="ran again after its gradients were handed to the all-reduce"):
+        model.backward(g)  # backward twice after one forward
     opt.step(zero_grad=True)  # the next step syncs again
+    for _ in range(2):  # two micro-batches without no_sync(): the second would race the all-reduce
+        model.forward(x[:4])
+        if _:
+            with pytest.raises(RuntimeError, match="dp.no_sync"):
+                model.backward(g)
+        else:
+            model.backward(g)
+    opt.step(zero_grad=True)
     with dp.no_sync():  # accumulation without communication is fine
+        model.forward(x[:4])
         model.backward(g)
+    model.forward(x[:4])
     model.backward(g)
     opt.step()
     assert type(opt).__name__ == "Adam" and isinstance(opt, nn.Adam)  # checkpoints see the same class

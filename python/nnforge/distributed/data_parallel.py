@@ -6,19 +6,24 @@ with backward.
     opt.step()                                   # waits for what is still in flight, then steps
 
 How: the model is flattened (nn/flat.py), so each bucket (distributed/buckets.py) is a
-view of the flat gradient buffer. Every module that owns parameters gets a backward hook
-(Module.register_backward_hook); when a module's backward returns, its parameters are
-done, and each bucket whose parameters are all done is started, in the one launch order
-all ranks share. The optimizer becomes a subclass of its own class (same name, so
+view of the flat gradient buffer. Every module that owns parameters gets a forward and a
+backward hook (Module.register_forward_hook / register_backward_hook); once a module's
+backward has run as often as its forward did in training mode since the last step (once,
+for most layers; T times for a cell stepped T times; twice for a layer used twice), its
+parameters are done, and each bucket whose parameters are all done is
+started, in the one launch order all ranks share. A module whose forward did not run
+(a table a parent reads directly) waits for the step. The optimizer becomes a subclass of its own class (same name, so
 checkpoints are unchanged) whose step() first finishes the sync: it starts the buckets no
 hook completed (parameters without a gradient this step, layers whose backward a parent
 does by hand), waits, and scales the sums by 1/N (the mean). Every step syncs exactly
 once, so all ranks always issue the same collectives.
 
-The contract a model keeps (every nnforge layer does): a module's parameters' gradients
-are final when its backward returns, and a module runs backward once per step. A second
-backward before the step (gradient accumulation) must run inside no_sync(); a module
-that runs backward twice raises a RuntimeError (use overlap=False).
+The contract a model keeps (every nnforge layer does): a module that ran forward writes
+its own parameters' gradients in its backward only (a parent may write them before the
+child's backward, as GPT's tied head does, not after it); backward more often than
+forward, or again once its gradients went to the all-reduce, raises a RuntimeError. Gradient
+accumulation needs no_sync() around all but the last micro-batch: it turns the counting and
+communication off (the passes add up locally; the next step all-reduces the sum).
 
 BatchNorm statistics stay per rank (running ones broadcast from rank 0 only at the start;
 checkpoints hold rank 0's) unless sync_batchnorm=True (distributed/sync_batchnorm.py).
@@ -111,6 +116,7 @@ class DataParallel:
             for k in ks:
                 self._pending_init[k] += 1
             if self.overlap:
+                self._removers.append(mod.register_forward_hook(self._after_forward))
                 self._removers.append(mod.register_backward_hook(self._after_backward))
         self._syncing = True
         self.optimizer = None
@@ -140,23 +146,37 @@ class DataParallel:
         self._pending = self._pending_init.copy()
         self._next = 0
         self._requests = []
-        self._fired: set[int] = set()
+        self._forwards: dict[int, int] = {}   # id(module) -> forward calls (training mode) this round
+        self._backwards: dict[int, int] = {}
+        self._launched_modules: set[int] = set()  # modules whose gradients count as final this round
 
     def _launch_ready(self) -> None:
         while self._next < len(self.buckets) and self._pending[self._next] <= 0:
             self._requests.append(self.world.iallreduce_sum(self._views[self._next]))
             self._next += 1
 
+    def _after_forward(self, module) -> None:
+        if self._syncing and module.training:
+            key = id(module)
+            self._forwards[key] = self._forwards.get(key, 0) + 1
+
     def _after_backward(self, module) -> None:
         if not self._syncing:
             return
         key = id(module)
-        if key in self._fired:
-            raise RuntimeError(f"DataParallel: {type(module).__name__}.backward ran twice before the optimizer "
-                               f"step; its gradients were already being all-reduced. Run all but the last "
-                               f"backward of an accumulation inside dp.no_sync(), or build "
-                               f"DataParallel(overlap=False) for a model that reuses a layer")
-        self._fired.add(key)
+        forwards = self._forwards.get(key, 0)
+        if forwards == 0:
+            return  # forward did not run through this module: its parameters wait for the step
+        if key in self._launched_modules:
+            raise RuntimeError(f"DataParallel: {type(module).__name__}.backward ran again after its gradients were "
+                               f"handed to the all-reduce, before the optimizer step. Accumulating micro-batches: "
+                               f"run all but the last inside dp.no_sync(); a module whose backward runs more "
+                               f"often than its forward: build DataParallel(overlap=False)")
+        done = self._backwards.get(key, 0) + 1
+        self._backwards[key] = done
+        if done < forwards:
+            return
+        self._launched_modules.add(key)
         for k in self._module_buckets[key]:
             self._pending[k] -= 1
         self._launch_ready()

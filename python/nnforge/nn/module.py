@@ -57,12 +57,23 @@ class Parameter:
         return f"Parameter(shape={self.data.shape})"
 
 
+def _forward_with_hooks(self, *inputs):
+    """A hooked module's forward (Module.register_forward_hook): its class's forward, then the hooks."""
+    out = type(self).forward(self, *inputs)
+    for fn in list(self.__dict__.get("_forward_hooks", ())):
+        fn(self)
+    return out
+
+
 def _backward_with_hooks(self, *grad_outputs):
     """A hooked module's backward (Module.register_backward_hook): its class's backward, then the hooks."""
     grads = type(self).backward(self, *grad_outputs)
     for fn in list(self.__dict__.get("_backward_hooks", ())):
         fn(self)
     return grads
+
+
+_HOOKED = {"forward": _forward_with_hooks, "backward": _backward_with_hooks}
 
 
 class Module:
@@ -106,21 +117,29 @@ class Module:
         return self.forward(*inputs)
 
     # --- hooks ------------------------------------------------------------------------
+    def register_forward_hook(self, fn: Callable[["Module"], None]) -> Callable[[], None]:
+        """Call fn(self) each time this module's forward has returned, whoever calls it.
+        Returns a function that removes the hook (see register_backward_hook)."""
+        return self._add_hook("forward", fn)
+
     def register_backward_hook(self, fn: Callable[["Module"], None]) -> Callable[[], None]:
         """Call fn(self) each time this module's backward has returned (its own Parameters'
-        gradients are then final for this pass: data-parallel training starts their
-        all-reduce there). Works whoever calls backward (a container, a model's own
-        backward). Returns a function that removes the hook. A module without hooks pays
-        nothing: the wrapper exists only while a hook is registered."""
-        hooks = self.__dict__.setdefault("_backward_hooks", [])
+        gradients then hold this pass's contribution: data-parallel training starts their
+        all-reduce once backward has run as often as forward). Works whoever calls backward
+        (a container, a model's own backward). Returns a function that removes the hook. A
+        module without hooks pays nothing: the wrapper exists only while a hook is registered."""
+        return self._add_hook("backward", fn)
+
+    def _add_hook(self, kind: str, fn) -> Callable[[], None]:
+        hooks = self.__dict__.setdefault(f"_{kind}_hooks", [])
         hooks.append(fn)
-        object.__setattr__(self, "backward", types.MethodType(_backward_with_hooks, self))
+        object.__setattr__(self, kind, types.MethodType(_HOOKED[kind], self))  # shadows the class's method
 
         def remove() -> None:
             if fn in hooks:
                 hooks.remove(fn)
             if not hooks:
-                self.__dict__.pop("backward", None)
+                self.__dict__.pop(kind, None)
         return remove
 
     def _input_layer(self) -> "Module":
