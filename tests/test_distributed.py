@@ -292,6 +292,37 @@ def test_backward_again_before_the_step_is_refused():
     assert type(opt).__name__ == "Adam" and isinstance(opt, nn.Adam)  # checkpoints see the same class
 
 
+def test_buckets_start_during_backward():
+    """Alone the all-reduce is a no-op, but the schedule is the same: backward starts every
+    bucket whose layers ran, in order; a layer forward never reached waits for the step."""
+    from nnforge.distributed import DataParallel
+    for unused in (False, True):
+        model, x, y = cases.mlp_problem()
+        if not unused:
+            model = model.body
+        opt = nn.Adam(model.parameters())
+        dp = DataParallel(model, optimizer=opt, bucket_mb=1e-4)
+        loss = nn.CrossEntropyLoss()
+        loss.forward(model.forward(x[:6]), y[:6])
+        assert dp.buckets_started == 0
+        model.backward(loss.backward())
+        n = len(dp.buckets)
+        assert n >= 4
+        if unused:  # the unused layer is the model's last parameters: its bucket is first in line
+            assert dp.buckets_started == 0
+        else:
+            assert dp.buckets_started == n
+        opt.step()
+        assert dp.buckets_started == 0
+        dp.close()
+    gpt = _grouped_gpt()
+    dp = DataParallel(gpt, optimizer=nn.AdamW(gpt.parameters()), bucket_mb=1e-3)
+    ids = np.random.default_rng(0).integers(0, 11, size=(2, 8))
+    gpt.loss(ids, ids)
+    gpt.backward()
+    assert 0 < dp.buckets_started < len(dp.buckets)  # the blocks' buckets go during backward
+
+
 def test_backward_hook_runs_after_backward_and_can_be_removed():
     layer = nn.Linear(3, 2)
     calls = []

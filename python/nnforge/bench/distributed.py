@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="mlp,cnn,gpt", help="comma-separated subset of mlp,cnn,gpt")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed round (default 20)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds; the median is printed (default 5)")
-    parser.add_argument("--bucket-mb", type=float, default=25.0, help="DataParallel bucket size cap (default 25)")
+    # these models hold 1-3 MiB of gradients: the library's 25 MiB default would make one bucket
+    # that is ready only when backward ends, leaving nothing to overlap
+    parser.add_argument("--bucket-mb", type=float, default=1.0, help="DataParallel bucket size cap (default 1)")
     parser.add_argument("--batch", type=int, default=None, help="global batch (default: per model)")
 
 

@@ -130,6 +130,8 @@ class DataParallel:
         """Make optimizer.step() finish the gradient sync first (ZeRO-1: shard it)."""
         if self.optimizer is not None:
             raise RuntimeError("DataParallel already has an optimizer")
+        if getattr(optimizer, "_data_parallel", None) is not None:
+            raise RuntimeError("this optimizer already belongs to a DataParallel")
         ids = {id(p) for p in self.flat.params}
         if any(id(p) not in ids for p in optimizer.params):
             raise ValueError("DataParallel.attach: the optimizer updates parameters that are not this model's")
@@ -218,6 +220,11 @@ class DataParallel:
 
     def backward(self, *grad_outputs):
         return self.module.backward(*grad_outputs)
+
+    @property
+    def buckets_started(self) -> int:
+        """Buckets whose all-reduce has started since the last step (backward starts them)."""
+        return self._next
 
     @property
     def bytes_per_step(self) -> int:
