@@ -12,10 +12,11 @@ saves its dX GEMM. fit(augment=f) replaces each training batch's inputs by f(xb)
 (e.g. nnforge.data.Augment); validation and evaluation data are never transformed.
 
 Ctrl-C (KeyboardInterrupt) during fit, as in Keras, propagates to the caller, with the
-progress bar closed. A training step (augment, forward, backward, optimizer step) is
-never cut: a SIGINT that arrives inside one is delivered when it ends (nn/_interrupt.py),
-so the model, optimizer and RNG hold the state after the last completed step
-(optimizer.step_count counts them; trainer.epoch the completed epochs).
+progress bar closed. A training step (taking the batch, the first of which draws the
+epoch's shuffle; augment, forward, backward, optimizer step) is never cut: a SIGINT that
+arrives inside one is delivered when it ends (nn/_interrupt.py), so the model,
+optimizer and RNG hold the state after the last completed step (optimizer.step_count
+counts them; trainer.epoch the completed epochs).
 """
 from __future__ import annotations
 
@@ -157,8 +158,13 @@ class Trainer:
             return logs
 
         per_sample = loss_fn.reduction == "mean"  # "sum" losses already add up over the batch
-        for i, (xb, yb) in enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle)):
+        batch_iter = enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle))
+        while True:
             with guard.step():  # all or nothing with respect to Ctrl-C
+                item = next(batch_iter, None)  # the first one draws the epoch's shuffle
+                if item is None:
+                    break
+                i, (xb, yb) = item
                 if augment is not None:
                     xb = augment(xb)
                 out = model.forward(xb)
