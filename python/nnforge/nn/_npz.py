@@ -28,11 +28,12 @@ _MAX_DEFLATE_RATIO = 1100    # deflate cannot expand more than ~1032x: a bigger 
 
 
 class NpzError(ValueError):
-    """The archive (member None) or one member (named) cannot be read; .reason says why."""
+    """The archive (key None) or one member (key: its name without .npy) cannot be read;
+    .reason says why."""
 
-    def __init__(self, member: Optional[str], reason: str):
-        super().__init__(reason if member is None else f"entry '{member}' {reason}")
-        self.member, self.reason = member, reason
+    def __init__(self, key: Optional[str], reason: str):
+        super().__init__(reason if key is None else f"entry '{key}' {reason}")
+        self.key, self.reason = key, reason
 
 
 def _read_exact(f, n: int, key: str, what: str) -> bytes:

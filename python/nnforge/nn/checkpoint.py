@@ -174,9 +174,8 @@ def save(path, model, optimizer=None, extra: Optional[dict] = None, *, schedule=
 
 def _error(path: str, exc: ValueError, prefix: str = "") -> CheckpointError:
     """One wording: the file, the entry (with its section prefix) and why."""
-    if isinstance(exc, (StateEntryError, NpzError)) and getattr(exc, "key", getattr(exc, "member", None)):
-        key = exc.key if isinstance(exc, StateEntryError) else exc.member
-        return CheckpointError(f"checkpoint {path} entry '{prefix}{key}' {exc.reason}")
+    if isinstance(exc, (StateEntryError, NpzError)) and exc.key is not None:
+        return CheckpointError(f"checkpoint {path} entry '{prefix}{exc.key}' {exc.reason}")
     return CheckpointError(f"checkpoint {path}: {exc}")
 
 
@@ -216,7 +215,7 @@ def read(path) -> dict[str, np.ndarray]:
     try:
         entries = read_npz(path)
     except NpzError as exc:
-        if exc.member is None:
+        if exc.key is None:
             raise CheckpointError(f"checkpoint {path} is not a valid .npz file ({exc.reason})") from None
         raise _error(path, exc) from None
     except OSError as exc:
