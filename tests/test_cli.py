@@ -137,6 +137,19 @@ def test_resume_into_another_model_or_finished_run(tmp_path, capsys):
     assert "written for --model other" in capsys.readouterr().err
 
 
+def test_resume_refuses_bad_extra_values_in_one_line(tmp_path, capsys):
+    assert _train(tmp_path, "--epochs", "1") == 0
+    with np.load(tmp_path / "run" / "checkpoint.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    capsys.readouterr()
+    for key, value in [("extra/history", "[1, 2]"), ("extra/history", "{no"), ("extra/history", 3),
+                       ("extra/epoch", 1.5), ("extra/epoch", -1), ("extra/epoch", "1")]:
+        np.savez(tmp_path / "bad.npz", **{**arrays, key: np.array(value)})
+        assert _train(tmp_path, "--epochs", "2", "--resume", str(tmp_path / "bad.npz")) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "bad.npz" in err and f"'{key}'" in err, err
+
+
 def test_cnn_model_on_digits(tmp_path, capsys):
     # 3 epochs of the CNN (conv-BN-pool x2, fc): over seeds 0-11 the test accuracy after
     # 3 epochs ranged 96.4-99.2% (12 epochs, the default: 98.3-99.7%); 95% leaves margin.

@@ -14,10 +14,15 @@ class AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   ~AlignedBuffer() { std::free(ptr_); }
 
-  // Returns at least `count` floats; contents are unspecified.
-  float* floats(size_t count) { return static_cast<float*>(bytes(count * sizeof(float))); }
+  // Returns at least `count` floats; contents are unspecified. A size whose byte count
+  // (rounded to pages) does not fit in size_t is std::bad_alloc, like a failed allocation.
+  float* floats(size_t count) {
+    if (count > kMaxBytes / sizeof(float)) throw std::bad_alloc();
+    return static_cast<float*>(bytes(count * sizeof(float)));
+  }
 
   void* bytes(size_t n) {
+    if (n > kMaxBytes) throw std::bad_alloc();
     if (n > cap_) {
       std::free(ptr_);
       size_t rounded = (n + 4095) & ~size_t(4095);
@@ -32,6 +37,7 @@ class AlignedBuffer {
   }
 
  private:
+  static constexpr size_t kMaxBytes = ~size_t(0) - 4095;  // rounding up to 4096 must not wrap
   void* ptr_ = nullptr;
   size_t cap_ = 0;
 };

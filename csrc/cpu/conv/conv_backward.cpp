@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/aligned_buffer.h"
+#include "common/parallel_errors.h"
 #include "common/threads.h"
 #include "cpu/conv/conv.h"
 #include "cpu/conv/conv_im2col.h"
@@ -40,8 +41,10 @@ int64_t dw_chunks(int64_t items, int64_t dwlen) {
 template <class Body>
 void for_chunks(int64_t chunks, int nt, Body body) {
   if (nt > 1 && chunks >= nt) {
+    ParallelErrors errors;  // each thread grows its scratch: bad_alloc must not leave the region
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int64_t ch = 0; ch < chunks; ++ch) body(ch, 1);
+    for (int64_t ch = 0; ch < chunks; ++ch) errors.run([&] { body(ch, 1); });
+    errors.rethrow();
   } else {
     for (int64_t ch = 0; ch < chunks; ++ch) body(ch, nt);
   }
@@ -164,8 +167,10 @@ void backward_input(const ConvShape& s, const float* dy, const float* w, float* 
       }
   };
   if (nt > 1 && items >= nt) {
+    ParallelErrors errors;  // each thread grows its scratch: bad_alloc must not leave the region
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) body(it, 1);
+    for (int64_t it = 0; it < items; ++it) errors.run([&] { body(it, 1); });
+    errors.rethrow();
   } else {
     for (int64_t it = 0; it < items; ++it) body(it, nt);
   }
@@ -282,8 +287,10 @@ void backward_weight_gemm(const ConvShape& s, const float* dy, const float* x, f
       }
     };
     if (nt > 1 && chunks >= nt) {
+      ParallelErrors errors;  // each thread grows its scratch: bad_alloc must not leave the region
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-      for (int64_t ch = 0; ch < chunks; ++ch) chunk_body(ch, 1);
+      for (int64_t ch = 0; ch < chunks; ++ch) errors.run([&] { chunk_body(ch, 1); });
+      errors.rethrow();
     } else {
       for (int64_t ch = 0; ch < chunks; ++ch) chunk_body(ch, nt);
     }

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "common/aligned_buffer.h"
+#include "common/parallel_errors.h"
 #include "common/threads.h"
 #include "cpu/conv/conv.h"
 #include "cpu/conv/conv_im2col.h"
@@ -35,8 +36,10 @@ double forward_flops(const ConvShape& s) {
 template <class Body>
 void for_items(int64_t items, int nt, Body body) {
   if (nt > 1 && items >= nt) {
+    ParallelErrors errors;  // each thread grows its scratch: bad_alloc must not leave the region
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) body(it, 1);
+    for (int64_t it = 0; it < items; ++it) errors.run([&] { body(it, 1); });
+    errors.rethrow();
   } else {
     for (int64_t it = 0; it < items; ++it) body(it, nt);
   }

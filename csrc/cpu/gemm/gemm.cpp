@@ -19,10 +19,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <exception>
 #include <stdexcept>
 
 #include "common/aligned_buffer.h"
+#include "common/parallel_errors.h"
 #include "common/threads.h"
 #include "common/variant_table.h"
 #include "cpu/gemm/activation_scalar.h"
@@ -259,18 +259,11 @@ void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   } else {
     // Each thread grows its own packing buffers here, so std::bad_alloc can be thrown
     // inside the region; it must not escape it (std::terminate), so it is carried out.
-    std::exception_ptr error;
+    ParallelErrors errors;
     // A nested region may get fewer threads than slabs: each runs every team-th slab.
 #pragma omp parallel num_threads(nt)
-    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) {
-      try {
-        slab(t);
-      } catch (...) {
-#pragma omp critical(nnf_gemm_slab_error)
-        if (!error) error = std::current_exception();
-      }
-    }
-    if (error) std::rethrow_exception(error);
+    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) errors.run([&] { slab(t); });
+    errors.rethrow();
   }
 }
 

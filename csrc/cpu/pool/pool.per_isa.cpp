@@ -26,6 +26,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/parallel_errors.h"
 #include "cpu/pool/pool_isa.h"
 
 namespace nnf {
@@ -254,16 +255,20 @@ void avg_pool2d_planes(const PoolGeometry& g, const float* x, float* y, int nt) 
 
 void avg_pool2d_backward_planes(const PoolGeometry& g, const float* dy, float* dx, int nt) {
   const int64_t in = g.h * g.w, out = g.ho * g.wo;
+  ParallelErrors errors;  // the per-thread row may fail to allocate: not out of the region
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    std::vector<float> gs(size_t(g.wo > 0 ? g.wo : 1));  // one row of dy / divisor per thread
+    std::vector<float> gs;  // one row of dy / divisor per thread
+    errors.run([&] { gs.resize(size_t(g.wo > 0 ? g.wo : 1)); });
 #pragma omp for schedule(static)
-    for (int64_t p = 0; p < g.planes; ++p) {
-      if (g.sw == 1) avg_pool_backward_plane<1>(g, dy + p * out, dx + p * in, gs.data());
-      else if (g.sw == 2) avg_pool_backward_plane<2>(g, dy + p * out, dx + p * in, gs.data());
-      else avg_pool_backward_plane<0>(g, dy + p * out, dx + p * in, gs.data());
-    }
+    for (int64_t p = 0; p < g.planes; ++p)
+      errors.run([&] {
+        if (g.sw == 1) avg_pool_backward_plane<1>(g, dy + p * out, dx + p * in, gs.data());
+        else if (g.sw == 2) avg_pool_backward_plane<2>(g, dy + p * out, dx + p * in, gs.data());
+        else avg_pool_backward_plane<0>(g, dy + p * out, dx + p * in, gs.data());
+      });
   }
+  errors.rethrow();
 }
 
 // y[p] = mean of x[p, :]; double accumulation (s can be large, e.g. 56*56).

@@ -1,10 +1,13 @@
 """Run folders of `nnforge train` (every model): where checkpoint, history and plots go."""
 from __future__ import annotations
 
+import json
 import os
 import time
 
-__all__ = ["out_dir"]
+from .errors import CliError
+
+__all__ = ["out_dir", "saved_int", "saved_json"]
 
 
 def out_dir(args, model_name: str, dataset: str) -> str:
@@ -15,3 +18,32 @@ def out_dir(args, model_name: str, dataset: str) -> str:
         return os.path.dirname(os.path.abspath(args.resume))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join("nnforge_runs", f"{model_name}-{dataset}-{stamp}")
+
+
+def _saved_scalar(path: str, entries: dict, key: str):
+    if key not in entries:
+        raise CliError(f"checkpoint {path} has no entry '{key}'")
+    value = entries[key]
+    if value.ndim != 0:
+        raise CliError(f"checkpoint {path} entry '{key}' must be a scalar, got shape {value.shape}")
+    return value
+
+
+def saved_int(path: str, entries: dict, key: str) -> int:
+    """A non-negative integer extra value of a checkpoint (checkpoint.read's entries)."""
+    value = _saved_scalar(path, entries, key)
+    if value.dtype.kind not in "iu" or int(value) < 0:
+        raise CliError(f"checkpoint {path} entry '{key}' must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def saved_json(path: str, entries: dict, key: str, kind: type = dict):
+    """A JSON text extra value of a checkpoint, decoded, of the given JSON kind (dict, list)."""
+    value = _saved_scalar(path, entries, key)
+    try:
+        out = json.loads(str(value)) if value.dtype.kind == "U" else None
+    except ValueError:
+        out = None
+    if not isinstance(out, kind):
+        raise CliError(f"checkpoint {path} entry '{key}' must be a JSON {kind.__name__}")
+    return out

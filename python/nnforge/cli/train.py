@@ -24,6 +24,7 @@ from ..nn.registry import ModelSpec
 from . import distributed as _distributed
 from . import train_gpt as _gpt
 from .errors import CliError
+from .runs import saved_int, saved_json
 
 __all__ = ["add_arguments", "run"]
 
@@ -195,17 +196,21 @@ def run(args) -> int:
     start, history = 0, {}
     if args.resume is not None:
         try:
-            saved_model = checkpoint.read(args.resume).get("extra/model")
-            if saved_model is not None and str(saved_model) != args.model:
-                raise CliError(f"--resume: checkpoint was written for --model {saved_model}, not {args.model}")
-            extra = checkpoint.load(args.resume, model, model.optimizer, schedule=sched)
+            entries = checkpoint.read(args.resume)
         except checkpoint.CheckpointError as exc:
             raise CliError(f"--resume: {exc}") from None
-        start = int(extra.get("epoch", 0))
-        if "history" in extra:
-            history = json.loads(str(extra["history"]))
+        saved_model = entries.get("extra/model")
+        if saved_model is not None and str(saved_model) != args.model:
+            raise CliError(f"--resume: checkpoint was written for --model {saved_model}, not {args.model}")
+        # every extra value checked before the load changes the model
+        start = saved_int(args.resume, entries, "extra/epoch") if "extra/epoch" in entries else 0
+        history = saved_json(args.resume, entries, "extra/history") if "extra/history" in entries else {}
         if start >= opts["epochs"]:
             raise CliError(f"--resume: checkpoint is already at epoch {start}; pass --epochs > {start}")
+        try:
+            checkpoint.load(args.resume, model, model.optimizer, schedule=sched, entries=entries)
+        except checkpoint.CheckpointError as exc:
+            raise CliError(f"--resume: {exc}") from None
 
     verbose = args.verbose
     if verbose:

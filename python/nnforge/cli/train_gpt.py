@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import CliError
 from .distributed import run_folder
+from .runs import saved_int, saved_json
 
 __all__ = ["GPT_OPTIONS", "add_arguments", "build_from_checkpoint", "run"]
 
@@ -147,22 +148,29 @@ def _resume(path: str, model, opt, windows, config: dict, tok, steps: int):
         raise CliError(f"--resume: {exc}") from None
     if str(entries.get("extra/model", "")) != "gpt":
         raise CliError(f"--resume: {path} was not written by `nnforge train --model gpt`")
-    saved = json.loads(str(entries["extra/config"]))
+    saved = saved_json(path, entries, "extra/config")
     diff = [k for k in config if saved.get(k) != config[k]]
     if diff:
         raise CliError(f"--resume: the checkpoint has {', '.join(f'{k}={saved.get(k)}' for k in diff)}, this run "
                        f"{', '.join(f'{k}={config[k]}' for k in diff)}")
-    if str(entries["extra/tokenizer"]) != tok.to_json():
+    if str(entries.get("extra/tokenizer")) != tok.to_json():
         raise CliError("--resume: the checkpoint's tokenizer differs from this run's (--data / --tokenizer)")
-    start = int(entries["extra/step"])
+    start = saved_int(path, entries, "extra/step")
     if start >= steps:
         raise CliError(f"--resume: checkpoint is already at step {start}; pass --steps > {start}")
+    history = saved_json(path, entries, "extra/history")
+    windows_rng = saved_json(path, entries, "extra/windows_rng")
+    try:  # checked on a scratch generator: the load below must be the last thing that can fail
+        type(windows.rng.bit_generator)().state = windows_rng
+    except (ValueError, TypeError, KeyError, OverflowError):
+        raise CliError(f"--resume: checkpoint {path} entry 'extra/windows_rng' is not a valid "
+                       f"{type(windows.rng.bit_generator).__name__} state") from None
     try:
-        checkpoint.load(path, model, opt)
+        checkpoint.load(path, model, opt, entries=entries)
     except checkpoint.CheckpointError as exc:
         raise CliError(f"--resume: {exc}") from None
-    windows.rng.bit_generator.state = json.loads(str(entries["extra/windows_rng"]))
-    return start, json.loads(str(entries["extra/history"]))
+    windows.rng.bit_generator.state = windows_rng
+    return start, history
 
 
 def build_from_checkpoint(path: str):
@@ -176,10 +184,13 @@ def build_from_checkpoint(path: str):
         raise CliError(str(exc)) from None
     if str(entries.get("extra/model", "")) != "gpt":
         raise CliError(f"{path} was not written by `nnforge train --model gpt`")
-    config = json.loads(str(entries["extra/config"]))
-    tok = tokenizer_from_json(str(entries["extra/tokenizer"]))
-    model = nn.get_model_spec("gpt").build((config["context"],), tok.vocab_size, n_layer=config["n_layer"],
-                                           n_head=config["n_head"], n_embd=config["n_embd"])
+    config = saved_json(path, entries, "extra/config")
+    try:
+        tok = tokenizer_from_json(str(entries["extra/tokenizer"]))
+        model = nn.get_model_spec("gpt").build((config["context"],), tok.vocab_size, n_layer=config["n_layer"],
+                                               n_head=config["n_head"], n_embd=config["n_embd"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CliError(f"checkpoint {path} has a bad tokenizer or model config ({type(exc).__name__}: {exc})") from None
     try:
         checkpoint.load(path, model, restore_rng=False)
     except checkpoint.CheckpointError as exc:

@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from . import _state
 from . import flat as _flat
 
 
@@ -224,27 +225,22 @@ class Module:
     def load_state_dict(self, state, strict: bool = True) -> None:
         """Load arrays by name, in place (flat-parameter views stay views). Everything is
         validated before anything is written, so a mismatch leaves the model unchanged;
-        the error names the first mismatched entry and both shapes."""
+        the ValueError names the first mismatched entry and both shapes."""
+        self._plan_load(state, strict)()
+
+    def _plan_load(self, state, strict: bool = True, casting: str = "same_kind") -> _state.Commit:
+        """Check `state` against this model (nn/_state.py); returns the assignment to run.
+        casting: which dtypes may load into a parameter's (numpy.can_cast's rule)."""
         targets: list[tuple[str, np.ndarray]] = [(n, p.data) for n, p in self.named_parameters()]
         targets += self.named_buffers()
-        expected = {n for n, _ in targets}
         if strict:
-            missing = [n for n in expected if n not in state]
-            unexpected = [n for n in state if n not in expected]
-            if missing or unexpected:
-                raise ValueError(f"state_dict mismatch: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
-        plan = []
-        for name, dst in targets:
-            if name not in state:
-                continue
-            src = np.asarray(state[name])
-            if src.shape != dst.shape:
-                raise ValueError(f"state_dict entry '{name}' has shape {src.shape}, model expects {dst.shape}")
-            if not np.can_cast(src.dtype, dst.dtype, casting="same_kind"):
-                raise ValueError(f"state_dict entry '{name}' has dtype {src.dtype}, model expects {dst.dtype}")
-            plan.append((dst, src))
-        for dst, src in plan:
-            dst[...] = src
+            _state.check_keys(state, [n for n, _ in targets], type(self).__name__)
+        plan = [(dst, _state.array_entry(state, name, dst, casting)) for name, dst in targets if name in state]
+
+        def commit() -> None:
+            for dst, src in plan:
+                dst[...] = src
+        return commit
 
     # --- reporting ---------------------------------------------------------------
     def extra_repr(self) -> str:

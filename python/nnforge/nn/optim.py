@@ -27,12 +27,14 @@ re-layout (nn/flat.py's epoch) and rebinds before its next step.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Iterable, Optional
 
 import numpy as np
 
 from .. import ops
+from . import _state
 from . import flat as _flat
 from .module import Module, Parameter
 
@@ -47,6 +49,27 @@ _GROUP_KEYS = ("lr", "weight_decay")
 def _nonneg(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not value >= 0.0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _unit(v: float) -> bool:
+    return 0.0 <= v < 1.0
+
+
+# The domain of each saved hyper-parameter: (check, wording). One table for the
+# constructors and for load_state_dict, so whatever can be built can be saved and loaded.
+_HYPER_DOMAINS = {"lr": (lambda v: v >= 0.0, ">= 0"), "weight_decay": (lambda v: v >= 0.0, ">= 0"),
+                  "momentum": (lambda v: v >= 0.0, ">= 0"), "dampening": (lambda v: v >= 0.0, ">= 0"),
+                  "lr_decay": (lambda v: v >= 0.0, ">= 0"), "alpha": (lambda v: v >= 0.0, ">= 0"),
+                  "beta1": (_unit, "in [0, 1)"), "beta2": (_unit, "in [0, 1)"), "eps": (lambda v: v > 0.0, "> 0")}
+
+
+def _hyper(name: str, value, label: Optional[str] = None) -> float:
+    """A hyper-parameter checked against _HYPER_DOMAINS (finite, real, not bool)."""
+    check, domain = _HYPER_DOMAINS[name]
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not (ok and math.isfinite(value) and check(float(value))):
+        raise ValueError(f"{label or name} must be a finite number {domain}, got {value!r}")
     return float(value)
 
 
@@ -66,7 +89,7 @@ def _param_groups(params, kind: str) -> list[dict]:
                 raise ValueError(f"{kind}: parameter group {gi} sets {bad}; a group may set {list(_GROUP_KEYS)}")
             ps = g["params"]
             ps = ps.parameters() if isinstance(ps, Module) else list(ps)
-            groups.append({"params": ps, **{k: _nonneg(v, f"group {gi} {k}") for k, v in g.items() if k != "params"}})
+            groups.append({"params": ps, **{k: _hyper(k, v, f"group {gi} {k}") for k, v in g.items() if k != "params"}})
     else:
         groups = [{"params": items}]
     flat = [p for g in groups for p in g["params"]]
@@ -111,7 +134,7 @@ class Optimizer:
             if "weight_decay" in g and "weight_decay" not in self._hyper:
                 raise ValueError(f"{kind} has no weight_decay for a parameter group to set")
         self.params: list[Parameter] = [p for g in self.param_groups for p in g["params"]]
-        self.lr = _nonneg(lr, "lr")
+        self.lr = _hyper("lr", lr)
         self.clip_grad_norm = None if clip_grad_norm is None else _nonneg(clip_grad_norm, "clip_grad_norm")
         self.l1 = _nonneg(l1, "l1")
         self.check_finite = bool(check_finite)
@@ -250,44 +273,39 @@ class Optimizer:
     def load_state_dict(self, state) -> None:
         """Restore step count, hyper-parameters and buffers (in place); validated first, so
         a mismatch (ValueError naming the entry and shapes) changes nothing."""
+        self._plan_load(state)()
+
+    def _plan_load(self, state, casting: str = "same_kind") -> _state.Commit:
+        """Check every entry of `state` (the keys state_dict writes, each in its domain);
+        returns the assignment to run (nn/_state.py)."""
         kind = type(self).__name__
-        if "step" not in state:
-            raise ValueError(f"{kind} state has no 'step' entry")
-        plan = []
-        for name, bufs in self._buffers.items():
-            for i, b in enumerate(bufs):
-                key = f"{name}.{i}"
-                if key not in state:
-                    raise ValueError(f"{kind} state is missing '{key}' (saved from a different optimizer or model?)")
-                src = np.asarray(state[key])
-                if src.shape != b.shape:
-                    raise ValueError(f"{kind} state entry '{key}' has shape {src.shape}, parameter {i} has {b.shape}")
-                plan.append((b, src))
-        expected = {f"{n}.{i}" for n, bufs in self._buffers.items() for i in range(len(bufs))}
-        extra = sorted(k for k in state if "." in k and not k.startswith("hyper.") and k not in expected)
-        if extra:
-            raise ValueError(f"{kind} state has unexpected entries {extra[:3]} (saved from a different optimizer "
-                             f"or model?)")
-        hyper = {}
-        for name in ("lr", *self._hyper):
-            key = f"hyper.{name}"
-            if key in state:
-                hyper[name] = np.asarray(state[key]).item()
-        groups = {}
-        for gi, g in enumerate(self.param_groups):
-            for name in _GROUP_KEYS:
-                key = f"hyper.group{gi}.{name}"
-                if name in g and key in state:
-                    groups[(gi, name)] = float(np.asarray(state[key]).item())
-        for dst, src in plan:
-            dst[...] = src
-        for name, value in hyper.items():
-            setattr(self, name, type(getattr(self, name))(value))
-        for (gi, name), value in groups.items():
-            self.param_groups[gi][name] = value
-            self._bound[gi].overrides[name] = value
-        self.step_count = int(np.asarray(state["step"]))
-        self.skipped_steps = int(np.asarray(state.get("skipped_steps", 0)))
+        hyper_keys = [f"hyper.{name}" for name in ("lr", *self._hyper)]
+        group_keys = {(gi, name): f"hyper.group{gi}.{name}" for gi, g in enumerate(self.param_groups)
+                      for name in _GROUP_KEYS if name in g}
+        buffer_keys = [(f"{name}.{i}", b) for name, bufs in self._buffers.items() for i, b in enumerate(bufs)]
+        _state.check_keys(state, ["step", "skipped_steps", *hyper_keys, *group_keys.values(),
+                                  *(k for k, _ in buffer_keys)], kind)
+        step = _state.int_entry(state, "step")
+        skipped = _state.int_entry(state, "skipped_steps")
+
+        def hyper_entry(key: str, name: str) -> float:
+            check, domain = _HYPER_DOMAINS[name]
+            return _state.float_entry(state, key, check, domain)
+
+        hyper = {key[len("hyper."):]: hyper_entry(key, key[len("hyper."):]) for key in hyper_keys}
+        groups = {gk: hyper_entry(key, gk[1]) for gk, key in group_keys.items()}
+        plan = [(b, _state.array_entry(state, key, b, casting)) for key, b in buffer_keys]
+
+        def commit() -> None:
+            for dst, src in plan:
+                dst[...] = src
+            for name, value in hyper.items():
+                setattr(self, name, value)
+            for (gi, name), value in groups.items():
+                self.param_groups[gi][name] = value
+                self._bound[gi].overrides[name] = value
+            self.step_count, self.skipped_steps = step, skipped
+        return commit
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
@@ -302,9 +320,9 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, **options):
-        self.momentum = _nonneg(momentum, "momentum")
-        self.dampening = _nonneg(dampening, "dampening")
-        self.weight_decay = _nonneg(weight_decay, "weight_decay")
+        self.momentum = _hyper("momentum", momentum)
+        self.dampening = _hyper("dampening", dampening)
+        self.weight_decay = _hyper("weight_decay", weight_decay)
         if nesterov and (self.momentum == 0.0 or self.dampening != 0.0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
         self.nesterov = bool(nesterov)
@@ -330,12 +348,10 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: Optional[float] = None, amsgrad: bool = False, **options):
         beta1, beta2 = betas
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {betas!r}")
-        self.beta1, self.beta2 = float(beta1), float(beta2)
-        self.eps = _nonneg(eps, "eps")
-        self.weight_decay = _nonneg(self._default_weight_decay if weight_decay is None else weight_decay,
-                                    "weight_decay")
+        self.beta1, self.beta2 = _hyper("beta1", beta1, "betas[0]"), _hyper("beta2", beta2, "betas[1]")
+        self.eps = _hyper("eps", eps)
+        self.weight_decay = _hyper("weight_decay", self._default_weight_decay if weight_decay is None
+                                   else weight_decay)
         self.amsgrad = bool(amsgrad)
         super().__init__(params, lr, **options)
 
@@ -364,10 +380,10 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  momentum: float = 0.0, centered: bool = False, **options):
-        self.alpha = _nonneg(alpha, "alpha")
-        self.eps = _nonneg(eps, "eps")
-        self.weight_decay = _nonneg(weight_decay, "weight_decay")
-        self.momentum = _nonneg(momentum, "momentum")
+        self.alpha = _hyper("alpha", alpha)
+        self.eps = _hyper("eps", eps)
+        self.weight_decay = _hyper("weight_decay", weight_decay)
+        self.momentum = _hyper("momentum", momentum)
         self.centered = bool(centered)
         super().__init__(params, lr, **options)
 
@@ -391,9 +407,9 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  eps: float = 1e-10, **options):
-        self.lr_decay = _nonneg(lr_decay, "lr_decay")
-        self.weight_decay = _nonneg(weight_decay, "weight_decay")
-        self.eps = _nonneg(eps, "eps")
+        self.lr_decay = _hyper("lr_decay", lr_decay)
+        self.weight_decay = _hyper("weight_decay", weight_decay)
+        self.eps = _hyper("eps", eps)
         super().__init__(params, lr, **options)
 
     def _buffer_names(self):

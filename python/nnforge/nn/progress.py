@@ -63,5 +63,16 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.set_postfix_str(text, refresh=False)
             self.bar.close()
+            self.bar = None
         elif self.verbose in (1, 2):
             print(f"{self.prefix} - {time.perf_counter() - self.t0:.1f}s - {text}", file=self.file, flush=True)
+
+    # `with EpochProgress(...) as p:` closes the bar where it stands if the epoch is cut
+    # short (an exception, Ctrl-C) before close(logs)
+    def __enter__(self) -> "EpochProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from . import _state
+
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRSchedule", "LinearWarmup", "OneCycleLR", "StepLR"]
 
 
@@ -50,9 +52,35 @@ class LRSchedule:
         return {"t": np.array(self.t, dtype=np.int64), "base_lr": np.array(self.base_lr, dtype=np.float64)}
 
     def load_state_dict(self, state) -> None:
-        self.t = int(np.asarray(state["t"]))
-        self.base_lr = float(np.asarray(state["base_lr"]))
-        self._apply()
+        """Restore t and the base lr (and so the optimizer's lr); checked first, so a bad
+        entry (ValueError naming it) changes nothing."""
+        self._plan_load(state)()
+
+    def _plan_load(self, state, casting: str = "same_kind") -> _state.Commit:
+        """Check `state` (t >= 0, a finite base lr >= 0, a finite lr at t); returns the
+        assignment to run (nn/_state.py)."""
+        _state.check_keys(state, ["t", "base_lr"], type(self).__name__)
+        t = _state.int_entry(state, "t")
+        base_lr = _state.float_entry(state, "base_lr", lambda v: v >= 0.0, ">= 0")
+        old = self.base_lr
+        try:  # the lr this state means, computed before anything changes for good
+            self._set_base_lr(base_lr)
+            lr = float(self.lr_at(t))
+        except (ArithmeticError, ValueError):
+            lr = math.nan
+        finally:
+            self._set_base_lr(old)
+        if not math.isfinite(lr):
+            raise _state.StateEntryError("t", f"= {t} gives no finite learning rate")
+
+        def commit() -> None:
+            self._set_base_lr(base_lr)
+            self.t = t
+            self.optimizer.lr = lr
+        return commit
+
+    def _set_base_lr(self, value: float) -> None:
+        self.base_lr = value
 
 
 class StepLR(LRSchedule):
@@ -137,6 +165,5 @@ class LinearWarmup(LRSchedule):
             return self.after.lr_at(0) * frac
         return self.after.lr_at(t - self.warmup)
 
-    def load_state_dict(self, state) -> None:
-        self.after.base_lr = float(np.asarray(state["base_lr"]))
-        super().load_state_dict(state)
+    def _set_base_lr(self, value: float) -> None:
+        self.base_lr = self.after.base_lr = value

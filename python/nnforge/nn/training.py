@@ -10,6 +10,13 @@ loss.backward()); optimizer.step(zero_grad=True) (the kernel clears the gradient
 the same pass). The first layer's needs_input_grad is switched off during fit, which
 saves its dX GEMM. fit(augment=f) replaces each training batch's inputs by f(xb)
 (e.g. nnforge.data.Augment); validation and evaluation data are never transformed.
+
+Ctrl-C (KeyboardInterrupt) during fit, as in Keras, propagates to the caller, with the
+progress bar closed. A training step (taking the batch, the first of which draws the
+epoch's shuffle; augment, forward, backward, optimizer step) is never cut: a SIGINT that
+arrives inside one is delivered when it ends (nn/_interrupt.py), so the model,
+optimizer and RNG hold the state after the last completed step (optimizer.step_count
+counts them; trainer.epoch the completed epochs).
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .. import data as _data
+from ._interrupt import DeferredInterrupt
 from .callbacks import Callback, LRScheduler
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .metrics import Metric, get_metric
@@ -135,7 +143,7 @@ class Trainer:
         self.data_parallel = None  # a distributed.DataParallel (compile(distributed=True)): sharded batches
 
     # --- one pass over data ---------------------------------------------------------
-    def _train_epoch(self, x, y, batch_size, shuffle, callbacks, progress, augment=None) -> dict:
+    def _train_epoch(self, x, y, batch_size, shuffle, callbacks, progress, guard, augment=None) -> dict:
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         for m in self.metrics:
             m.reset()
@@ -152,20 +160,26 @@ class Trainer:
 
         per_sample = loss_fn.reduction == "mean"  # "sum" losses already add up over the batch
         shard = self.data_parallel is not None  # each rank its part of every epoch's permutation
-        for i, (xb, yb) in enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard)):
-            if augment is not None:
-                xb = augment(xb)
-            out = model.forward(xb)
-            loss = loss_fn.forward(out, yb)
-            for m in self.metrics:  # before backward: no layer may touch `out` afterwards
-                m.update(out, yb)
-            model.backward(loss_fn.backward())
-            if self.regularizer is not None:
-                loss += self.regularizer(named)
-            opt.step(zero_grad=True)
-            n = len(xb)
-            total_loss += loss * n if per_sample else loss
-            seen += n
+        batch_iter = enumerate(_data.batches(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard))
+        while True:
+            with guard.step():  # all or nothing with respect to Ctrl-C
+                item = next(batch_iter, None)  # the first one draws the epoch's shuffle
+                if item is None:
+                    break
+                i, (xb, yb) = item
+                if augment is not None:
+                    xb = augment(xb)
+                out = model.forward(xb)
+                loss = loss_fn.forward(out, yb)
+                for m in self.metrics:  # before backward: no layer may touch `out` afterwards
+                    m.update(out, yb)
+                model.backward(loss_fn.backward())
+                if self.regularizer is not None:
+                    loss += self.regularizer(named)
+                opt.step(zero_grad=True)
+                n = len(xb)
+                total_loss += loss * n if per_sample else loss
+                seen += n
             for cb in callbacks:
                 cb.on_batch_end(i, batch_logs)
             progress.update(1, running)
@@ -245,26 +259,27 @@ class Trainer:
         for cb in callbacks:
             cb.on_train_begin({})
         try:
-            for epoch in range(start, epochs):
-                for cb in callbacks:
-                    cb.on_epoch_begin(epoch, {})
-                lr = self.optimizer.lr
-                progress = EpochProgress(epoch, epochs, n_batches, verbose)
-                logs = self._train_epoch(x, y, batch_size, shuffle, callbacks, progress, augment)
-                if dp is not None:  # equal shards: the mean over ranks is the epoch's value
-                    logs = _mean_over_ranks(dp.world, logs)
-                samples_per_s = logs.pop("samples_per_s")
-                if validation_data is not None:
-                    val = self._evaluate(*validation_data, batch_size=max(batch_size, 256))
-                    logs.update((f"val_{k}", v) for k, v in val.items())
-                logs["lr"] = lr
-                self.epoch = epoch + 1
-                for cb in callbacks:
-                    cb.on_epoch_end(epoch, logs)
-                progress.close({**logs, "samples_per_s": samples_per_s})
-                history.append(epoch, logs)
-                if self.stop_training:
-                    break
+            with DeferredInterrupt() as guard:
+                for epoch in range(start, epochs):
+                    for cb in callbacks:
+                        cb.on_epoch_begin(epoch, {})
+                    lr = self.optimizer.lr
+                    with EpochProgress(epoch, epochs, n_batches, verbose) as progress:
+                        logs = self._train_epoch(x, y, batch_size, shuffle, callbacks, progress, guard, augment)
+                        if dp is not None:  # equal shards: the mean over ranks is the epoch's value
+                            logs = _mean_over_ranks(dp.world, logs)
+                        samples_per_s = logs.pop("samples_per_s")
+                        if validation_data is not None:
+                            val = self._evaluate(*validation_data, batch_size=max(batch_size, 256))
+                            logs.update((f"val_{k}", v) for k, v in val.items())
+                        logs["lr"] = lr
+                        self.epoch = epoch + 1
+                        for cb in callbacks:
+                            cb.on_epoch_end(epoch, logs)
+                        progress.close({**logs, "samples_per_s": samples_per_s})
+                    history.append(epoch, logs)
+                    if self.stop_training:
+                        break
         finally:
             if saved_flag is not None:
                 first.needs_input_grad = saved_flag
