@@ -89,8 +89,9 @@ class _ShardedStep(_SyncBeforeStep):
                 state[f"{name}.{i}"] = flat.view_like(full, p).copy()
         return state
 
-    def load_state_dict(self, state) -> None:
-        """Load an unsharded state_dict, keeping this rank's slice (validated first)."""
+    def _plan_load(self, state, casting: str = "same_kind"):
+        """Plan loading an unsharded state_dict, keeping this rank's slice; validated before
+        anything is assigned (the base class's load_state_dict and checkpoint.load run the plan)."""
         kind = type(self).__name__
         flat = self._data_parallel.flat
         expected = {f"{n}.{i}" for n in self._buffers for i in range(len(self._full_params))}
@@ -111,7 +112,7 @@ class _ShardedStep(_SyncBeforeStep):
                 flat.view_like(full, p)[...] = src
             for gi, (a, b) in enumerate(self._slices):
                 merged[f"{name}.{gi}"] = full[a:b]
-        super().load_state_dict(merged)
+        return super()._plan_load(merged, casting)
 
 
 def shard(optimizer, dp) -> None:
