@@ -228,6 +228,20 @@ py::tuple backward(const std::string& kind, const py::object& dyo, const py::obj
   return py::make_tuple(dx.result(), dh0.result(), dw_ih.result(), dw_hh.result(), res(db_ih), res(db_hh));
 }
 
+// The Elman RNN's forward block width, for benchmarks and cross-checks:
+// rnn_variant() -> "u16" / "u64"; rnn_variant(name) sets it ("auto" = "u64") and returns
+// the previous one.
+std::string rnn_variant(const py::object& name) {
+  const std::string before = "u" + std::to_string(rnn::forward_rnn_units());
+  if (!name.is_none()) {
+    const std::string n = name.cast<std::string>();
+    if (n != "u16" && n != "u64" && n != "auto")
+      throw py::value_error("rnn_variant must be 'u16', 'u64' or 'auto', got '" + n + "'");
+    rnn::set_forward_rnn_units(n == "u16" ? 16 : 64);
+  }
+  return before;
+}
+
 void bind_rnn(py::module_& m) {
   using namespace pybind11::literals;
   const py::none none;
@@ -237,6 +251,7 @@ void bind_rnn(py::module_& m) {
   m.def("rnn_backward", &backward, "cell"_a, "dy"_a, "dh_n"_a, "dc_n"_a, "x"_a, "h0"_a, "c0"_a, "w_ih"_a,
         "w_hh"_a, "workspace"_a, "b_ih"_a, "b_hh"_a, py::kw_only(), "lengths"_a = none, "reverse"_a = false,
         "nonlinearity"_a = "tanh");
+  m.def("rnn_variant", &rnn_variant, "name"_a = none);
 }
 
 static BindingRegistrar reg("rnn", &bind_rnn);

@@ -26,8 +26,8 @@ Backward checks its shape against x and w_hh. Inference (return_workspace=False)
 stores none.
 
 Kernels: the input projection of all steps is one GEMM before the time loop; each step
-does h @ w_hh^T on w_hh packed per block of 16 hidden units (all gates of a unit in one
-thread's tile) with the cell update fused on the tile, one barrier per step; backward
+does h @ w_hh^T on w_hh packed per block of 16 hidden units (64 for the RNN; all gates of
+a unit in one thread's tile) with the cell update fused on the tile, one barrier per step; backward
 mirrors that and forms dW_ih, dW_hh, dx, db as merged GEMMs / column sums over all steps.
 Results are bitwise identical for any thread count.
 """

@@ -77,19 +77,27 @@ void backward(const Problem& pr, View3 dy, View2 dh_n, View2 dc_n, View3 x, View
               View2 w_ih, View2 w_hh, const float* ws, float* dx, float* dh0, float* dc0,
               float* dw_ih, float* dw_hh, float* db_ih, float* db_hh);
 
+// Forward block width of the Elman RNN (G = 1), kept selectable (STYLE 7):
+//   16 (v1): as LSTM / GRU, a (B, 16) tile per block: one FMA per broadcast of h
+//   64 (v2): a (B, 64) tile, four FMAs per broadcast (default, see rnn_dispatch.cpp)
+int64_t forward_rnn_units();
+void set_forward_rnn_units(int64_t units);  // 16 or 64, else std::invalid_argument
+
 // ---- per-ISA pieces (rnn_forward.per_isa.cpp, rnn_backward.per_isa.cpp) ----------------
 // Buffers of the time loops, laid out by rnn_dispatch.cpp. Hp = H rounded up to kUnits.
 struct ForwardLoop {
-  const float* w_pack;  // (nblk, H, G, kUnits): block j, k, gate g, unit u = w_hh[g*H + j*kU + u, k]
+  int64_t units;        // U: hidden units per block (kUnits; RNN: forward_rnn_units())
+  const float* w_pack;  // (nblk, H, G, U): block j, k, gate g, unit u = w_hh[g*H + j*U + u, k]
   float* xg;            // (T, B) rows of ldxg floats: x w_ih^T + biases at columns g*H + j
                         // (the workspace itself when training; post-activation gates
                         // overwrite it in place)
   int64_t ldxg;
   bool store_ws;        // write gates / c / hn into xg's rows (training)
   const float* b_hn;    // GRU: (H) the b_hh n part (not folded into xg), or null
-  float* h;             // (2, B, Hp) ping-pong hidden state, h[0] = h0 on entry
+  float* h;             // (2, B, Hp) ping-pong hidden state, h[0] = h0 on entry (Hp: H
+                        // rounded up to U)
   float* c;             // (B, Hp) LSTM cell state, c0 on entry, c_n on exit
-  float* tiles;         // nt * B * G * kUnits: each thread's GEMM tile
+  float* tiles;         // nt * B * G * U: each thread's GEMM tile
   float* y;             // (T, B, H), zero at inactive positions on entry
 };
 // h_n is h[(T % 2)] on exit.

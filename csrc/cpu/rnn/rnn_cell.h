@@ -22,9 +22,10 @@ NNF_VM_INLINE float rnn_act(Cell cell, float a) {
   return cell == Cell::rnn_tanh ? vm_tanh(a) : (a > 0.0f ? a : 0.0f);
 }
 
-inline int64_t units_in_block(int64_t H, int64_t j) {
-  const int64_t left = H - j * kUnits;
-  return left < kUnits ? left : kUnits;
+// Units of block j of `units` each (the last block may be short).
+inline int64_t units_in_block(int64_t H, int64_t j, int64_t units = kUnits) {
+  const int64_t left = H - j * units;
+  return left < units ? left : units;
 }
 
 }  // namespace rnn_cell

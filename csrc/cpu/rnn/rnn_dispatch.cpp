@@ -1,7 +1,10 @@
 // Portable entry points of the RNN family: stubs, scratch layout, w_hh packing, the
 // input-projection GEMM before the time loop and the merged gradient GEMMs after it.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "common/aligned_buffer.h"
 #include "common/checks.h"
@@ -19,7 +22,17 @@ NNF_DEFINE_DISPATCH("rnn", hidden_prev_stub);
 
 namespace {
 
-int64_t padded_units(int64_t H) { return (H + kUnits - 1) / kUnits * kUnits; }
+std::atomic<int64_t> g_rnn_units{64};
+
+int64_t padded_units(int64_t H, int64_t units = kUnits) { return (H + units - 1) / units * units; }
+
+// Hidden units per forward block: all G gates of kUnits units (LSTM 64, GRU 48 columns);
+// the Elman RNN's G = 1 would leave a 16-column tile, so it takes 64-unit blocks
+// (u64 over u16, forward, 2 threads, interleaved on a loaded machine: 1.1-1.8x on the
+// three bench shapes).
+int64_t forward_units(Cell c) {
+  return (c == Cell::rnn_tanh || c == Cell::rnn_relu) ? g_rnn_units.load() : kUnits;
+}
 
 // One grow-only buffer per calling thread, carved into the call's pieces (64-byte
 // aligned each): repeated calls, as in training, allocate nothing.
@@ -73,8 +86,8 @@ void store_state(const Problem& pr, const float* src, int64_t ld, float* dst) {
 
 // Threads for the time loops: at most one per unit block, and only when a step's work
 // (2 B G H^2 FLOPs) pays for a barrier per step.
-int loop_threads(const Problem& pr) {
-  const int64_t nblk = padded_units(pr.H) / kUnits;
+int loop_threads(const Problem& pr, int64_t units) {
+  const int64_t nblk = padded_units(pr.H, units) / units;
   const double step = 2.0 * double(pr.B) * double(gates_of(pr.cell)) * double(pr.H) * double(pr.H);
   return int(std::min<int64_t>(threads_for(step, 1.0e5), nblk));
 }
@@ -89,12 +102,19 @@ void zero_inactive(const Problem& pr, float* a, int64_t cols) {
 
 }  // namespace
 
+int64_t forward_rnn_units() { return g_rnn_units.load(); }
+void set_forward_rnn_units(int64_t units) {
+  if (units != 16 && units != 64)
+    throw std::invalid_argument("rnn forward block width must be 16 or 64, got " + std::to_string(units));
+  g_rnn_units = units;
+}
+
 void forward(const Problem& pr, View3 x, View2 h0, View2 c0, View2 w_ih, View2 w_hh, View1 b_ih,
              View1 b_hh, float* y, float* h_n, float* c_n, float* ws) {
   const int64_t T = pr.T, B = pr.B, I = pr.I, H = pr.H, G = gates_of(pr.cell), GH = G * H;
-  const int64_t Hp = padded_units(H), nblk = Hp / kUnits, N = G * kUnits;
+  const int64_t U = forward_units(pr.cell), Hp = padded_units(H, U), nblk = Hp / U, N = G * U;
   const int64_t rows = checked_mul(T, B, "T*B");
-  const int nt = std::max(1, loop_threads(pr));
+  const int nt = std::max(1, loop_threads(pr, U));
   const bool gru = pr.cell == Cell::gru;
 
   Carver cv(scratch());
@@ -106,7 +126,7 @@ void forward(const Problem& pr, View3 x, View2 h0, View2 c0, View2 w_ih, View2 w
   const size_t o_xg = cv.add(ws ? 0 : checked_mul(rows, GH, "gates"));
   cv.commit();
 
-  // w_pack[j][k][g][u] = w_hh[g*H + j*kUnits + u][k]: block j's panel is all G gates of
+  // w_pack[j][k][g][u] = w_hh[g*H + j*U + u][k]: block j's panel is all G gates of
   // its units, so a thread's fused update needs nothing another thread computed. Source
   // rows are read along k (contiguous for a row-major w_hh) into one L2-sized panel per j
   // (H = 512 LSTM, one thread: 2.0 ms -> 0.4 ms against a k-outer gather).
@@ -114,9 +134,9 @@ void forward(const Problem& pr, View3 x, View2 h0, View2 c0, View2 w_ih, View2 w
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t j = 0; j < nblk; ++j)
     for (int64_t g = 0; g < G; ++g)
-      for (int64_t u = 0; u < kUnits; ++u) {
-        const int64_t unit = j * kUnits + u;
-        float* dst = w_pack + (j * H * G + g) * kUnits + u;
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t unit = j * U + u;
+        float* dst = w_pack + (j * H * G + g) * U + u;
         if (unit >= H) {  // padding units of the last block
           for (int64_t k = 0; k < H; ++k) dst[k * N] = 0.0f;
           continue;
@@ -155,7 +175,7 @@ void forward(const Problem& pr, View3 x, View2 h0, View2 c0, View2 w_ih, View2 w
   load_state(pr, h0, h, Hp);
   float* c = cv.at(o_c);
   if (pr.cell == Cell::lstm) load_state(pr, c0, c, Hp);
-  const ForwardLoop L{w_pack, xg, ldxg, ws != nullptr, b_hn, h, c, cv.at(o_tiles), y};
+  const ForwardLoop L{U, w_pack, xg, ldxg, ws != nullptr, b_hn, h, c, cv.at(o_tiles), y};
   forward_loop_stub.get()(pr, L, nt);
   store_state(pr, h + (T & 1) * B * Hp, Hp, h_n);
   if (c_n) store_state(pr, c, Hp, c_n);
@@ -167,7 +187,7 @@ void backward(const Problem& pr, View3 dy, View2 dh_n, View2 dc_n, View3 x, View
   const int64_t T = pr.T, B = pr.B, I = pr.I, H = pr.H, G = gates_of(pr.cell), GH = G * H;
   const int64_t Hp = padded_units(H);
   const int64_t rows = checked_mul(T, B, "T*B");
-  const int nt = std::max(1, loop_threads(pr));
+  const int nt = std::max(1, loop_threads(pr, kUnits));
   const bool gru = pr.cell == Cell::gru;
 
   Carver cv(scratch());

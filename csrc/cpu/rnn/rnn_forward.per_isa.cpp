@@ -20,7 +20,8 @@ using namespace rnn_cell;
 using rnn::ForwardLoop;
 using rnn::Problem;
 
-// One row b of block j (units [j0, j0 + n)): a = the row's GEMM tile (gate g at a + g*kUnits),
+// One row b of block j (units [j0, j0 + n)): a = the row's GEMM tile (gate g at a + g*kUnits:
+// LSTM and GRU blocks are kUnits wide),
 // hp / hn the previous / next hidden state rows, x the row's xg (x w_ih^T + biases) at
 // position t, overwritten by the post-activation gates (and c / hn when kStore).
 template <bool kStore>
@@ -88,7 +89,7 @@ void rnn_row(bool relu, int64_t j0, int64_t n, const float* a, float* x, float* 
 template <bool kStore>
 void forward_loop_impl(const Problem& pr, const ForwardLoop& L, int nt) {
   const int64_t B = pr.B, H = pr.H, G = rnn::gates_of(pr.cell);
-  const int64_t Hp = (H + kUnits - 1) / kUnits * kUnits, nblk = Hp / kUnits, N = G * kUnits;
+  const int64_t U = L.units, Hp = (H + U - 1) / U * U, nblk = Hp / U, N = G * U;
   const bool relu = pr.cell == Cell::rnn_relu;
 #pragma omp parallel num_threads(nt)
   {
@@ -100,7 +101,7 @@ void forward_loop_impl(const Problem& pr, const ForwardLoop& L, int nt) {
       const float* hp = L.h + (s & 1) * B * Hp;
       float* hn = L.h + ((s + 1) & 1) * B * Hp;
       for (int64_t j = jlo; j < jhi; ++j) {
-        const int64_t j0 = j * kUnits, n = units_in_block(H, j);
+        const int64_t j0 = j * U, n = units_in_block(H, j, U);
         attn_tile::gemm(B, N, H, hp, Hp, 1, L.w_pack + j * H * N, N, tile, N, false);
         for (int64_t b = 0; b < B; ++b) {
           const float* hpr = hp + b * Hp + j0;
