@@ -53,7 +53,7 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, reverse: 
 def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, workspace, b_ih=None, b_hh=None, *, lengths=None,
                   reverse: bool = False):
     """Gradients of lstm given dy = dL/dy (T, B, H), dh_n, dc_n = dL/dh_n, dL/dc_n (B, H); any of
-    the three may be None (zero). Pass the forward's inputs and its workspace. Returns
+    the three may be None (zero); dy at t >= lengths[b] is ignored (y is constant 0 there). Pass the forward's inputs and its workspace. Returns
     (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), db_* None where the forward had no bias."""
     return _core.rnn_backward("lstm", dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, workspace, b_ih, b_hh,
                               lengths=lengths, reverse=reverse)

@@ -20,7 +20,7 @@
 //
 // Forward: one GEMM for the input projection of all steps (biases folded in), then one
 // OpenMP region around the time loop: each thread owns fixed blocks of kUnits hidden
-// units with all G gates (w_hh packed so), computes h_{t-1} @ its w_hh panel and the
+// units (the RNN: forward_rnn_units()) with all G gates (w_hh packed so), computes h_{t-1} @ its w_hh panel and the
 // fused cell update on the tile, and meets the others at one barrier per step.
 // Backward: a reverse time loop of the same shape (gate gradients fused, then
 // dh_{t-1} = dgates @ w_hh for the thread's units), then the weight, input and bias
