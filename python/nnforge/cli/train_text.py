@@ -1,11 +1,16 @@
-"""`nnforge train --model gpt`: a character GPT on pydoc_data.topics (or --data FILE.txt).
+"""`nnforge train --model gpt | lstm`: a character language model on pydoc_data.topics (or
+--data FILE.txt). One trainer for every text model; what differs per model (options,
+build, batches) is a TextJob (cli/text_jobs.py).
 
-The loop: random context windows (nnforge.text), model.loss + model.backward, one fused
-AdamW call per parameter group (matrices with weight decay, the rest without) on the
-flat parameter buffer. Train and val loss every --eval-every steps on fixed windows.
+The loop: batches of windows (nnforge.text: random windows for gpt, consecutive windows
+with the LSTM state carried across them for lstm, reset when the stream restarts),
+model.loss + model.backward, one fused AdamW call per parameter group (matrices with
+weight decay, the rest without; lstm also clips the global gradient norm) on the flat
+parameter buffer. Train and val loss every --eval-every steps on fixed windows.
 Writes into the run folder (cli/runs.py, as the mlp/cnn jobs): checkpoint.npz at every
-evaluation (model, optimizer, RNGs, config, tokenizer; what `nnforge generate` reads and
---resume continues from, bitwise), history.json, curves.png, sample.txt.
+evaluation (model, optimizer, RNGs, config, tokenizer, window position and carried state;
+what `nnforge generate` reads and --resume continues from, bitwise), history.json,
+curves.png, sample.txt.
 """
 from __future__ import annotations
 
@@ -19,61 +24,85 @@ import numpy as np
 
 from .errors import CliError
 from .runs import out_dir
+from .text_jobs import JOBS, text_models
 
-__all__ = ["GPT_OPTIONS", "add_arguments", "build_from_checkpoint", "run"]
+__all__ = ["TEXT_OPTIONS", "add_arguments", "build_from_checkpoint", "run"]
 
 _SAMPLE_TOKENS = 200
-# the options add_arguments adds (argparse dests); other models refuse them
-GPT_OPTIONS = ("steps", "context", "n_layer", "n_head", "n_embd", "dropout", "eval_every", "tokenizer")
+# the options every text model takes (argparse dests); TEXT_OPTIONS adds each model's own. Other models refuse them.
+SHARED_OPTIONS = ("steps", "context", "n_layer", "n_embd", "dropout", "eval_every", "tokenizer")
+TEXT_OPTIONS = SHARED_OPTIONS + tuple(k for job in JOBS.values() for k in job.options)
+_POSITIVE = ("steps", "batch_size", "context", "n_layer", "n_embd", "eval_every")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The GPT options of `nnforge train` (--batch-size, --lr, --data, --seed, --out are shared)."""
-    g = parser.add_argument_group("gpt (--model gpt)")
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000)")
-    g.add_argument("--context", type=int, default=None, help="context length (default 64)")
-    g.add_argument("--n-layer", type=int, default=None, help="transformer blocks (default 4)")
-    g.add_argument("--n-head", type=int, default=None, help="attention heads (default 4)")
-    g.add_argument("--n-embd", type=int, default=None, help="embedding width (default 128)")
+    """The text-model options of `nnforge train` (--batch-size, --lr, --data, --seed, --out are shared)."""
+    g = parser.add_argument_group("language models (--model gpt, --model lstm; defaults: gpt / lstm)")
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000 / 3000)")
+    g.add_argument("--context", type=int, default=None,
+                   help="context length / truncated-BPTT window (default 64 / 64)")
+    g.add_argument("--n-layer", type=int, default=None, help="transformer blocks / LSTM layers (default 4 / 2)")
+    g.add_argument("--n-head", type=int, default=None, help="gpt: attention heads (default 4)")
+    g.add_argument("--n-embd", type=int, default=None, help="embedding width (default 128 / 64)")
+    g.add_argument("--hidden", type=int, default=None, help="lstm: hidden size (default 256)")
     g.add_argument("--dropout", type=float, default=None, help="dropout (default 0)")
     g.add_argument("--eval-every", type=int, default=None, help="steps between train/val loss (default 250)")
     g.add_argument("--tokenizer", default=None, choices=("char", "byte"),
                    help="char: one id per distinct character (default); byte: UTF-8 bytes")
 
 
-def _options(args, defaults: dict) -> dict:
+def _options(args, job, defaults: dict) -> dict:
+    name = job.name
+    foreign = [k for j in JOBS.values() if j is not job for k in j.options
+               if k not in job.options and getattr(args, k, None) is not None]
+    if foreign:
+        owner = next(j.name for j in JOBS.values() if foreign[0] in j.options)
+        raise CliError(f"--{foreign[0].replace('_', '-')}: only for --model {owner}")
     opts = dict(defaults)
-    for key in ("steps", "batch_size", "context", "n_layer", "n_head", "n_embd", "dropout", "eval_every", "lr"):
+    for key in (*SHARED_OPTIONS, *job.options, "batch_size", "lr"):
         value = getattr(args, key, None)
-        if value is not None:
+        if value is not None and key != "tokenizer":
             opts[key] = value
-    for key in ("steps", "batch_size", "context", "n_layer", "n_head", "n_embd", "eval_every"):
+    for key in (*_POSITIVE, *job.positive):
         if opts[key] < 1:
             raise CliError(f"--{key.replace('_', '-')} must be >= 1, got {opts[key]}")
-    if opts["n_embd"] % opts["n_head"]:
-        raise CliError(f"--n-embd {opts['n_embd']} must be a multiple of --n-head {opts['n_head']}")
+    job.check(opts)
     if not (np.isfinite(opts["lr"]) and opts["lr"] > 0):
         raise CliError(f"--lr must be a positive number, got {opts['lr']}")
     if not 0.0 <= opts["dropout"] < 1.0:
         raise CliError(f"--dropout must be in [0, 1), got {opts['dropout']}")
     if getattr(args, "optimizer", None) not in (None, "adamw"):
-        raise CliError("--model gpt trains with AdamW (weight decay on matrices only); drop --optimizer")
+        raise CliError(f"--model {name} trains with AdamW (weight decay on matrices only); drop --optimizer")
     if getattr(args, "epochs", None) is not None:
-        raise CliError("--model gpt counts --steps, not --epochs")
+        raise CliError(f"--model {name} counts --steps, not --epochs")
     if getattr(args, "schedule", "none") != "none":
-        raise CliError("--schedule is not supported for --model gpt (constant lr, as the nanoGPT CPU recipe)")
+        raise CliError(f"--schedule is not supported for --model {name} (constant lr, as the nanoGPT CPU recipe)")
     if getattr(args, "augment", False):
         raise CliError("--augment is for image models")
     return opts
 
 
-def _estimate(model, windows_fn, batches: int, batch_size: int) -> float:
-    """Mean loss over the same `batches` windows every time (windows_fn() makes a fresh,
-    identically seeded TextWindows), in eval mode."""
+def _batch_loss(model, job, source, batch_size: int, carry):
+    """The loss of the source's next batch -> (loss, carry for the next batch). A stream
+    job carries the model's final state across consecutive windows (a constant: no
+    gradient flows into the previous window) and drops it when the stream restarts."""
+    x, y = source.batch(batch_size)
+    if not job.stream:
+        return model.loss(x, y), None
+    loss = model.loss(x, y, None if source.restarted else carry)
+    return loss, model.final_state
+
+
+def _estimate(model, job, windows_fn, batches: int, batch_size: int) -> float:
+    """Mean loss over the same `batches` batches every time (windows_fn() makes a fresh,
+    identically seeded window source), in eval mode."""
     model.eval()
     try:
-        w = windows_fn()
-        return float(np.mean([model.loss(*w.batch(batch_size)) for _ in range(batches)]))
+        w, carry, losses = windows_fn(), None, []
+        for _ in range(batches):
+            loss, carry = _batch_loss(model, job, w, batch_size, carry)
+            losses.append(loss)
+        return float(np.mean(losses))
     finally:
         model.train()
 
@@ -136,17 +165,30 @@ class _Progress:
             self.bar.close()
 
 
-def _resume(path: str, model, opt, windows, config: dict, tok, steps: int):
-    """Load model, optimizer, nnforge's RNG and the training windows' RNG from a checkpoint
-    of this job; returns (step, history). The run then continues bitwise as if it had
-    never stopped."""
+def _job_of(entries, path: str, what: str):
+    name = str(entries.get("extra/model", ""))
+    if name not in JOBS:
+        raise CliError(f"{what}{path} was not written by `nnforge train` {text_models()}")
+    return JOBS[name]
+
+
+def _carry_entries(carry) -> dict:
+    """The carried state (a tuple of arrays, or None) as checkpoint extras."""
+    return {} if carry is None else {f"carry_{i}": a for i, a in enumerate(carry)}
+
+
+def _resume(path: str, job, model, opt, windows, config: dict, tok, steps: int):
+    """Load model, optimizer, nnforge's RNG, the training windows' position and the carried
+    state from a checkpoint of this job; returns (step, history, carry). The run then
+    continues bitwise as if it had never stopped."""
     from ..nn import checkpoint
     try:
         entries = checkpoint.read(path)
     except checkpoint.CheckpointError as exc:
         raise CliError(f"--resume: {exc}") from None
-    if str(entries.get("extra/model", "")) != "gpt":
-        raise CliError(f"--resume: {path} was not written by `nnforge train --model gpt`")
+    if _job_of(entries, path, "--resume: ") is not job:
+        raise CliError(f"--resume: {path} was written by `nnforge train --model {entries['extra/model']}`, "
+                       f"not --model {job.name}")
     saved = json.loads(str(entries["extra/config"]))
     diff = [k for k in config if saved.get(k) != config[k]]
     if diff:
@@ -161,12 +203,14 @@ def _resume(path: str, model, opt, windows, config: dict, tok, steps: int):
         checkpoint.load(path, model, opt)
     except checkpoint.CheckpointError as exc:
         raise CliError(f"--resume: {exc}") from None
-    windows.rng.bit_generator.state = json.loads(str(entries["extra/windows_rng"]))
-    return start, json.loads(str(entries["extra/history"]))
+    windows.set_state(json.loads(str(entries["extra/windows_rng"])))
+    n = sum(1 for k in entries if k.startswith("extra/carry_"))
+    carry = tuple(np.array(entries[f"extra/carry_{i}"]) for i in range(n)) if n else None
+    return start, json.loads(str(entries["extra/history"])), carry
 
 
 def build_from_checkpoint(path: str):
-    """(model, tokenizer, config) from a checkpoint.npz written by `nnforge train --model gpt`."""
+    """(model, tokenizer, config) from a checkpoint.npz written by `nnforge train --model gpt | lstm`."""
     from .. import nn
     from ..nn import checkpoint
     from ..text import tokenizer_from_json
@@ -174,12 +218,10 @@ def build_from_checkpoint(path: str):
         entries = checkpoint.read(path)
     except checkpoint.CheckpointError as exc:
         raise CliError(str(exc)) from None
-    if str(entries.get("extra/model", "")) != "gpt":
-        raise CliError(f"{path} was not written by `nnforge train --model gpt`")
+    job = _job_of(entries, path, "")
     config = json.loads(str(entries["extra/config"]))
     tok = tokenizer_from_json(str(entries["extra/tokenizer"]))
-    model = nn.get_model_spec("gpt").build((config["context"],), tok.vocab_size, n_layer=config["n_layer"],
-                                           n_head=config["n_head"], n_embd=config["n_embd"])
+    model = job.build(nn.get_model_spec(job.name), config, tok.vocab_size)
     try:
         checkpoint.load(path, model, restore_rng=False)
     except checkpoint.CheckpointError as exc:
@@ -191,9 +233,10 @@ def run(args, spec) -> int:
     import nnforge
     from .. import nn
     from ..nn import checkpoint
-    from ..text import ByteTokenizer, CharTokenizer, TextWindows, load_corpus, train_val_split
+    from ..text import ByteTokenizer, CharTokenizer, TextStream, TextWindows, load_corpus, train_val_split
 
-    opts = _options(args, spec.defaults)
+    job = JOBS[args.model]
+    opts = _options(args, job, spec.defaults)
     if args.seed < 0:
         raise CliError(f"--seed must be >= 0, got {args.seed}")
     try:
@@ -202,48 +245,53 @@ def run(args, spec) -> int:
         raise CliError(f"--data: cannot read {args.data} as UTF-8 text: {exc}") from None
     tok = ByteTokenizer() if args.tokenizer == "byte" else CharTokenizer.from_text(text)
     ctx, bs = opts["context"], opts["batch_size"]
+    if job.stream:  # batch_size rows of consecutive windows
+        source = lambda ids, seed: TextStream(ids, ctx, bs, seed=seed)
+    else:
+        source = lambda ids, seed: TextWindows(ids, ctx, seed=seed)
     try:
         train_ids, val_ids = train_val_split(tok.encode(text), 0.1)
         if len(val_ids) <= ctx:
             raise ValueError(f"the validation tenth ({len(val_ids)} tokens) is not longer than --context {ctx}")
+        windows = source(train_ids, args.seed)
+        source(val_ids, 0)
     except ValueError as exc:
         raise CliError(f"--data: {exc}") from None
     dataset = "pydoc" if args.data is None else os.path.splitext(os.path.basename(args.data))[0]
 
     nnforge.seed(args.seed)
-    model = spec.build((ctx,), tok.vocab_size, n_layer=opts["n_layer"], n_head=opts["n_head"],
-                       n_embd=opts["n_embd"], dropout=opts["dropout"])
-    opt = nn.AdamW(nn.decay_groups(model, opts["weight_decay"]), lr=opts["lr"], betas=tuple(opts["betas"]))
+    model = job.build(spec, opts, tok.vocab_size)
+    opt = nn.AdamW(nn.decay_groups(model, opts["weight_decay"]), lr=opts["lr"], betas=tuple(opts["betas"]),
+                   clip_grad_norm=opts.get("clip_grad_norm"))
     model.flatten_parameters(opt.group_parameters())  # one fused AdamW call per group
-    windows = TextWindows(train_ids, ctx, seed=args.seed)
-    eval_train = lambda: TextWindows(train_ids, ctx, seed=args.seed + 1)
-    eval_val = lambda: TextWindows(val_ids, ctx, seed=args.seed + 2)
+    eval_train = lambda: source(train_ids, args.seed + 1)
+    eval_val = lambda: source(val_ids, args.seed + 2)
 
-    out = out_dir(args, "gpt", dataset)
+    out = out_dir(args, job.name, dataset)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise CliError(f"--out: cannot create {out}: {exc}") from None
     steps, every, verbose = opts["steps"], opts["eval_every"], args.verbose
     if verbose:
-        print(f"nnforge train: gpt on {dataset} ({len(train_ids):,} train / {len(val_ids):,} val tokens, vocab "
-              f"{tok.vocab_size}), {opts['n_layer']} layers x {opts['n_head']} heads x {opts['n_embd']}, context "
-              f"{ctx}, {model.num_parameters():,} parameters, AdamW lr {opts['lr']:g}, batch {bs}, {steps} steps, "
-              f"{nnforge.get_num_threads()} threads -> {out}", flush=True)
+        print(f"nnforge train: {job.name} on {dataset} ({len(train_ids):,} train / {len(val_ids):,} val tokens, "
+              f"vocab {tok.vocab_size}), {job.describe(opts)}, {model.num_parameters():,} parameters, AdamW lr "
+              f"{opts['lr']:g}, batch {bs}, {steps} steps, {nnforge.get_num_threads()} threads -> {out}", flush=True)
     # what a resumed run must share with the saved one for "continues bitwise" to hold
-    config = {k: opts[k] for k in ("context", "n_layer", "n_head", "n_embd", "dropout", "batch_size", "lr",
-                                   "weight_decay")}
+    config = {k: opts[k] for k in (*job.model_keys, "batch_size", "lr", "weight_decay")}
     config["betas"] = [float(b) for b in opts["betas"]]
+    if opts.get("clip_grad_norm") is not None:
+        config["clip_grad_norm"] = opts["clip_grad_norm"]
     ckpt = os.path.join(out, "checkpoint.npz")
     history = {"loss": [], "eval_step": [], "train_loss": [], "val_loss": []}
-    start = 0
+    start, carry = 0, None
     if args.resume is not None:
-        start, history = _resume(args.resume, model, opt, windows, config, tok, steps)
+        start, history, carry = _resume(args.resume, job, model, opt, windows, config, tok, steps)
 
     def save(step: int) -> None:  # at every evaluation, so an interrupted run can --resume
         checkpoint.save(ckpt, model, opt, extra={
-            "model": "gpt", "step": step, "config": json.dumps(config), "tokenizer": tok.to_json(),
-            "history": json.dumps(history), "windows_rng": json.dumps(windows.rng.bit_generator.state)})
+            "model": job.name, "step": step, "config": json.dumps(config), "tokenizer": tok.to_json(),
+            "history": json.dumps(history), "windows_rng": json.dumps(windows.state()), **_carry_entries(carry)})
 
     progress = _Progress(steps - start, verbose)
     t0 = time.perf_counter()
@@ -251,15 +299,15 @@ def run(args, spec) -> int:
     try:
         for step in range(start + 1, steps + 1):
             ts = time.perf_counter()
-            loss = model.loss(*windows.batch(bs))
+            loss, carry = _batch_loss(model, job, windows, bs, carry)
             model.backward()
             opt.step(zero_grad=True)
             step_s += time.perf_counter() - ts
             history["loss"].append(loss)
             progress.update(loss, (step - start) * tokens / max(step_s, 1e-9))  # mean over the steps so far
             if step % every == 0 or step == steps:
-                tr = _estimate(model, eval_train, opts["eval_batches"], bs)
-                va = _estimate(model, eval_val, opts["eval_batches"], bs)
+                tr = _estimate(model, job, eval_train, opts["eval_batches"], bs)
+                va = _estimate(model, job, eval_val, opts["eval_batches"], bs)
                 history["eval_step"].append(step)
                 history["train_loss"].append(tr)
                 history["val_loss"].append(va)
@@ -275,7 +323,7 @@ def run(args, spec) -> int:
     with open(os.path.join(out, "sample.txt"), "w", encoding="utf-8") as f:
         f.write(sample)
     with open(os.path.join(out, "history.json"), "w") as f:
-        json.dump({"history": history, "options": {**opts, "model": "gpt", "seed": args.seed, "dataset": dataset},
+        json.dump({"history": history, "options": {**opts, "model": job.name, "seed": args.seed, "dataset": dataset},
                    "training_s": elapsed, "step_ms": 1e3 * step_s / (steps - start)}, f, indent=1)
     note = _plot(history, os.path.join(out, "curves.png"))
     if verbose:
