@@ -70,7 +70,8 @@ def test_resume_continues_bitwise(tmp_path, corpus, capsys):
             if k.startswith(("model/", "optim/", "extra/carry")):
                 np.testing.assert_array_equal(x[k], y[k], err_msg=k)
     capsys.readouterr()
-    assert _train(part, corpus, "--dropout", "0.1", "--hidden", "32", "--steps", "20", "--resume", str(part / "checkpoint.npz")) == 2
+    assert _train(part, corpus, "--dropout", "0.1", "--hidden", "32", "--steps", "20",
+                  "--resume", str(part / "checkpoint.npz")) == 2
     assert "hidden=16, this run hidden=32" in capsys.readouterr().err
 
 
