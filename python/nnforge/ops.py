@@ -56,3 +56,10 @@ from . import _attention_ops  # noqa: E402
 from ._attention_ops import *  # noqa: E402,F401,F403
 
 __all__ += _attention_ops.__all__
+
+
+# Fused LSTM / GRU / RNN layers with BPTT (x (T, B, I), PyTorch's weight layouts).
+from . import _rnn_ops  # noqa: E402
+from ._rnn_ops import *  # noqa: E402,F401,F403
+
+__all__ += _rnn_ops.__all__

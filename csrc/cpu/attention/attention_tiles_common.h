@@ -1,15 +1,12 @@
 // Pieces shared by the forward and backward attention kernels (per-ISA, included by
-// *.per_isa.cpp only): denormal control, the dropout hash, tile packing and the
-// score-tile masking. Everything is internal to the including translation unit.
+// *.per_isa.cpp only): denormal control (common/flush_denormals.h), the dropout hash,
+// tile packing and the score-tile masking. Everything is internal to the including translation unit.
 #pragma once
 #include <cstdint>
 #include <cstring>
 #include <limits>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#endif
-
+#include "common/flush_denormals.h"
 #include "cpu/attention/attention.h"
 #include "cpu/attention/attention_tile.h"
 
@@ -25,19 +22,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// FTZ + DAZ for the current thread while in scope (MXCSR is per thread, so every
-// OpenMP worker sets its own), restored afterwards: exp of masked or far-below-max
-// scores and their products with V must not take the denormal microcode path.
-class FlushDenormals {
- public:
-#if defined(__x86_64__) || defined(__i386__)
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
-  ~FlushDenormals() { _mm_setcsr(saved_); }
-
- private:
-  unsigned saved_;
-#endif
-};
+using ::nnf::FlushDenormals;  // common/flush_denormals.h
 
 // splitmix64 finaliser: the dropout decision for (b, h, i, j) is a pure function of
 // the seed and those indices.
