@@ -8,7 +8,7 @@ cost model and its awkward cases (in the spirit of ggml's test-backend-ops).
         got = op.run(*args, **kwargs)
     op.flops({"m": 128, "k": 784, "n": 256})     # what nnforge bench divides by
 
-One file per family (gemm, conv, pool, nn, optim, attention) registers its ops; COVERED lists the
+One file per family (gemm, conv, pool, nn, optim, attention, rnn) registers its ops; COVERED lists the
 ops.__all__ names exercised through another entry (a backward by its forward's
 gradient check, a shape helper by the output shape it predicts).
 """
@@ -63,7 +63,7 @@ def bytes(name: str, params: dict) -> float:  # noqa: A001 - the registry's byte
     return _cost(name, params, 1)
 
 
-from . import attention, conv, gemm, nn, optim, pool  # noqa: E402
+from . import attention, conv, gemm, nn, optim, pool, rnn  # noqa: E402
 
-for _family in (gemm, conv, pool, nn, optim, attention):
+for _family in (gemm, conv, pool, nn, optim, attention, rnn):
     _family.register(_add)
