@@ -2,7 +2,7 @@
 weights (the `nnforge bench train --case lstm` row), and PyTorch's whole training run
 for comparing val losses.
 
-    case = lstm_step_case(torch=torch)     # embedding 64, 2 x LSTM 256, batch 32, window 64
+    case = lstm_step_case(torch=torch)     # embedding 64, 2 x LSTM 256, batch 16, window 64
     case.nnforge_step(); case.torch_step() # one AdamW step each on the same stream windows
     t_nnforge, t_torch = gpt_step.step_seconds(case)
     torch_train(torch=torch)               # {"val_loss", "train_loss", "seconds"}

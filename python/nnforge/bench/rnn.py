@@ -1,9 +1,9 @@
 """LSTM / GRU / RNN layers forward and forward+backward (nnforge.nn on ops.lstm/gru/rnn) vs torch.nn, GFLOP/s.
 
 Cases (T, B, I, H) x layers (1, 2) x mode (lstm, gru, rnn tanh): the issue's shapes.
-FLOPs: forward 2*T*B*G*H*(I + H) per layer (G = 4 / 3 / 1 gates; a second layer's I is
-H), forward+backward 3x forward. Both libraries get the same float32 arrays and weights
-(torch's state_dict loaded into nnforge's layer). nnforge's forward runs in eval mode
+FLOPs (nnforge.registry): forward 2*T*B*G*H*(I + H) per layer (G = 4 / 3 / 1 gates; a
+second layer's I is H), forward+backward 3x forward. Both libraries get the same float32
+arrays and weights (torch's state_dict loaded into nnforge's layer). nnforge's forward runs in eval mode
 (no workspace kept, as torch under no_grad); its fwd+bwd runs forward in training mode
 then backward(dy); torch's runs forward then autograd backward(dy).
 
@@ -16,26 +16,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import registry
 from ._peak import add_peak_argument, resolve
 from ._table import Row, print_rows
 from ._timing import machine_line, time_rounds, torch_or_none
 
 SHAPES = [(64, 32, 256, 256), (128, 12, 128, 256), (32, 64, 512, 512)]  # (T, B, I, H)
-MODES = {"lstm": 4, "gru": 3, "rnn": 1}                                 # gates
+MODES = ("lstm", "gru", "rnn")
 CASES = [(mode, shape, layers) for mode in MODES for shape in SHAPES for layers in (1, 2)]
 QUICK_CASES = [("lstm", (8, 4, 16, 16), 1), ("gru", (8, 4, 16, 16), 2), ("rnn", (8, 4, 16, 16), 1)]
 
 
-def flops(case) -> float:
-    """Forward FLOPs: 2*T*B*G*H*(I + H) per layer (the input of layer 2+ is H wide)."""
+def layer_params(case) -> list[dict]:
+    """The registry's params of each layer of a CASES entry (the input of layer 2+ is H wide)."""
     mode, (t, b, i, h), layers = case
-    g = MODES[mode]
-    return float(sum(2 * t * b * g * h * ((i if k == 0 else h) + h) for k in range(layers)))
+    return [{"T": t, "B": b, "I": i if k == 0 else h, "H": h} for k in range(layers)]
+
+
+def flops(case) -> float:
+    """Forward FLOPs: 2*T*B*G*H*(I + H) per layer (nnforge.registry)."""
+    return sum(registry.flops(case[0], p) for p in layer_params(case))
 
 
 def flops_fwd_bwd(case) -> float:
-    """Forward + backward: 3x forward (dX, dW and the recurrence's dH are one GEMM each)."""
-    return 3.0 * flops(case)
+    """Forward + backward (the backward is 2x forward): 3x forward (nnforge.registry)."""
+    return flops(case) + sum(registry.flops(case[0] + "_backward", p) for p in layer_params(case))
 
 
 def label(case) -> str:

@@ -1,8 +1,8 @@
 """The character LSTM builder, registered as model "lstm" (nn/registry.py; `nnforge train
 --model lstm`): embedding 64, 2 LSTM layers of 256, Linear head, truncated BPTT over
-consecutive 64-token windows of 32 parallel streams (the state carried across windows),
+consecutive 64-token windows of 16 parallel streams (the state carried across windows),
 AdamW lr 2e-3, betas (0.9, 0.99), weight decay 0.01 on matrices, global grad-norm clip 1.0,
-3000 steps, train / val loss every 250 steps on 10 batches.
+2000 steps, train / val loss every 250 steps on 10 batches.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .registry import ModelSpec, register_model
 
 __all__ = ["LSTM_DEFAULTS", "build_lstm"]
 
-LSTM_DEFAULTS = {"steps": 3000, "batch_size": 32, "context": 64, "n_layer": 2, "n_embd": 64, "hidden": 256,
+LSTM_DEFAULTS = {"steps": 2000, "batch_size": 16, "context": 64, "n_layer": 2, "n_embd": 64, "hidden": 256,
                  "dropout": 0.0, "optimizer": "adamw", "lr": 2e-3, "betas": (0.9, 0.99), "weight_decay": 0.01,
                  "clip_grad_norm": 1.0, "eval_every": 250, "eval_batches": 10}
 
