@@ -38,9 +38,9 @@ _POSITIVE = ("steps", "batch_size", "context", "n_layer", "n_embd", "eval_every"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The text-model options of `nnforge train` (--batch-size, --lr, --data, --seed, --out are shared)."""
     g = parser.add_argument_group("language models (--model gpt, --model lstm; defaults: gpt / lstm)")
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000 / 2000)")
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000)")
     g.add_argument("--context", type=int, default=None,
-                   help="context length / truncated-BPTT window (default 64 / 64)")
+                   help="context length / truncated-BPTT window (default 64)")
     g.add_argument("--n-layer", type=int, default=None, help="transformer blocks / LSTM layers (default 4 / 2)")
     g.add_argument("--n-head", type=int, default=None, help="gpt: attention heads (default 4)")
     g.add_argument("--n-embd", type=int, default=None, help="embedding width (default 128 / 64)")
