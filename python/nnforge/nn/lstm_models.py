@@ -3,6 +3,11 @@
 consecutive 64-token windows of 16 parallel streams (the state carried across windows),
 AdamW lr 2e-3, betas (0.9, 0.99), weight decay 0.01 on matrices, global grad-norm clip 1.0,
 2000 steps, train / val loss every 250 steps on 10 batches.
+
+Measured (2-core AMD Zen 4 AVX-512 dev host shared with other builds, seed 0, rough):
+`val loss 1.2374 after 2000 steps, training 115.0s` (56 ms/step); PyTorch with the same
+data, stream, init and optimizer (bench/lstm_step.torch_train) 1.2298 in 403 s on the
+same, still loaded, host.
 """
 from __future__ import annotations
 
