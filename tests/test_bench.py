@@ -132,3 +132,49 @@ def test_family_prints_a_table_without_timing(module, argv, monkeypatch, capsys)
     assert "peak=" in out and "nnf/best" in out and "% peak" in out
     if module is gemm:
         assert "peak=100 GFLOP/s (--peak)" in out
+
+
+# --- recurrent layers and the text models' steps -------------------------------------------------
+def test_rnn_cases_count_gates_and_layers():
+    from nnforge.bench import rnn
+    assert len(rnn.CASES) == 3 * 3 * 2
+    assert rnn.flops(("lstm", (64, 32, 256, 256), 1)) == 2 * 64 * 32 * 4 * 256 * (256 + 256)
+    # layer 2 reads the first layer's H-wide output
+    assert rnn.flops(("gru", (128, 12, 128, 256), 2)) == 2 * 128 * 12 * 3 * 256 * ((128 + 256) + (256 + 256))
+    assert rnn.flops_fwd_bwd(("rnn", (32, 64, 512, 512), 1)) == 3 * 2 * 32 * 64 * 512 * 1024
+
+
+def test_rnn_bench_prints_a_table_without_timing(monkeypatch, capsys):
+    from nnforge.bench import rnn
+    monkeypatch.setattr(rnn, "time_rounds", _fake_rounds)
+    assert rnn.run(_args(rnn, ["--quick", "--settle", "0"])) == 0
+    out = capsys.readouterr().out
+    assert "nnf/best" in out and "lstm T8 B4 I16 H16 L1" in out and "fwd+bwd" in out
+
+
+def test_lstm_step_flops():
+    from nnforge.bench.lstm_step import lstm_lm_flops
+    per_token = 2 * 4 * 256 * (64 + 256) + 2 * 4 * 256 * (256 + 256) + 2 * 256 * 100
+    assert lstm_lm_flops(32, 64, 100, 64, 256, 2) == 3 * 32 * 64 * per_token
+
+
+@pytest.mark.parametrize("name", ["gpt", "lstm"])
+def test_train_step_rows_run_with_tiny_models(name, monkeypatch, capsys):
+    """`nnforge bench train --case gpt / lstm --quick` on tiny models (real steps, both libraries)."""
+    from nnforge.bench import gpt_step, lstm_step
+    tiny = {"gpt": lambda torch: gpt_step.gpt_step_case(vocab=11, context=8, n_layer=1, n_head=2, n_embd=16,
+                                                        batch_size=2, torch=torch),
+            "lstm": lambda torch: lstm_step.lstm_step_case(vocab=11, context=8, n_layer=1, n_embd=8, hidden=16,
+                                                          batch_size=2, torch=torch)}
+    monkeypatch.setitem(train.STEP_CASES, name, tiny[name])
+
+    def one_step_each(case, rounds=1):  # a real step of each library, a constant time
+        case.nnforge_step()
+        if case.torch_step is not None:
+            case.torch_step()
+        return 1e-3, (None if case.torch_step is None else 1e-3)
+
+    monkeypatch.setattr(gpt_step, "step_seconds", one_step_each)
+    assert train.run(_args(train, ["--case", name, "--quick", "--no-profile", "--peak", "100"])) == 0
+    out = capsys.readouterr().out
+    assert f"{name} " in out and "nnforge step" in out and "ms/step" in out

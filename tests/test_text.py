@@ -95,3 +95,52 @@ def test_windows_errors():
         text.TextWindows(np.arange(10), 10)
     with pytest.raises(ValueError, match="context"):
         text.TextWindows(np.arange(10), 0)
+
+
+def test_stream_rows_continue_across_batches():
+    ids = np.arange(1000)
+    s = text.TextStream(ids, context=7, batch_size=5, seed=3)
+    x1, y1 = s.batch(5)
+    assert s.restarted and x1.shape == (5, 7) and x1.dtype == np.int64
+    np.testing.assert_array_equal(y1, x1 + 1)            # ids are positions: y is the next token
+    x2, _ = s.batch()
+    assert not s.restarted
+    np.testing.assert_array_equal(x2[:, 0], x1[:, -1] + 1)  # row b continues row b
+    row = np.diff(x1[:, 0])
+    assert (row == row[0]).all() and row[0] >= 7 * ((1000 - 7) // 5 // 7)  # equal rows over the stream
+
+
+def test_stream_restarts_each_pass_at_a_seeded_offset():
+    ids = np.arange(200)
+    s = text.TextStream(ids, context=4, batch_size=3, seed=0)
+    firsts, n = [], 0
+    for _ in range(60):
+        x, y = s.batch()
+        assert x.max() < 200 and y.max() < 200
+        if s.restarted:
+            firsts.append(int(x[0, 0]))
+            n = 0
+        n += 1
+        assert n <= (200 - 1 - firsts[-1]) // 3 // 4
+    assert len(firsts) >= 3 and all(0 <= f < 4 for f in firsts)
+    t = text.TextStream(ids, context=4, batch_size=3, seed=0)
+    for _ in range(7):
+        t.batch()
+    state = t.state()
+    want = [t.batch() for _ in range(30)]
+    u = text.TextStream(ids, context=4, batch_size=3, seed=99)
+    u.set_state(state)
+    for (wx, wy), (gx, gy) in zip(want, (u.batch() for _ in range(30))):
+        np.testing.assert_array_equal(wx, gx)
+        np.testing.assert_array_equal(wy, gy)
+
+
+def test_stream_errors():
+    with pytest.raises(ValueError, match=r"\(batch_size \+ 1\) \* context = 40"):
+        text.TextStream(np.arange(39), context=10, batch_size=3)
+    s = text.TextStream(np.arange(40), context=10, batch_size=3)
+    s.batch(3)
+    with pytest.raises(ValueError, match="3 rows"):
+        s.batch(4)
+    with pytest.raises(ValueError):
+        text.TextStream(np.arange(40), context=0, batch_size=3)

@@ -4,6 +4,12 @@
     tok = CharTokenizer.from_text(text)        # or ByteTokenizer() for arbitrary UTF-8
     train, val = train_val_split(tok.encode(text), val_fraction=0.1)
     x, y = TextWindows(train, context=64, seed=0).batch(12)   # (12, 64) int64 each, y = x shifted by one
+    s = TextStream(train, context=64, batch_size=32, seed=0)  # consecutive windows (truncated BPTT)
+    x, y = s.batch(32); s.restarted                           # True when the rows start again
+
+Both window sources have state() / set_state(state) (JSON-able) so a resumed run
+draws the same windows, and .restarted (TextWindows: always True, every window
+starts fresh).
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["ByteTokenizer", "CharTokenizer", "TextWindows", "load_corpus", "tokenizer_from_json",
+__all__ = ["ByteTokenizer", "CharTokenizer", "TextStream", "TextWindows", "load_corpus", "tokenizer_from_json",
            "train_val_split"]
 
 
@@ -124,7 +130,63 @@ class TextWindows:
         self.rng = np.random.default_rng(seed)
         self._offsets = np.arange(self.context + 1)
 
+    restarted = True  # no window continues another
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
     def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         starts = self.rng.integers(0, len(self.ids) - self.context, size=int(batch_size))
         w = self.ids[starts[:, None] + self._offsets]              # (n, context + 1)
+        return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
+
+
+class TextStream:
+    """Consecutive windows for truncated backpropagation through time: the stream is cut
+    into batch_size equal rows and batch() returns the next `context` tokens of every row
+    (x, y both (batch_size, context) int64, y the token after x), so row b of a batch
+    continues row b of the previous one and a model may carry its state across them.
+    When the rows run out a new pass starts, at an offset in [0, context) drawn from a
+    generator seeded with `seed` (each pass cuts the windows elsewhere); .restarted is
+    True for the first batch of every pass (the carried state must be reset)."""
+
+    def __init__(self, ids, context: int, batch_size: int, seed: Optional[int] = None):
+        self.ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.context = int(context)
+        self.batch_size = int(batch_size)
+        if self.context < 1 or self.batch_size < 1:
+            raise ValueError(f"context and batch_size must be >= 1, got {context!r}, {batch_size!r}")
+        if self.ids.ndim != 1 or self._windows(self.context - 1) < 1:
+            raise ValueError(f"TextStream needs a 1-D stream of at least (batch_size + 1) * context = "
+                             f"{(self.batch_size + 1) * self.context} tokens (batch_size={self.batch_size}, "
+                             f"context={self.context}), got shape {self.ids.shape}")
+        self.rng = np.random.default_rng(seed)
+        self._offset, self._next = 0, None  # pass offset, index of the next window (None: start a pass)
+        self.restarted = True
+
+    def _row(self, offset: int) -> int:
+        return (len(self.ids) - 1 - offset) // self.batch_size
+
+    def _windows(self, offset: int) -> int:
+        return self._row(offset) // self.context
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "offset": self._offset, "next": self._next}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self._offset, self._next = int(state["offset"]), state["next"]
+
+    def batch(self, batch_size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+        if batch_size is not None and int(batch_size) != self.batch_size:
+            raise ValueError(f"this TextStream has {self.batch_size} rows, asked for a batch of {batch_size}")
+        self.restarted = self._next is None or self._next >= self._windows(self._offset)
+        if self.restarted:
+            self._offset, self._next = int(self.rng.integers(0, self.context)), 0
+        starts = self._offset + np.arange(self.batch_size) * self._row(self._offset) + self._next * self.context
+        w = self.ids[starts[:, None] + np.arange(self.context + 1)]          # (batch_size, context + 1)
+        self._next += 1
         return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])

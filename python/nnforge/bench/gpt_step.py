@@ -30,8 +30,8 @@ import numpy as np
 
 from ._timing import time_rounds
 
-__all__ = ["GPTStepCase", "copy_weights", "gpt_flops", "gpt_step_case", "profile_nnforge", "step_seconds",
-           "torch_gpt", "torch_grads_as_nnforge", "torch_train"]
+__all__ = ["StepCase", "copy_weights", "gpt_flops", "gpt_step_case", "profile_nnforge", "step_seconds",
+           "torch_adamw", "torch_gpt", "torch_grads_as_nnforge", "torch_train"]
 
 
 def gpt_flops(batch: int, context: int, n_layer: int, n_embd: int, vocab: int) -> float:
@@ -113,7 +113,8 @@ def torch_grads_as_nnforge(model, tmodel) -> dict:
     return out
 
 
-def _torch_adamw(torch, tmodel, lr, betas, weight_decay):
+def torch_adamw(torch, tmodel, lr, betas, weight_decay):
+    """torch AdamW over nn.decay_groups' two groups (ndim >= 2 decayed), fused where possible."""
     decay = [p for p in tmodel.parameters() if p.dim() >= 2]
     rest = [p for p in tmodel.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
@@ -124,11 +125,13 @@ def _torch_adamw(torch, tmodel, lr, betas, weight_decay):
 
 
 @dataclass
-class GPTStepCase:
+class StepCase:
+    """One training step of a text model in both libraries (the gpt row here, the lstm row
+    in bench/lstm_step.py)."""
     description: str
     tokens_per_step: int
     flops_per_step: float
-    model: object                       # nnforge.nn.GPT (flat parameters)
+    model: object                       # nnforge.nn.GPT / LSTMLanguageModel (flat parameters)
     optimizer: object                   # nnforge.nn.AdamW over nn.decay_groups
     nnforge_step: Callable[[], float]   # one training step on the next windows; returns the loss
     torch_model: Optional[object] = None
@@ -139,7 +142,7 @@ class GPTStepCase:
 
 def gpt_step_case(*, vocab: int = 103, context: int = 64, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
                   batch_size: int = 12, lr: float = 1e-3, betas=(0.9, 0.99), weight_decay: float = 0.1,
-                  seed: int = 0, torch=None) -> GPTStepCase:
+                  seed: int = 0, torch=None) -> StepCase:
     """The `nnforge train --model gpt` step in both libraries (torch: pass the module, or
     None to leave it out). Each step function draws from its own, identically seeded
     windows of one synthetic stream: the n-th call of either trains on the same batch."""
@@ -162,13 +165,13 @@ def gpt_step_case(*, vocab: int = 103, context: int = 64, n_layer: int = 4, n_he
 
     desc = (f"GPT {n_layer} layers x {n_head} heads x {n_embd}, context {context}, batch {batch_size}, vocab "
             f"{vocab}, AdamW lr {lr:g} (decay on matrices)")
-    case = GPTStepCase(desc, batch_size * context, gpt_flops(batch_size, context, n_layer, n_embd, vocab), model,
+    case = StepCase(desc, batch_size * context, gpt_flops(batch_size, context, n_layer, n_embd, vocab), model,
                        opt, nnforge_step)
     if torch is not None:
         torch.manual_seed(seed)
         tmodel = torch_gpt(torch, vocab, context, n_layer, n_head, n_embd)
         copy_weights(model, tmodel, torch)
-        topt, kind = _torch_adamw(torch, tmodel, lr, betas, weight_decay)
+        topt, kind = torch_adamw(torch, tmodel, lr, betas, weight_decay)
         twin = TextWindows(stream, context, seed=seed)
 
         def torch_step() -> float:
@@ -184,7 +187,7 @@ def gpt_step_case(*, vocab: int = 103, context: int = 64, n_layer: int = 4, n_he
     return case
 
 
-def profile_nnforge(case: GPTStepCase, steps: int = 20, rounds: int = 3) -> tuple[list[tuple[str, int, float]], float]:
+def profile_nnforge(case: StepCase, steps: int = 20, rounds: int = 3) -> tuple[list[tuple[str, int, float]], float]:
     """Where nnforge's step time goes: (component, calls, seconds) rows and the total
     seconds of `steps` instrumented steps, from the fastest of `rounds` tries (a burst of
     foreign load on a shared machine inflates whichever kernel it lands in). Wrappers
@@ -238,7 +241,7 @@ def torch_train(steps: int = 2000, *, context: int = 64, batch_size: int = 12, n
     model = nn.GPT(tok.vocab_size, context, n_layer, n_head, n_embd)
     tmodel = torch_gpt(torch, tok.vocab_size, context, n_layer, n_head, n_embd)
     copy_weights(model, tmodel, torch)
-    topt, _ = _torch_adamw(torch, tmodel, lr, betas, weight_decay)
+    topt, _ = torch_adamw(torch, tmodel, lr, betas, weight_decay)
     win = TextWindows(train_ids, context, seed=seed)
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -257,7 +260,7 @@ def torch_train(steps: int = 2000, *, context: int = 64, batch_size: int = 12, n
     return {"val_loss": estimate(val_ids, seed + 2), "train_loss": estimate(train_ids, seed + 1), "seconds": seconds}
 
 
-def step_seconds(case: GPTStepCase, rounds: int = 3, repeats: int = 7) -> tuple:
+def step_seconds(case: StepCase, rounds: int = 3, repeats: int = 7) -> tuple:
     """(nnforge, torch) seconds per step: bench/_timing.time_rounds' best median over
     rounds that alternate the two libraries (a burst of foreign load hits both alike)."""
     fns = {"nnforge": case.nnforge_step}

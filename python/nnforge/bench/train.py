@@ -10,7 +10,9 @@ Printed: time per epoch, samples/s, GFLOP/s from the registry's flops() of each 
 profile of one extra instrumented epoch: time inside the GEMM, the other nn kernels,
 the optimizer kernel, batch gathering, and the rest (Python).
 
-Add a case with register_case(name, EpochCase(...)) (e.g. the conv team's "cnn").
+Add a case with register_case(name, EpochCase(...)) (e.g. the conv team's "cnn"). The
+text models' cases ("gpt", "lstm": STEP_CASES) time one training step of `nnforge train
+--model gpt / lstm` instead (bench/gpt_step.py, bench/lstm_step.py).
 """
 from __future__ import annotations
 
@@ -212,7 +214,7 @@ def _profile(case, model, opt, loss_fn, x, y) -> tuple[float, list[tuple[str, in
 
 def add_arguments(parser) -> None:
     parser.add_argument("--case", action="append", choices=None,
-                        help=f"case(s) to run (default: all registered: {', '.join([*CASES, GPT_CASE])})")
+                        help=f"case(s) to run (default: all registered: {', '.join([*CASES, *STEP_CASES])})")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per library (median)")
     parser.add_argument("--quick", action="store_true", help="one tenth of the samples, one repeat")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
@@ -225,12 +227,12 @@ def run(args) -> int:
     from .. import nn
     from ..cli import CliError
 
-    names = args.case or [*CASES, GPT_CASE]
-    unknown = [n for n in names if n not in CASES and n != GPT_CASE]
+    names = args.case or [*CASES, *STEP_CASES]
+    unknown = [n for n in names if n not in CASES and n not in STEP_CASES]
     if unknown:
-        raise CliError(f"unknown --case {unknown[0]!r}; choose from {', '.join([*CASES, GPT_CASE])}")
-    run_gpt = GPT_CASE in names
-    names = [n for n in names if n != GPT_CASE]
+        raise CliError(f"unknown --case {unknown[0]!r}; choose from {', '.join([*CASES, *STEP_CASES])}")
+    step_names = [n for n in names if n in STEP_CASES]
+    names = [n for n in names if n in CASES]
     if args.repeats < 1:
         raise CliError(f"--repeats must be >= 1, got {args.repeats}")
     torch = None if args.no_torch else torch_or_none()
@@ -291,29 +293,40 @@ def run(args) -> int:
         kernels = sum(sec for k, _, sec in prof if k.startswith(("GEMM", "other nn", "optimizer", "conv2d", "pooling")))
         print(f"kernels (GEMM + conv + pool + nn + optimizer) {100 * kernels / total:.1f}% of the epoch, "
               f"Python and batching {100 * (1 - kernels / total):.1f}%")
-    if run_gpt:
-        _run_gpt_step(torch, pct, quick=args.quick, profile=not args.no_profile)
+    for name in step_names:
+        _run_step(name, torch, pct, quick=args.quick, profile=not args.no_profile)
     return 0
 
 
-GPT_CASE = "gpt"
+def _gpt_case(torch):
+    from .gpt_step import gpt_step_case
+    return gpt_step_case(torch=torch)
 
 
-def _run_gpt_step(torch, pct, *, quick: bool, profile: bool) -> None:
-    """The `nnforge train --model gpt` step (bench/gpt_step.py) beside PyTorch eager."""
-    from .gpt_step import gpt_step_case, profile_nnforge, step_seconds
-    case = gpt_step_case(torch=torch)
+def _lstm_case(torch):
+    from .lstm_step import lstm_step_case
+    return lstm_step_case(torch=torch)
+
+
+# text models: name -> (torch or None) -> a StepCase (bench/gpt_step.py); only gpt has a profile
+STEP_CASES = {"gpt": _gpt_case, "lstm": _lstm_case}
+
+
+def _run_step(name: str, torch, pct, *, quick: bool, profile: bool) -> None:
+    """The `nnforge train --model NAME` step beside PyTorch eager."""
+    from .gpt_step import profile_nnforge, step_seconds
+    case = STEP_CASES[name](torch)
     t_n, t_t = step_seconds(case, rounds=1 if quick else 3)
     gflop = case.flops_per_step / 1e9
     rate = lambda t: (f"{t * 1e3:.1f}", f"{case.tokens_per_step / t:,.0f}", fmt(gflop / t), pct(gflop / t))
-    rows = [("gpt", f"{case.tokens_per_step:,}", "nnforge step", *rate(t_n),
+    rows = [(name, f"{case.tokens_per_step:,}", "nnforge step", *rate(t_n),
              fmt(None if t_t is None else t_n / t_t, ".2f"))]
     if t_t is not None:
         rows.append(("", "", "torch step", *rate(t_t), "-"))
     print_table(["case", "tokens", "loop", "ms/step", "tokens/s", "GFLOP/s", "% peak", "vs torch"], rows,
                 title="\n" + "; ".join([case.description, *case.notes])
                 + "\n(vs torch = nnforge time / torch time; target <= 0.50)")
-    if profile:
+    if profile and name == "gpt":
         steps = 20
         prof, total = profile_nnforge(case, steps)
         print_table(["component", "calls/step", "ms/step", "% of step"],

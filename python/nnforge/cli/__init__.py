@@ -19,7 +19,7 @@ from .errors import CliError
 __all__ = ["BENCH_FAMILIES", "CliError", "main"]
 
 # Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
-BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "distributed")
+BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "rnn", "distributed")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -39,11 +39,12 @@ def _build_parser() -> argparse.ArgumentParser:
         p.set_defaults(bench_module=mod)
 
     tp = sub.add_parser("train", help="train a model on the bundled digits (or MNIST IDX files); "
-                        "--model gpt on text")
+                        "--model gpt / lstm on text")
     _train.add_arguments(tp)
     tp.set_defaults(train_module=_train)
 
-    gp = sub.add_parser("generate", help="sample text from a GPT trained by `nnforge train --model gpt`")
+    gp = sub.add_parser("generate",
+                        help="sample text from a language model trained by `nnforge train --model gpt / lstm`")
     _generate.add_arguments(gp)
 
     lp = sub.add_parser("launch", help="run a command as N MPI ranks (nnforge launch -n 2 -- nnforge train "

@@ -1,12 +1,13 @@
 """`nnforge generate RUN_FOLDER_OR_CHECKPOINT --prompt "..." --tokens 300`: sample text
-from a GPT trained by `nnforge train --model gpt` (with its key/value cache)."""
+from a language model trained by `nnforge train --model gpt` (with its key/value cache) or
+`--model lstm` (one LSTM step per token on the carried state)."""
 from __future__ import annotations
 
 import argparse
 import os
 
 from .errors import CliError
-from .train_gpt import build_from_checkpoint
+from .train_text import build_from_checkpoint
 
 __all__ = ["add_arguments", "run"]
 

@@ -6,8 +6,8 @@ resumable with --resume), history.json and curves.png (loss and accuracy per epo
 The models are the library's registry (nnforge.nn.register_model / model_names): a
 ModelSpec's build(input_shape, num_classes) -> Module, its layout "flat" (N, features)
 or "image" (N, 1, H, W), and default options. --augment (image models) applies
-nnforge.data.Augment to the training batches. Models of layout "text" (--model gpt) train
-by steps over token windows instead: cli/train_gpt.py.
+nnforge.data.Augment to the training batches. Models of layout "text" (--model gpt, lstm)
+train by steps over token windows instead: cli/train_text.py.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ import numpy as np
 from .. import nn
 from ..nn.registry import ModelSpec
 from . import distributed as _distributed
-from . import train_gpt as _gpt
+from . import train_text as _text
+from .text_jobs import text_models
 from .errors import CliError
 from .runs import saved_int, saved_json
 
@@ -40,14 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", default="none", choices=_SCHEDULES, help="LR schedule (default none)")
     parser.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, dropout and the split")
     parser.add_argument("--data", default=None, help="folder with MNIST IDX files (default: bundled 8x8 digits); "
-                        "for --model gpt a UTF-8 text file (default: pydoc_data.topics)")
+                        "for --model gpt / lstm a UTF-8 text file (default: pydoc_data.topics)")
     parser.add_argument("--out", default=None, help="output folder (default ./nnforge_runs/<model>-<time>)")
     parser.add_argument("--resume", default=None, help="checkpoint.npz to continue from")
     parser.add_argument("--augment", action="store_true",
                         help="augment training batches with a random 1-pixel crop (image models only)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="0 quiet, 1 progress bars, 2 one line per epoch")
-    _gpt.add_arguments(parser)
+    _text.add_arguments(parser)
     _distributed.add_arguments(parser)
 
 
@@ -165,11 +166,11 @@ def run(args) -> int:
     except ValueError as exc:
         raise CliError(f"--model: {exc}") from None
     dist = _distributed.start(args)
-    if spec.layout == "text":  # language models: steps over token windows (cli/train_gpt.py)
-        return _gpt.run(args, spec, dist)
-    gpt_only = [f"--{k.replace('_', '-')}" for k in _gpt.GPT_OPTIONS if getattr(args, k, None) is not None]
-    if gpt_only:
-        raise CliError(f"{', '.join(gpt_only)}: only for --model gpt")
+    if spec.layout == "text":  # language models: steps over token windows (cli/train_text.py)
+        return _text.run(args, spec, dist)
+    text_only = [f"--{k.replace('_', '-')}" for k in _text.TEXT_OPTIONS if getattr(args, k, None) is not None]
+    if text_only:
+        raise CliError(f"{', '.join(text_only)}: only for {text_models()}")
     opts = _options(args, spec)
     augment = getattr(args, "augment", False)
     if augment and spec.layout != "image":

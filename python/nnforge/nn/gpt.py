@@ -21,6 +21,7 @@ from ._checks import _need_forward, _positive_int
 from .layers import Dropout, Embedding
 from .module import Module, Parameter
 from .norm import LayerNorm
+from .sampling import check_generate, sample
 from .transformer import TransformerBlock
 
 __all__ = ["GPT"]
@@ -164,21 +165,7 @@ class GPT(Module):
         query row of attention per layer; when the context fills up the cache restarts from
         the last context // 2 tokens (use_cache=False re-runs the last `context` tokens
         every step instead)."""
-        ids = np.asarray(prompt_ids)
-        single = ids.ndim == 1
-        ids = ids[None] if single else ids
-        if ids.ndim != 2 or ids.dtype.kind not in "iu" or ids.shape[1] < 1:
-            raise ValueError(f"generate: prompt_ids must be a non-empty (T,) or (B, T) integer array, got "
-                             f"{ids.dtype} {ids.shape}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"generate: prompt ids must be in [0, {self.vocab_size})")
-        n_new = int(max_new_tokens)
-        if n_new < 0:
-            raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens!r}")
-        if not (temperature >= 0.0):
-            raise ValueError(f"generate: temperature must be >= 0, got {temperature!r}")
-        if top_k is not None and not (isinstance(top_k, (int, np.integer)) and top_k >= 1):
-            raise ValueError(f"generate: top_k must be a positive int or None, got {top_k!r}")
+        ids, single, n_new = check_generate(prompt_ids, self.vocab_size, max_new_tokens, temperature, top_k)
         rng = np.random.default_rng(seed)
         was_training = self.training
         self.eval()
@@ -196,7 +183,7 @@ class GPT(Module):
                     logits = self._logits_cached(out[:, n - keep:n], caches)
                 else:
                     logits = self._logits_cached(out[:, n - 1:n], caches)
-                out[:, n] = _sample(logits, temperature, top_k, rng)
+                out[:, n] = sample(logits, temperature, top_k, rng)
                 n += 1
         finally:
             self.train(was_training)
@@ -206,18 +193,3 @@ class GPT(Module):
         return (f"vocab_size={self.vocab_size}, context={self.context}, n_layer={self.n_layer}, "
                 f"n_head={self.n_head}, n_embd={self.n_embd}, tie_weights={self.tie_weights}")
 
-
-def _sample(logits: np.ndarray, temperature: float, top_k: Optional[int], rng) -> np.ndarray:
-    """One id per row of logits (B, V): argmax at temperature 0, else a draw from
-    softmax(logits / temperature) restricted to the top_k largest."""
-    z = logits.astype(np.float64)
-    if temperature == 0.0 or top_k == 1:
-        return z.argmax(axis=1)
-    z = z / temperature
-    if top_k is not None and top_k < z.shape[1]:
-        kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
-        z = np.where(z < kth, -np.inf, z)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    c = np.cumsum(p, axis=1)
-    u = rng.random(z.shape[0]) * c[:, -1]
-    return np.minimum((c < u[:, None]).sum(axis=1), z.shape[1] - 1)
