@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from ._args import float_arg, int_arg
+
 __all__ = ["ByteTokenizer", "CharTokenizer", "TextWindows", "load_corpus", "tokenizer_from_json",
            "train_val_split"]
 
@@ -100,8 +102,7 @@ def train_val_split(ids, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndar
     """First (1 - val_fraction) of the ids for training, the rest for validation
     (contiguous, as nanoGPT does: windows never straddle the two)."""
     ids = np.asarray(ids)
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    val_fraction = float_arg(val_fraction, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
     cut = int(round(len(ids) * (1.0 - val_fraction)))
     if cut < 2 or len(ids) - cut < 2:
         raise ValueError(f"{len(ids)} tokens are too few to split with val_fraction={val_fraction}")
@@ -115,9 +116,7 @@ class TextWindows:
 
     def __init__(self, ids, context: int, seed: Optional[int] = None):
         self.ids = np.ascontiguousarray(ids, dtype=np.int64)
-        self.context = int(context)
-        if self.context < 1:
-            raise ValueError(f"context must be >= 1, got {context!r}")
+        self.context = int_arg(context, "context", min=1, op="TextWindows")
         if self.ids.ndim != 1 or len(self.ids) < self.context + 1:
             raise ValueError(f"TextWindows needs a 1-D stream of more than context={self.context} tokens, "
                              f"got shape {self.ids.shape}")
@@ -125,6 +124,6 @@ class TextWindows:
         self._offsets = np.arange(self.context + 1)
 
     def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        starts = self.rng.integers(0, len(self.ids) - self.context, size=int(batch_size))
+        starts = self.rng.integers(0, len(self.ids) - self.context, size=int_arg(batch_size, "batch_size", min=0))
         w = self.ids[starts[:, None] + self._offsets]              # (n, context + 1)
         return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])

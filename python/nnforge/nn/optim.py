@@ -33,6 +33,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .. import ops
+from .._args import flag_arg, float_arg
 from . import flat as _flat
 from .module import Module, Parameter
 
@@ -45,9 +46,8 @@ _GROUP_KEYS = ("lr", "weight_decay")
 
 
 def _nonneg(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not value >= 0.0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
+    """A finite hyper-parameter >= 0 (nnforge._args.float_arg; the step kernels check the same)."""
+    return float_arg(value, name, low=0.0)
 
 
 def _param_groups(params, kind: str) -> list[dict]:
@@ -114,8 +114,8 @@ class Optimizer:
         self.lr = _nonneg(lr, "lr")
         self.clip_grad_norm = None if clip_grad_norm is None else _nonneg(clip_grad_norm, "clip_grad_norm")
         self.l1 = _nonneg(l1, "l1")
-        self.check_finite = bool(check_finite)
-        self.maximize = bool(maximize)
+        self.check_finite = flag_arg(check_finite, "check_finite")
+        self.maximize = flag_arg(maximize, "maximize")
         self.step_count = 0          # steps taken (skipped steps are not counted)
         self.skipped_steps = 0
         self.last_grad_norm: Optional[float] = None
@@ -303,11 +303,11 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, **options):
         self.momentum = _nonneg(momentum, "momentum")
-        self.dampening = _nonneg(dampening, "dampening")
+        self.dampening = float_arg(dampening, "dampening", low=0.0, high=1.0)
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
         if nesterov and (self.momentum == 0.0 or self.dampening != 0.0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
-        self.nesterov = bool(nesterov)
+        self.nesterov = flag_arg(nesterov, "nesterov")
         super().__init__(params, lr, **options)
 
     def _buffer_names(self):
@@ -329,14 +329,14 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: Optional[float] = None, amsgrad: bool = False, **options):
-        beta1, beta2 = betas
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {betas!r}")
-        self.beta1, self.beta2 = float(beta1), float(beta2)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of floats, got {type(betas).__name__} {betas!r}")
+        self.beta1, self.beta2 = (float_arg(b, f"betas[{i}]", low=0.0, high=1.0, high_open=True)
+                                  for i, b in enumerate(betas))
         self.eps = _nonneg(eps, "eps")
         self.weight_decay = _nonneg(self._default_weight_decay if weight_decay is None else weight_decay,
                                     "weight_decay")
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = flag_arg(amsgrad, "amsgrad")
         super().__init__(params, lr, **options)
 
     def _buffer_names(self):
@@ -364,11 +364,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  momentum: float = 0.0, centered: bool = False, **options):
-        self.alpha = _nonneg(alpha, "alpha")
+        self.alpha = float_arg(alpha, "alpha", low=0.0, high=1.0)
         self.eps = _nonneg(eps, "eps")
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
         self.momentum = _nonneg(momentum, "momentum")
-        self.centered = bool(centered)
+        self.centered = flag_arg(centered, "centered")
         super().__init__(params, lr, **options)
 
     def _buffer_names(self):
