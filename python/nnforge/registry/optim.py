@@ -210,7 +210,8 @@ def grad_norm_ref(grads):
 
 def clip_ref(grads, max_norm, eps=1e-6):
     norm = grad_norm_ref(grads)
-    coef = min(1.0, max_norm / (norm + eps))
+    coef = max_norm / (norm + eps)
+    coef = 1.0 if coef >= 1.0 else coef  # a NaN norm gives NaN (torch.clamp), not min()'s 1.0
     return norm, [g * coef for g in grads]
 
 
