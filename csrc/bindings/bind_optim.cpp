@@ -156,7 +156,9 @@ void require_step(int64_t step) {
 }
 
 GradOptions grad_options(double grad_scale, bool maximize, bool zero_grad, bool check_finite) {
-  require_nonneg(grad_scale, "grad_scale");  // finite: clip_coef's factor, or 1 / a loss scale
+  // >= 0 (clip_coef's factor, 1 / a loss scale); inf / NaN pass: check_finite counts them as
+  // a non-finite gradient and skips the step.
+  if (grad_scale < 0.0) throw py::value_error("grad_scale must be >= 0, got " + num(grad_scale));
   GradOptions o;
   o.grad_scale = grad_scale;
   o.maximize = maximize;

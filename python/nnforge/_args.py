@@ -72,8 +72,8 @@ def float_arg(v, name: str, *, low: Optional[float] = None, high: Optional[float
         raise ValueError(f"{where}{name} must be a finite number, got {f!r}")
     if low is not None and not (f > low if low_open else f >= low) or \
             high is not None and not (f < high if high_open else f <= high):
-        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low!r}"
-        hi = "inf)" if high is None else f"{high!r}{')' if high_open else ']'}"
+        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
         raise ValueError(f"{where}{name} must be in {lo}, {hi}, got {f!r}")
     return f
 

@@ -44,7 +44,7 @@ class Augment:
         self.max_shift = int_arg(max_shift, "max_shift", min=0, op="Augment")
         if isinstance(flip, bool):  # flip=True: the usual coin; False: never
             flip = 0.5 if flip else 0.0
-        self.flip = float_arg(flip, "flip", low=0.0, high=1.0, op="Augment")
+        self.flip = float_arg(flip, "flip (a probability)", low=0.0, high=1.0, op="Augment")
         self.seed = None if seed is None else int_arg(seed, "seed", min=0, op="Augment")
         self._rng = None if seed is None else np.random.default_rng(self.seed)
 
