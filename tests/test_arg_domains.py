@@ -42,8 +42,8 @@ def _params(fn):
 
 
 def _scalar_params(fn):
-    """Parameter names a scalar spec must cover: annotated float / int / bool / str
-    (plain or Optional), or defaulting to such a value."""
+    """Parameter names a scalar spec must cover: those annotated float / int / bool / str
+    (plain or Optional; pybind11 builtins show exactly these for Real / Index / Flag / str)."""
     names = []
     for name, ann, _ in _params(fn):
         base = ann.replace("Optional[", "").rstrip("]").strip("'")

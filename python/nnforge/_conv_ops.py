@@ -62,8 +62,9 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, *, stride: Int
     """
     return _core.conv2d_backward(_c(dy, "dy"), _c(x, "x"), _c(w, "w"),
                                  *_geometry(stride, padding, dilation, groups, "conv2d_backward"),
-                                 *(flag_arg(f, n, op="conv2d_backward") for f, n in
-                                   ((need_input, "need_input"), (need_weight, "need_weight"), (need_bias, "need_bias"))))
+                                 flag_arg(need_input, "need_input", op="conv2d_backward"),
+                                 flag_arg(need_weight, "need_weight", op="conv2d_backward"),
+                                 flag_arg(need_bias, "need_bias", op="conv2d_backward"))
 
 
 def conv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], *, stride: IntOr2 = 1,

@@ -39,7 +39,8 @@ def pool2d_output_shape(x_shape, kernel_size: IntPair, stride: Optional[IntPair]
     for windows they would refuse (the formula is the C++ one, pool::output_size)."""
     op = "pool2d_output_shape"
     k, s, p = _window(kernel_size, stride, padding, op)
-    return tuple(_core.pool2d_output_shape(list(shape_arg(x_shape, "x_shape", op=op)), k, s, p, flag_arg(ceil_mode, "ceil_mode", op=op)))
+    return tuple(_core.pool2d_output_shape(list(shape_arg(x_shape, "x_shape", op=op)), k, s, p,
+                                           flag_arg(ceil_mode, "ceil_mode", op=op)))
 
 
 def max_pool2d(x: np.ndarray, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0, *,

@@ -258,7 +258,8 @@ def _real(name, **domain):
 
 
 _GRAD_OPTS = {"maximize": Scalar("maximize", "flag"), "zero_grad": Scalar("zero_grad", "flag"),
-              "check_finite": Scalar("check_finite", "flag"), "grad_scale": _real("grad_scale", low=0.0, nonfinite=True)}
+              "check_finite": Scalar("check_finite", "flag"),
+              "grad_scale": _real("grad_scale", low=0.0, nonfinite=True)}  # check_finite skips inf / NaN
 _ADAM = {"step": Scalar("step", "int", low=1), "lr": _real("lr", low=0.0),
          "beta1": _real("beta1", low=0.0, high=1.0, high_open=True),
          "beta2": _real("beta2", low=0.0, high=1.0, high_open=True), "eps": _real("eps", low=0.0),
