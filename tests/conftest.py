@@ -6,8 +6,16 @@ import secrets
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 import nnforge
+
+# Hypothesis profiles (tests/test_properties.py): "nnforge" keeps the default suite fast;
+# --hypothesis-profile=long runs many more examples. No example database is written.
+_HYPOTHESIS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("nnforge", max_examples=20, **_HYPOTHESIS)
+settings.register_profile("long", max_examples=400, **_HYPOTHESIS)
+settings.load_profile("nnforge")
 
 ISAS = nnforge.available_isas()
 

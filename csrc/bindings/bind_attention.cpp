@@ -12,6 +12,7 @@
 
 #include "bindings/array_arg.h"
 #include "bindings/registry.h"
+#include "bindings/scalar_arg.h"
 #include "common/checks.h"
 #include "cpu/attention/attention.h"
 
@@ -115,9 +116,9 @@ Problem make_problem(const char* op, const ArrayArg& q, const ArrayArg& k, const
   return pr;
 }
 
-py::object attention(const py::object& qo, const py::object& ko, const py::object& vo, bool causal,
-                     const py::object& scale_o, const py::object& mask_o, double dropout_p,
-                     bool return_lse, const py::object& out_o, const py::object& seed_o) {
+py::object attention(const py::object& qo, const py::object& ko, const py::object& vo, Flag causal,
+                     const py::object& scale_o, const py::object& mask_o, Real dropout_p,
+                     Flag return_lse, const py::object& out_o, const py::object& seed_o) {
   const char* op = "attention";
   ArrayArg q = float4(qo, "q", op), k = float4(ko, "k", op), v = float4(vo, "v", op);
   ArrayArg mask;
@@ -145,8 +146,8 @@ py::object attention(const py::object& qo, const py::object& ko, const py::objec
 
 py::tuple attention_backward(const py::object& douto, const py::object& qo, const py::object& ko,
                              const py::object& vo, const py::object& outo, const py::object& lseo,
-                             bool causal, const py::object& scale_o, const py::object& mask_o,
-                             double dropout_p, const py::object& seed_o) {
+                             Flag causal, const py::object& scale_o, const py::object& mask_o,
+                             Real dropout_p, const py::object& seed_o) {
   const char* op = "attention_backward";
   ArrayArg q = float4(qo, "q", op), k = float4(ko, "k", op), v = float4(vo, "v", op);
   ArrayArg dout = float4(douto, "dout", op), out = float4(outo, "out", op);

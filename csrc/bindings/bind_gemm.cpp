@@ -3,12 +3,14 @@
 //
 //   a: (m, k) or (B, m, k)   b: (k, n) or (B, k, n)   bias: (n,)
 //   out: (m, n) when a and b are 2-D, else (B, m, n); B broadcasts from 1 like numpy.matmul.
+#include <cmath>
 #include <pybind11/stl.h>
 
 #include <string>
 
 #include "bindings/array_arg.h"
 #include "bindings/registry.h"
+#include "bindings/scalar_arg.h"
 #include "common/checks.h"
 #include "cpu/gemm/gemm_batched.h"
 #include "cpu/gemm/gemm_variants.h"
@@ -30,7 +32,11 @@ Activation parse_activation(const py::object& obj) {
 }
 
 py::object matmul(const py::object& a_obj, const py::object& b_obj, const py::object& out_obj,
-                  double alpha, double beta, const py::object& bias_obj, const py::object& act_obj) {
+                  Real alpha, Real beta, const py::object& bias_obj, const py::object& act_obj) {
+  // Checked after narrowing to the kernel's float32: 1e39 is finite in double only.
+  if (!std::isfinite(float(alpha)) || !std::isfinite(float(beta)))
+    throw py::value_error("matmul: alpha and beta must be finite in float32, got alpha=" + std::to_string(double(alpha)) +
+                          ", beta=" + std::to_string(double(beta)));
   const char* op = "matmul";
   ArrayArg a = ArrayArg::from_python(a_obj, "a", op);
   ArrayArg b = ArrayArg::from_python(b_obj, "b", op);

@@ -9,6 +9,7 @@
 
 #include "bindings/array_arg.h"
 #include "bindings/registry.h"
+#include "bindings/scalar_arg.h"
 #include "common/checks.h"
 #include "cpu/nn/nn_kernels.h"
 
@@ -143,8 +144,8 @@ py::object softmax_backward_impl(const py::object& yo, const py::object& dyo, co
 
 // ---- cross entropy ------------------------------------------------------------
 py::object cross_entropy(const py::object& logits_o, const py::object& labels_o,
-                         const py::object& weight_o, double smoothing,
-                         const std::string& reduction_s, bool return_grad, const py::object& out) {
+                         const py::object& weight_o, Real smoothing,
+                         const std::string& reduction_s, Flag return_grad, const py::object& out) {
   const char* op = "cross_entropy";
   ArrayArg z = float_input(logits_o, "logits", op);
   z.ndim_in(2, 2);
@@ -238,7 +239,7 @@ float checked_slope(double s) {
 
 // ---- layer norm -----------------------------------------------------------------
 py::tuple layer_norm(const py::object& xo, const py::object& gamma_o, const py::object& beta_o,
-                     double eps) {
+                     Real eps) {
   const char* op = "layer_norm";
   ArrayArg x = float_input(xo, "x", op);
   const RowLayout lx = row_layout(x);
@@ -310,8 +311,8 @@ NCS ncs_layout(ArrayArg& x) {
 }
 
 py::tuple batch_norm(const py::object& xo, const py::object& gamma_o, const py::object& beta_o,
-                     const py::object& rm_o, const py::object& rv_o, bool training, double momentum,
-                     double eps) {
+                     const py::object& rm_o, const py::object& rv_o, Flag training, Real momentum,
+                     Real eps) {
   const char* op = "batch_norm";
   ArrayArg x = float_input(xo, "x", op);
   const NCS d = ncs_layout(x);
@@ -352,7 +353,7 @@ py::tuple batch_norm(const py::object& xo, const py::object& gamma_o, const py::
 }
 
 py::tuple batch_norm_backward(const py::object& dyo, const py::object& xo, const py::object& gamma_o,
-                              const py::object& mean_o, const py::object& rstd_o, bool training) {
+                              const py::object& mean_o, const py::object& rstd_o, Flag training) {
   const char* op = "batch_norm_backward";
   ArrayArg x = float_input(xo, "x", op);
   ArrayArg dy = float_input(dyo, "dy", op);
@@ -383,8 +384,9 @@ double checked_p(double p) {
   return p;
 }
 
-py::tuple dropout(const py::object& xo, double p_d, const py::int_& seed_o) {
+py::tuple dropout(const py::object& xo, Real p_d, const py::int_& seed_o) {
   const char* op = "dropout";
+  if (py::isinstance<py::bool_>(seed_o)) throw py::type_error("dropout: seed must be an int, got bool");
   ArrayArg x = float_input(xo, "x", op);
   x.c_contiguous();
   const double p = checked_p(p_d);
@@ -405,7 +407,7 @@ py::tuple dropout(const py::object& xo, double p_d, const py::int_& seed_o) {
   return py::make_tuple(y.result(), mask.result());
 }
 
-py::object dropout_backward(const py::object& dyo, const py::object& mask_o, double p_d,
+py::object dropout_backward(const py::object& dyo, const py::object& mask_o, Real p_d,
                             const py::object& out) {
   const char* op = "dropout_backward";
   ArrayArg dy = float_input(dyo, "dy", op);
@@ -427,7 +429,7 @@ py::object dropout_backward(const py::object& dyo, const py::object& mask_o, dou
 }
 
 // ---- reductions -------------------------------------------------------------------
-py::object sum_rows(const py::object& xo, const py::object& out, bool accumulate) {
+py::object sum_rows(const py::object& xo, const py::object& out, Flag accumulate) {
   const char* op = "sum_rows";
   ArrayArg x = float_input(xo, "x", op);
   x.ndim_in(2, 2);
@@ -444,8 +446,8 @@ py::object sum_rows(const py::object& xo, const py::object& out, bool accumulate
   return o.result();
 }
 
-py::object embedding_backward(const py::object& idx_o, const py::object& dyo, int64_t num_embeddings,
-                              const py::object& out, bool accumulate) {
+py::object embedding_backward(const py::object& idx_o, const py::object& dyo, Index num_embeddings,
+                              const py::object& out, Flag accumulate) {
   const char* op = "embedding_backward";
   ArrayArg idx = index_input(idx_o, "indices", op);
   IndexRef ir = index_ref(idx);
@@ -496,10 +498,10 @@ void bind_nn(py::module_& m) {
         [](py::object dy, py::object y, py::object out) { return eltwise2(EltOp::relu_backward, "relu_backward", dy, y, "y", out, 0.f); },
         "dy"_a, "y"_a, "out"_a = none);
   m.def("leaky_relu",
-        [](py::object x, double s, py::object out) { return eltwise1(EltOp::leaky_relu, "leaky_relu", x, out, checked_slope(s)); },
+        [](py::object x, Real s, py::object out) { return eltwise1(EltOp::leaky_relu, "leaky_relu", x, out, checked_slope(s)); },
         "x"_a, "negative_slope"_a = 0.01, "out"_a = none);
   m.def("leaky_relu_backward",
-        [](py::object dy, py::object x, double s, py::object out) {
+        [](py::object dy, py::object x, Real s, py::object out) {
           return eltwise2(EltOp::leaky_relu_backward, "leaky_relu_backward", dy, x, "x", out, checked_slope(s));
         },
         "dy"_a, "x"_a, "negative_slope"_a = 0.01, "out"_a = none);

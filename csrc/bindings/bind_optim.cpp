@@ -11,6 +11,7 @@
 
 #include "bindings/array_arg.h"
 #include "bindings/registry.h"
+#include "bindings/scalar_arg.h"
 #include "common/checks.h"
 #include "cpu/optim/optim.h"
 
@@ -155,6 +156,9 @@ void require_step(int64_t step) {
 }
 
 GradOptions grad_options(double grad_scale, bool maximize, bool zero_grad, bool check_finite) {
+  // >= 0 (clip_coef's factor, 1 / a loss scale); inf / NaN pass: check_finite counts them as
+  // a non-finite gradient and skips the step.
+  if (grad_scale < 0.0) throw py::value_error("grad_scale must be >= 0, got " + num(grad_scale));
   GradOptions o;
   o.grad_scale = grad_scale;
   o.maximize = maximize;
@@ -164,14 +168,14 @@ GradOptions grad_options(double grad_scale, bool maximize, bool zero_grad, bool 
 }
 
 // ---- steps --------------------------------------------------------------------------
-bool sgd_step(py::object params, py::object grads, py::object momentum_buffers, double lr,
-              int64_t step, double momentum, double dampening, double weight_decay, bool nesterov,
-              bool maximize, double grad_scale, bool zero_grad, bool check_finite) {
+bool sgd_step(py::object params, py::object grads, py::object momentum_buffers, Real lr,
+              Index step, Real momentum, Real dampening, Real weight_decay, Flag nesterov,
+              Flag maximize, Real grad_scale, Flag zero_grad, Flag check_finite) {
   require_nonneg(lr, "lr");
   require_step(step);
   require_nonneg(momentum, "momentum");
   require_nonneg(weight_decay, "weight_decay");
-  if (!std::isfinite(dampening)) throw py::value_error("dampening must be finite");
+  require_range(dampening, "dampening", 0.0, 1.0, false);
   if (nesterov && (momentum <= 0.0 || dampening != 0.0))
     throw py::value_error("nesterov requires momentum > 0 and dampening == 0, got momentum=" +
                           num(momentum) + " dampening=" + num(dampening));
@@ -211,25 +215,25 @@ bool adam_impl(py::object params, py::object grads, py::object exp_avgs, py::obj
 }
 
 bool adam_step(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
-               py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2,
-               double eps, double weight_decay, bool amsgrad, bool maximize, double grad_scale,
-               bool zero_grad, bool check_finite) {
+               py::object max_exp_avg_sqs, Index step, Real lr, Real beta1, Real beta2,
+               Real eps, Real weight_decay, Flag amsgrad, Flag maximize, Real grad_scale,
+               Flag zero_grad, Flag check_finite) {
   return adam_impl(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
                    eps, weight_decay, amsgrad, maximize, grad_scale, zero_grad, check_finite, false);
 }
 
 bool adamw_step(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
-                py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2,
-                double eps, double weight_decay, bool amsgrad, bool maximize, double grad_scale,
-                bool zero_grad, bool check_finite) {
+                py::object max_exp_avg_sqs, Index step, Real lr, Real beta1, Real beta2,
+                Real eps, Real weight_decay, Flag amsgrad, Flag maximize, Real grad_scale,
+                Flag zero_grad, Flag check_finite) {
   return adam_impl(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
                    eps, weight_decay, amsgrad, maximize, grad_scale, zero_grad, check_finite, true);
 }
 
 bool rmsprop_step(py::object params, py::object grads, py::object square_avgs,
-                  py::object momentum_buffers, py::object grad_avgs, double lr, double alpha,
-                  double eps, double weight_decay, double momentum, bool centered, bool maximize,
-                  double grad_scale, bool zero_grad, bool check_finite) {
+                  py::object momentum_buffers, py::object grad_avgs, Real lr, Real alpha,
+                  Real eps, Real weight_decay, Real momentum, Flag centered, Flag maximize,
+                  Real grad_scale, Flag zero_grad, Flag check_finite) {
   require_nonneg(lr, "lr");
   require_range(alpha, "alpha", 0.0, 1.0, false);
   require_nonneg(eps, "eps");
@@ -250,9 +254,9 @@ bool rmsprop_step(py::object params, py::object grads, py::object square_avgs,
   return optim::rmsprop_step(c.tensors, h, o);
 }
 
-bool adagrad_step(py::object params, py::object grads, py::object state_sums, int64_t step,
-                  double lr, double lr_decay, double weight_decay, double eps, bool maximize,
-                  double grad_scale, bool zero_grad, bool check_finite) {
+bool adagrad_step(py::object params, py::object grads, py::object state_sums, Index step,
+                  Real lr, Real lr_decay, Real weight_decay, Real eps, Flag maximize,
+                  Real grad_scale, Flag zero_grad, Flag check_finite) {
   require_step(step);
   require_nonneg(lr, "lr");
   require_nonneg(lr_decay, "lr_decay");
@@ -273,7 +277,7 @@ double grad_norm(py::object grads) {
   return optim::grad_norm(c.tensors);
 }
 
-double clip_grad_norm(py::object grads, double max_norm, double eps) {
+double clip_grad_norm(py::object grads, Real max_norm, Real eps) {
   require_nonneg(max_norm, "max_norm");
   require_nonneg(eps, "eps");
   Collected c = collect("clip_grad_norm", {"grads", grads, true, -2}, {});
@@ -281,14 +285,17 @@ double clip_grad_norm(py::object grads, double max_norm, double eps) {
   return optim::clip_grad_norm(c.tensors, max_norm, eps);
 }
 
-double clip_coef(double norm, double max_norm, double eps) {
+double clip_coef(Real norm, Real max_norm, Real eps) {
+  // A norm is >= 0; inf and NaN (non-finite gradients) propagate into the factor as in torch.
+  if (norm < 0.0) throw py::value_error("norm must be >= 0 (a gradient norm), got " + num(norm));
   require_nonneg(max_norm, "max_norm");
   require_nonneg(eps, "eps");
   return optim::clip_coef(norm, max_norm, eps);
 }
 
-void stream_triad(py::object ao, py::object bo, py::object co, double s) {
+void stream_triad(py::object ao, py::object bo, py::object co, Real s) {
   const char* op = "stream_triad";
+  if (!std::isfinite(double(s))) throw py::value_error("stream_triad: s must be finite, got " + num(s));
   ArrayArg a = checked_item(ao, "a", true, op), b = checked_item(bo, "b", false, op),
            c = checked_item(co, "c", false, op);
   a.ndim_in(1, 1);

@@ -3,7 +3,13 @@
 TypeError: the argument has the wrong type (a float where an int is needed, a bool, a
 string, a list where an array is needed, a dtype we do not convert). ValueError: the
 type is right but the value is not (a pair of length 3, a stride of 0, a negative
-padding, an axis out of range). Nothing is silently "fixed": 2.0 is not an int.
+padding, an axis out of range, a NaN or a number outside its domain). Nothing is
+silently "fixed": 2.0 is not an int, True is not a size and 1.0 is not a flag's True.
+
+Scalars: `int_arg` (sizes, seeds: Python or NumPy integers, never bool or float),
+`float_arg` (real numbers, never bool or str; NaN always refused, inf only where the
+domain says so; bounds open or closed), `flag_arg` (bool or numpy.bool_ only),
+`choice_arg` (one of a few strings).
 
 Arrays: `as_ndarray` is the one place where non-NumPy arrays enter. It takes, without a
 copy, a NumPy array, any object exporting DLPack on the CPU (torch / JAX CPU tensors) or
@@ -12,13 +18,14 @@ The C++ bindings call it too (csrc/bindings/array_arg.h), so the rule is written
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["as_ndarray", "int_arg", "int_pair", "padding4", "shape_arg", "axis_arg",
-           "c_contiguous", "rows_layout"]
+__all__ = ["as_ndarray", "int_arg", "int_pair", "padding4", "shape_arg", "axis_arg", "float_arg",
+           "flag_arg", "choice_arg", "c_contiguous", "rows_layout"]
 
 IntOrPair = Union[int, Sequence[int]]
 
@@ -50,6 +57,43 @@ def int_arg(v, name: str, *, min: Optional[int] = None, op: str = "") -> int:
     if abs(i) >= _MAX_INT_ARG:
         raise ValueError(f"{where}{name} {i} is out of range")
     return i
+
+
+def float_arg(v, name: str, *, low: Optional[float] = None, high: Optional[float] = None,
+              low_open: bool = False, high_open: bool = False, allow_inf: bool = False, op: str = "") -> float:
+    """A real number (Python or NumPy int / float, never bool, str or complex) in the domain
+    low <= v <= high (< where *_open; None = unbounded). NaN is always refused; +-inf only
+    with allow_inf (and then still against the bounds)."""
+    where = f"{op}: " if op else ""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{where}{name} must be a real number, got {_type_name(v)} {v!r}")
+    f = float(v)
+    if math.isnan(f) or (math.isinf(f) and not allow_inf):
+        raise ValueError(f"{where}{name} must be a finite number, got {f!r}")
+    if low is not None and not (f > low if low_open else f >= low) or \
+            high is not None and not (f < high if high_open else f <= high):
+        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{where}{name} must be in {lo}, {hi}, got {f!r}")
+    return f
+
+
+def flag_arg(v, name: str, *, op: str = "") -> bool:
+    """A bool (or numpy.bool_); 0, 1, None and strings are refused, not truth-tested."""
+    if not isinstance(v, (bool, np.bool_)):
+        where = f"{op}: " if op else ""
+        raise TypeError(f"{where}{name} must be a bool, got {_type_name(v)} {v!r}")
+    return bool(v)
+
+
+def choice_arg(v, name: str, choices: Sequence[str], *, op: str = "") -> str:
+    """One of `choices` (strings)."""
+    where = f"{op}: " if op else ""
+    if not isinstance(v, str):
+        raise TypeError(f"{where}{name} must be one of {list(choices)}, got {_type_name(v)} {v!r}")
+    if v not in choices:
+        raise ValueError(f"{where}{name} must be one of {list(choices)}, got {v!r}")
+    return v
 
 
 def int_pair(v, name: str, *, min: Optional[int] = None, op: str = "") -> Tuple[int, int]:

@@ -7,6 +7,7 @@ import os
 from typing import Iterable, Iterator
 
 from . import _core
+from ._args import int_arg
 
 
 def get_isa() -> str:
@@ -96,9 +97,7 @@ def get_num_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Threads used by every kernel (default: OMP_NUM_THREADS, else the CPUs this
     process may run on, capped by a cgroup CPU quota)."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads expects an int, got {type(n).__name__}")
-    _core.set_num_threads(n)
+    _core.set_num_threads(int_arg(n, "n", min=1, op="set_num_threads"))
 
 
 def config() -> dict:

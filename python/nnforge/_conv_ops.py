@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._args import c_contiguous as _c, int_arg, int_pair, padding4, shape_arg
+from ._args import c_contiguous as _c, flag_arg, int_arg, int_pair, padding4, shape_arg
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_output_shape", "conv2d_algorithm"]
 
@@ -62,7 +62,9 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, *, stride: Int
     """
     return _core.conv2d_backward(_c(dy, "dy"), _c(x, "x"), _c(w, "w"),
                                  *_geometry(stride, padding, dilation, groups, "conv2d_backward"),
-                                 bool(need_input), bool(need_weight), bool(need_bias))
+                                 flag_arg(need_input, "need_input", op="conv2d_backward"),
+                                 flag_arg(need_weight, "need_weight", op="conv2d_backward"),
+                                 flag_arg(need_bias, "need_bias", op="conv2d_backward"))
 
 
 def conv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], *, stride: IntOr2 = 1,

@@ -141,12 +141,13 @@ def layer_norm(x, gamma, beta, eps: float = 1e-5):
 
     gamma, beta: (D,) or None.
     """
-    return _core.layer_norm(rows_layout(x, "x"), gamma, beta, eps)
+    return _core.layer_norm(rows_layout(x, "x"), c_contiguous(gamma, "gamma"), c_contiguous(beta, "beta"), eps)
 
 
 def layer_norm_backward(dy, x, gamma, mean, rstd):
     """Returns (dx, dgamma, dbeta); dgamma and dbeta are None when gamma is None."""
-    return _core.layer_norm_backward(rows_layout(dy, "dy"), rows_layout(x, "x"), gamma, mean, rstd)
+    return _core.layer_norm_backward(rows_layout(dy, "dy"), rows_layout(x, "x"), c_contiguous(gamma, "gamma"),
+                                     mean, rstd)
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, *, training: bool,

@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from ._args import c_contiguous, int_pair, shape_arg
+from ._args import c_contiguous, flag_arg, int_pair, shape_arg
 
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
            "max_pool2d", "max_pool2d_backward", "pool2d_output_shape"]
@@ -39,7 +39,8 @@ def pool2d_output_shape(x_shape, kernel_size: IntPair, stride: Optional[IntPair]
     for windows they would refuse (the formula is the C++ one, pool::output_size)."""
     op = "pool2d_output_shape"
     k, s, p = _window(kernel_size, stride, padding, op)
-    return tuple(_core.pool2d_output_shape(list(shape_arg(x_shape, "x_shape", op=op)), k, s, p, bool(ceil_mode)))
+    return tuple(_core.pool2d_output_shape(list(shape_arg(x_shape, "x_shape", op=op)), k, s, p,
+                                           flag_arg(ceil_mode, "ceil_mode", op=op)))
 
 
 def max_pool2d(x: np.ndarray, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0, *,
@@ -50,7 +51,8 @@ def max_pool2d(x: np.ndarray, kernel_size: IntPair, stride: Optional[IntPair] = 
     the first maximum in row-major window order and NaN propagates.
     """
     k, s, p = _window(kernel_size, stride, padding, "max_pool2d")
-    return _core.max_pool2d(c_contiguous(x, "x"), k, s, p, bool(ceil_mode), bool(return_indices))
+    return _core.max_pool2d(c_contiguous(x, "x"), k, s, p, flag_arg(ceil_mode, "ceil_mode", op="max_pool2d"),
+                            flag_arg(return_indices, "return_indices", op="max_pool2d"))
 
 
 def max_pool2d_backward(dy: np.ndarray, indices: np.ndarray, x_shape: Sequence[int]) -> np.ndarray:
@@ -65,7 +67,8 @@ def avg_pool2d(x: np.ndarray, kernel_size: IntPair, stride: Optional[IntPair] = 
     """Mean over each window of x (N, C, H, W) -> (N, C, Ho, Wo); divisor as torch (count_include_pad:
     the window clipped to the padded input; otherwise the real elements it covers)."""
     k, s, p = _window(kernel_size, stride, padding, "avg_pool2d")
-    return _core.avg_pool2d(c_contiguous(x, "x"), k, s, p, bool(ceil_mode), bool(count_include_pad))
+    return _core.avg_pool2d(c_contiguous(x, "x"), k, s, p, flag_arg(ceil_mode, "ceil_mode", op="avg_pool2d"),
+                            flag_arg(count_include_pad, "count_include_pad", op="avg_pool2d"))
 
 
 def avg_pool2d_backward(dy: np.ndarray, x_shape: Sequence[int], kernel_size: IntPair,
@@ -74,7 +77,8 @@ def avg_pool2d_backward(dy: np.ndarray, x_shape: Sequence[int], kernel_size: Int
     """dx (x_shape): each dy spread evenly (dy / divisor) over its window."""
     k, s, p = _window(kernel_size, stride, padding, "avg_pool2d_backward")
     return _core.avg_pool2d_backward(c_contiguous(dy, "dy"), _x_shape(x_shape, "avg_pool2d_backward"), k, s, p,
-                                     bool(ceil_mode), bool(count_include_pad))
+                                     flag_arg(ceil_mode, "ceil_mode", op="avg_pool2d_backward"),
+                                     flag_arg(count_include_pad, "count_include_pad", op="avg_pool2d_backward"))
 
 
 def global_avg_pool2d(x: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from . import _random
+from ._args import flag_arg, float_arg, int_arg
 from .data_augment import Augment
 
 __all__ = ["Augment", "Standardizer", "batches", "kfold", "load_digits", "load_mnist", "num_batches", "read_idx",
@@ -54,9 +55,7 @@ def _as_generator(rng) -> np.random.Generator:
 
 
 def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+    return int_arg(batch_size, "batch_size", min=1)
 
 
 def _same_length(arrays: Sequence[np.ndarray]) -> int:
@@ -72,6 +71,8 @@ def _same_length(arrays: Sequence[np.ndarray]) -> int:
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     batch_size = _check_batch_size(batch_size)
+    n = int_arg(n, "n", min=0)
+    drop_last = flag_arg(drop_last, "drop_last")
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
@@ -121,6 +122,7 @@ def batches(*arrays: np.ndarray, batch_size: int = 32, shuffle: bool = False, dr
     up to world_size - 1 samples per epoch are dropped); always gathered copies.
     """
     batch_size = _check_batch_size(batch_size)
+    shuffle, drop_last = flag_arg(shuffle, "shuffle"), flag_arg(drop_last, "drop_last")
     arrays = tuple(np.asarray(a) for a in arrays)
     n = _same_length(arrays)
     part = _shard_spec(shard)
@@ -139,9 +141,7 @@ def batches(*arrays: np.ndarray, batch_size: int = 32, shuffle: bool = False, dr
 
 
 def _check_fraction(value, name: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
-    return float(value)
+    return float_arg(value, name, low=0.0, high=1.0, high_open=True)
 
 
 def train_val_test_split(*arrays: np.ndarray, val_fraction: float = 0.1, test_fraction: float = 0.1,
@@ -190,10 +190,10 @@ def kfold(n: int, k: int = 5, shuffle: bool = True, rng=None,
     """Yield (train_idx, val_idx) for k folds over n samples (scikit-learn's KFold, or
     StratifiedKFold with stratify=labels); every sample is in exactly one validation fold
     (fold sizes differ by at most one)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise ValueError(f"k must be an int >= 2, got {k!r}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < k:
+    k = int_arg(k, "k", min=2, op="kfold")
+    if int_arg(n, "n", op="kfold") < k:
         raise ValueError(f"kfold needs n >= k samples, got n={n!r}, k={k}")
+    shuffle = flag_arg(shuffle, "shuffle", op="kfold")
     ms = _sklearn("sklearn.model_selection", "kfold")
     seed = _seed_from(_as_generator(rng)) if shuffle else None
     idx = np.arange(int(n))
@@ -217,7 +217,7 @@ class Standardizer:
     """
 
     def __init__(self, eps: float = 1e-8):
-        self.eps = float(eps)
+        self.eps = float_arg(eps, "eps", low=0.0)
         self.mean: Optional[np.ndarray] = None
         self.std: Optional[np.ndarray] = None
 

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from . import _random
-from ._args import int_arg
+from ._args import float_arg, int_arg
 
 __all__ = ["Augment"]
 
@@ -42,13 +42,9 @@ class Augment:
     def __init__(self, crop_padding: int = 0, flip=0.0, max_shift: int = 0, seed: Optional[int] = None):
         self.crop_padding = int_arg(crop_padding, "crop_padding", min=0, op="Augment")
         self.max_shift = int_arg(max_shift, "max_shift", min=0, op="Augment")
-        if flip is True:
-            flip = 0.5
-        if isinstance(flip, bool) or not isinstance(flip, (int, float)):
-            raise TypeError(f"Augment: flip must be a probability or a bool, got {type(flip).__name__} {flip!r}")
-        if not 0.0 <= flip <= 1.0:
-            raise ValueError(f"Augment: flip must be a probability in [0, 1], got {flip!r}")
-        self.flip = float(flip)
+        if isinstance(flip, bool):  # flip=True: the usual coin; False: never
+            flip = 0.5 if flip else 0.0
+        self.flip = float_arg(flip, "flip (a probability)", low=0.0, high=1.0, op="Augment")
         self.seed = None if seed is None else int_arg(seed, "seed", min=0, op="Augment")
         self._rng = None if seed is None else np.random.default_rng(self.seed)
 

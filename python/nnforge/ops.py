@@ -9,6 +9,15 @@ the one rule, used by the wrappers and by the C++ ArrayArg builder alike).
 
 Each function validates its inputs in the compiled binding (clear TypeError /
 ValueError naming shapes and dtypes), releases the GIL and runs the kernel.
+
+Arguments: TypeError for a wrong type or dtype (bool or 2.0 for a size, 1 for a flag, a
+list for an array), ValueError for a wrong shape or a value outside its domain (a window
+of 0, a negative eps, NaN for a hyper-parameter); nothing is silently converted.
+
+NaN and inf propagate as PyTorch propagates them: an output is NaN exactly where the
+float64 reference evaluation is NaN and +-inf where it is +-inf (relu(NaN) = NaN, also in
+the fused matmul / conv2d epilogues; a max-pool window with NaN gives NaN; a softmax row
+with NaN is NaN). tests/test_nan_rule.py checks it on every ISA path.
 """
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from ._args import float_arg, int_arg
+
 __all__ = ["ByteTokenizer", "CharTokenizer", "TextStream", "TextWindows", "load_corpus", "tokenizer_from_json",
            "train_val_split"]
 
@@ -106,8 +108,7 @@ def train_val_split(ids, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndar
     """First (1 - val_fraction) of the ids for training, the rest for validation
     (contiguous, as nanoGPT does: windows never straddle the two)."""
     ids = np.asarray(ids)
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    val_fraction = float_arg(val_fraction, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
     cut = int(round(len(ids) * (1.0 - val_fraction)))
     if cut < 2 or len(ids) - cut < 2:
         raise ValueError(f"{len(ids)} tokens are too few to split with val_fraction={val_fraction}")
@@ -121,9 +122,7 @@ class TextWindows:
 
     def __init__(self, ids, context: int, seed: Optional[int] = None):
         self.ids = np.ascontiguousarray(ids, dtype=np.int64)
-        self.context = int(context)
-        if self.context < 1:
-            raise ValueError(f"context must be >= 1, got {context!r}")
+        self.context = int_arg(context, "context", min=1, op="TextWindows")
         if self.ids.ndim != 1 or len(self.ids) < self.context + 1:
             raise ValueError(f"TextWindows needs a 1-D stream of more than context={self.context} tokens, "
                              f"got shape {self.ids.shape}")
@@ -139,7 +138,7 @@ class TextWindows:
         self.rng.bit_generator.state = state
 
     def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        starts = self.rng.integers(0, len(self.ids) - self.context, size=int(batch_size))
+        starts = self.rng.integers(0, len(self.ids) - self.context, size=int_arg(batch_size, "batch_size", min=0))
         w = self.ids[starts[:, None] + self._offsets]              # (n, context + 1)
         return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
 
@@ -155,10 +154,8 @@ class TextStream:
 
     def __init__(self, ids, context: int, batch_size: int, seed: Optional[int] = None):
         self.ids = np.ascontiguousarray(ids, dtype=np.int64)
-        self.context = int(context)
-        self.batch_size = int(batch_size)
-        if self.context < 1 or self.batch_size < 1:
-            raise ValueError(f"context and batch_size must be >= 1, got {context!r}, {batch_size!r}")
+        self.context = int_arg(context, "context", min=1)
+        self.batch_size = int_arg(batch_size, "batch_size", min=1)
         if self.ids.ndim != 1 or self._windows(self.context - 1) < 1:
             raise ValueError(f"TextStream needs a 1-D stream of at least (batch_size + 1) * context = "
                              f"{(self.batch_size + 1) * self.context} tokens (batch_size={self.batch_size}, "
@@ -181,7 +178,7 @@ class TextStream:
         self._offset, self._next = int(state["offset"]), state["next"]
 
     def batch(self, batch_size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-        if batch_size is not None and int(batch_size) != self.batch_size:
+        if batch_size is not None and int_arg(batch_size, "batch_size", min=1) != self.batch_size:
             raise ValueError(f"this TextStream has {self.batch_size} rows, asked for a batch of {batch_size}")
         self.restarted = self._next is None or self._next >= self._windows(self._offset)
         if self.restarted:

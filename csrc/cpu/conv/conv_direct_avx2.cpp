@@ -20,7 +20,7 @@ struct V {
   static V load(const float* p) { return {_mm256_loadu_ps(p)}; }
   static V fma(V a, V b, V c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static V add(V a, V b) { return {_mm256_add_ps(a.v, b.v)}; }
-  static V relu(V a) { return {_mm256_max_ps(a.v, _mm256_setzero_ps())}; }
+  static V relu(V a) { return {_mm256_max_ps(_mm256_setzero_ps(), a.v)}; }  // 2nd operand on NaN: keeps NaN
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   float hsum() const {  // fixed order: (lo + hi) pairwise
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

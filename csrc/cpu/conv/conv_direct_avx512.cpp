@@ -25,7 +25,7 @@ struct V {
   static V load(const float* p) { return {_mm512_loadu_ps(p)}; }
   static V fma(V a, V b, V c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
   static V add(V a, V b) { return {_mm512_add_ps(a.v, b.v)}; }
-  static V relu(V a) { return {_mm512_max_ps(a.v, _mm512_setzero_ps())}; }
+  static V relu(V a) { return {_mm512_max_ps(_mm512_setzero_ps(), a.v)}; }  // 2nd operand on NaN: keeps NaN
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   float hsum() const {  // fixed order: halves pairwise
     __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),

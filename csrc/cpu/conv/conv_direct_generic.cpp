@@ -50,7 +50,7 @@ struct V {
   }
   static V relu(V a) {
     V r;
-    for (int i = 0; i < N; ++i) r.v[i] = a.v[i] > 0.0f ? a.v[i] : 0.0f;
+    for (int i = 0; i < N; ++i) r.v[i] = a.v[i] < 0.0f ? 0.0f : a.v[i];  // NaN passes
     return r;
   }
   void store(float* p) const {

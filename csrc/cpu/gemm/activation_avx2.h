@@ -79,7 +79,7 @@ static inline __m256 gelu_erf_ps(__m256 x) {
 // act: 0 none, 1 relu, 2 gelu_tanh, 3 gelu_erf (nnf::Activation).
 static inline __m256 activate_ps(__m256 v, int act) {
   switch (act) {
-    case 1: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case 1: return _mm256_max_ps(_mm256_setzero_ps(), v);  // max_ps returns its 2nd operand for NaN
     case 2: return gelu_tanh_ps(v);
     case 3: return gelu_erf_ps(v);
     default: return v;

@@ -77,7 +77,7 @@ static inline __m512 gelu_erf_ps(__m512 x) {
 // act: 0 none, 1 relu, 2 gelu_tanh, 3 gelu_erf (nnf::Activation).
 static inline __m512 activate_ps(__m512 v, int act) {
   switch (act) {
-    case 1: return _mm512_max_ps(v, _mm512_setzero_ps());
+    case 1: return _mm512_max_ps(_mm512_setzero_ps(), v);  // max_ps returns its 2nd operand for NaN
     case 2: return gelu_tanh_ps(v);
     case 3: return gelu_erf_ps(v);
     default: return v;

@@ -33,7 +33,7 @@ void eltwise_range(EltOp op, const float* a, const float* b, float param, float*
   switch (op) {
     case EltOp::relu:
 #pragma omp simd
-      for (int64_t i = lo; i < hi; ++i) out[i] = a[i] > 0.0f ? a[i] : 0.0f;
+      for (int64_t i = lo; i < hi; ++i) out[i] = a[i] < 0.0f ? 0.0f : a[i];  // NaN passes (torch)
       break;
     case EltOp::relu_backward:
 #pragma omp simd

@@ -180,7 +180,8 @@ void batch_norm(int64_t n, int64_t c, int64_t s, const float* x, const float* ga
     for (size_t k = 0; k < cs; ++k) {
       const double dm = s1[k] / double(m);
       const double mean = double(mean_f[k]) + dm;
-      const double var = std::max(0.0, s2[k] / double(m) - dm * dm);
+      const double v = s2[k] / double(m) - dm * dm;
+      const double var = v < 0.0 ? 0.0 : v;  // rounding can dip below 0; NaN stays NaN (not std::max)
       save_mean[k] = float(mean);
       save_rstd[k] = float(1.0 / std::sqrt(var + double(eps)));
       if (running_mean)

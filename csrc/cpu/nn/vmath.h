@@ -47,7 +47,9 @@ NNF_VM_INLINE float vm_exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  const float scale = vm_from_bits((ni + 127) << 23);
+  // Unsigned shift: for NaN x, ni is meaningless and a signed shift would overflow (UB; found by
+  // .ci/sanitize); p is NaN then, so the result is NaN whatever the scale.
+  const float scale = vm_from_bits(int32_t(uint32_t(ni + 127) << 23));
   const float res = p * scale;
   return x < lo ? 0.0f : res;
 }

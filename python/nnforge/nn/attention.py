@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _random, ops
+from .._args import flag_arg, float_arg
 from ._checks import _check_grad, _float32_input, _need_forward, _positive_int
 from .module import Module, Parameter
 
@@ -57,11 +58,9 @@ class MultiheadAttention(Module):
             raise ValueError(f"embed_dim {self.embed_dim} is not a multiple of num_heads {self.num_heads}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.head_dim = self.embed_dim // self.num_heads
-        self.causal = bool(causal)
-        self.dropout = float(dropout)
+        self.causal = flag_arg(causal, "causal", op="MultiheadAttention")
+        self.dropout = float_arg(dropout, "dropout", low=0.0, high=1.0, high_open=True, op="MultiheadAttention")
         e, d = self.embed_dim, self.head_dim
         width = (self.num_heads + 2 * self.num_kv_heads) * d
         gen = _random.generator()

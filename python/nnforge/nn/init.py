@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .._args import float_arg, int_arg, shape_arg
 from .._random import generator
 
 __all__ = ["calculate_gain", "fans", "kaiming_normal", "kaiming_uniform", "ones", "uniform",
@@ -20,10 +21,10 @@ __all__ = ["calculate_gain", "fans", "kaiming_normal", "kaiming_uniform", "ones"
 
 
 def _shape(shape) -> tuple[int, ...]:
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if not shape or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in shape):
+    dims = shape_arg((shape,) if isinstance(shape, (int, np.integer)) else shape, "shape")
+    if not dims:
         raise ValueError(f"shape must be a non-empty tuple of non-negative ints, got {shape!r}")
-    return tuple(int(s) for s in shape)
+    return dims
 
 
 def fans(shape: Sequence[int]) -> tuple[int, int]:
@@ -46,7 +47,7 @@ def calculate_gain(nonlinearity: str, param: Optional[float] = None) -> float:
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else float(param)
+        slope = 0.01 if param is None else float_arg(param, "param", op="calculate_gain")
         return math.sqrt(2.0 / (1.0 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4.0
@@ -55,8 +56,8 @@ def calculate_gain(nonlinearity: str, param: Optional[float] = None) -> float:
 
 def _fan(shape, mode, fan_in, fan_out) -> int:
     fi, fo = fans(shape)
-    fi = fi if fan_in is None else int(fan_in)
-    fo = fo if fan_out is None else int(fan_out)
+    fi = fi if fan_in is None else int_arg(fan_in, "fan_in", min=1)
+    fo = fo if fan_out is None else int_arg(fan_out, "fan_out", min=1)
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan = fi if mode == "fan_in" else fo
@@ -66,6 +67,9 @@ def _fan(shape, mode, fan_in, fan_out) -> int:
 
 
 def uniform(shape, low: float, high: float) -> np.ndarray:
+    low, high = float_arg(low, "low", op="uniform"), float_arg(high, "high", op="uniform")
+    if low > high:
+        raise ValueError(f"uniform: low must be <= high, got low={low!r}, high={high!r}")
     return generator().uniform(low, high, size=_shape(shape)).astype(np.float32)
 
 
@@ -94,6 +98,7 @@ def kaiming_normal(shape, a: float = 0.0, mode: str = "fan_in", nonlinearity: st
 def xavier_uniform(shape, gain: float = 1.0, *, fan_in: Optional[int] = None,
                    fan_out: Optional[int] = None) -> np.ndarray:
     """U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
+    gain = float_arg(gain, "gain", low=0.0)
     fi = _fan(shape, "fan_in", fan_in, fan_out)
     fo = _fan(shape, "fan_out", fan_in, fan_out)
     bound = gain * math.sqrt(6.0 / (fi + fo))
@@ -102,6 +107,7 @@ def xavier_uniform(shape, gain: float = 1.0, *, fan_in: Optional[int] = None,
 
 def xavier_normal(shape, gain: float = 1.0, *, fan_in: Optional[int] = None,
                   fan_out: Optional[int] = None) -> np.ndarray:
+    gain = float_arg(gain, "gain", low=0.0)
     fi = _fan(shape, "fan_in", fan_in, fan_out)
     fo = _fan(shape, "fan_out", fan_in, fan_out)
     std = gain * math.sqrt(2.0 / (fi + fo))

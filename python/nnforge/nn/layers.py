@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _random, ops
+from .._args import flag_arg, float_arg, int_arg
 from . import init
 from ._checks import _check_grad, _float32_input, _need_forward, _positive_int
 from .module import Module, Parameter
@@ -44,7 +45,8 @@ class Linear(Module):
         self.needs_input_grad = True
         self.weight = Parameter(init.kaiming_uniform((self.in_features, self.out_features), a=math.sqrt(5.0)))
         bound = 1.0 / math.sqrt(self.in_features)
-        self.bias = Parameter(init.uniform((self.out_features,), -bound, bound)) if bias else None
+        self.bias = Parameter(init.uniform((self.out_features,), -bound, bound)) \
+            if flag_arg(bias, "bias", op="Linear") else None
         self._x = self._saved = None
         self._dbuf = None  # reused buffer for the activation backward (never returned)
 
@@ -111,9 +113,7 @@ class ReLU(Module):
 class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)
-        if not math.isfinite(self.negative_slope):
-            raise ValueError(f"negative_slope must be finite, got {negative_slope!r}")
+        self.negative_slope = float_arg(negative_slope, "negative_slope", op="LeakyReLU")
         self._x = None
 
     def forward(self, x):
@@ -184,7 +184,7 @@ class Softmax(Module):
 
     def __init__(self, axis: int = -1):
         super().__init__()
-        self.axis = int(axis)
+        self.axis = int_arg(axis, "axis", op="Softmax")
         self._y = None
 
     def forward(self, x):
@@ -206,9 +206,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
-            raise ValueError(f"Dropout p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = float_arg(p, "p", low=0.0, high=1.0, high_open=True, op="Dropout")
         self._mask = None
 
     def forward(self, x):

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from .. import ops
+from .._args import choice_arg, float_arg
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "Loss", "MSELoss"]
 
@@ -18,9 +19,7 @@ class Loss:
     _reductions = ("mean", "sum")
 
     def __init__(self, reduction: str = "mean"):
-        if reduction not in self._reductions:
-            raise ValueError(f"{type(self).__name__}: reduction must be one of {self._reductions}, got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = choice_arg(reduction, "reduction", self._reductions, op=type(self).__name__)
         self._grad = None
 
     def __call__(self, pred, target):
@@ -58,9 +57,8 @@ class CrossEntropyLoss(Loss):
     def __init__(self, weight: Optional[np.ndarray] = None, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__(reduction)
         self.weight = None if weight is None else np.ascontiguousarray(weight, dtype=np.float32)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = float_arg(label_smoothing, "label_smoothing", low=0.0, high=1.0,
+                                         op="CrossEntropyLoss")
 
     def forward(self, logits, labels):
         loss, self._grad = ops.cross_entropy(logits, labels, weight=self.weight,

@@ -4,6 +4,7 @@ over the last axis, BatchNorm1d over (N, C[, L]), BatchNorm2d over (N, C, H, W).
 from __future__ import annotations
 
 from .. import ops
+from .._args import flag_arg, float_arg
 from . import init
 from ._checks import _check_grad, _float32_input, _need_forward, _positive_int
 from .module import Module, Parameter
@@ -21,7 +22,8 @@ class LayerNorm(Module):
                 raise ValueError(f"LayerNorm normalises the last axis only; got normalized_shape={normalized_shape!r}")
             normalized_shape = normalized_shape[0]
         self.normalized_shape = _positive_int(normalized_shape, "normalized_shape")
-        self.eps = float(eps)
+        self.eps = float_arg(eps, "eps", low=0.0, op="LayerNorm")
+        elementwise_affine = flag_arg(elementwise_affine, "elementwise_affine", op="LayerNorm")
         self.weight = Parameter(init.ones(self.normalized_shape)) if elementwise_affine else None
         self.bias = Parameter(init.zeros(self.normalized_shape)) if elementwise_affine else None
         self._cache = None
@@ -58,11 +60,13 @@ class BatchNorm1d(Module):
                  track_running_stats: bool = True):
         super().__init__()
         self.num_features = _positive_int(num_features, "num_features")
-        self.eps = float(eps)
-        self.momentum = float(momentum)
+        kind = type(self).__name__
+        self.eps = float_arg(eps, "eps", low=0.0, op=kind)
+        self.momentum = float_arg(momentum, "momentum", low=0.0, high=1.0, op=kind)
+        affine = flag_arg(affine, "affine", op=kind)
         self.weight = Parameter(init.ones(self.num_features)) if affine else None
         self.bias = Parameter(init.zeros(self.num_features)) if affine else None
-        self.track_running_stats = bool(track_running_stats)
+        self.track_running_stats = flag_arg(track_running_stats, "track_running_stats", op=kind)
         if self.track_running_stats:
             self.register_buffer("running_mean", init.zeros(self.num_features))
             self.register_buffer("running_var", init.ones(self.num_features))

@@ -27,13 +27,13 @@ re-layout (nn/flat.py's epoch) and rebinds before its next step.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Iterable, Optional
 
 import numpy as np
 
 from .. import ops
+from .._args import flag_arg, float_arg
 from . import _state
 from . import flat as _flat
 from .module import Module, Parameter
@@ -47,30 +47,21 @@ _GROUP_KEYS = ("lr", "weight_decay")
 
 
 def _nonneg(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not value >= 0.0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
+    """A finite hyper-parameter >= 0 (nnforge._args.float_arg; the step kernels check the same)."""
+    return float_arg(value, name, low=0.0)
 
 
-def _unit(v: float) -> bool:
-    return 0.0 <= v < 1.0
-
-
-# The domain of each saved hyper-parameter: (check, wording). One table for the
-# constructors and for load_state_dict, so whatever can be built can be saved and loaded.
-_HYPER_DOMAINS = {"lr": (lambda v: v >= 0.0, ">= 0"), "weight_decay": (lambda v: v >= 0.0, ">= 0"),
-                  "momentum": (lambda v: v >= 0.0, ">= 0"), "dampening": (lambda v: v >= 0.0, ">= 0"),
-                  "lr_decay": (lambda v: v >= 0.0, ">= 0"), "alpha": (lambda v: v >= 0.0, ">= 0"),
-                  "beta1": (_unit, "in [0, 1)"), "beta2": (_unit, "in [0, 1)"), "eps": (lambda v: v > 0.0, "> 0")}
+# The domain of each saved hyper-parameter (nnforge._args.float_arg bounds). One table for
+# the constructors and for load_state_dict, so whatever can be built can be saved and loaded.
+_HYPER_DOMAINS = {"lr": dict(low=0.0), "weight_decay": dict(low=0.0), "momentum": dict(low=0.0),
+                  "dampening": dict(low=0.0, high=1.0), "lr_decay": dict(low=0.0),
+                  "alpha": dict(low=0.0, high=1.0), "beta1": dict(low=0.0, high=1.0, high_open=True),
+                  "beta2": dict(low=0.0, high=1.0, high_open=True), "eps": dict(low=0.0, low_open=True)}
 
 
 def _hyper(name: str, value, label: Optional[str] = None) -> float:
-    """A hyper-parameter checked against _HYPER_DOMAINS (finite, real, not bool)."""
-    check, domain = _HYPER_DOMAINS[name]
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    if not (ok and math.isfinite(value) and check(float(value))):
-        raise ValueError(f"{label or name} must be a finite number {domain}, got {value!r}")
-    return float(value)
+    """A hyper-parameter in its _HYPER_DOMAINS domain (finite, real, not bool)."""
+    return float_arg(value, label or name, **_HYPER_DOMAINS[name])
 
 
 def _param_groups(params, kind: str) -> list[dict]:
@@ -137,8 +128,8 @@ class Optimizer:
         self.lr = _hyper("lr", lr)
         self.clip_grad_norm = None if clip_grad_norm is None else _nonneg(clip_grad_norm, "clip_grad_norm")
         self.l1 = _nonneg(l1, "l1")
-        self.check_finite = bool(check_finite)
-        self.maximize = bool(maximize)
+        self.check_finite = flag_arg(check_finite, "check_finite")
+        self.maximize = flag_arg(maximize, "maximize")
         self.step_count = 0          # steps taken (skipped steps are not counted)
         self.skipped_steps = 0
         self.last_grad_norm: Optional[float] = None
@@ -289,8 +280,11 @@ class Optimizer:
         skipped = _state.int_entry(state, "skipped_steps")
 
         def hyper_entry(key: str, name: str) -> float:
-            check, domain = _HYPER_DOMAINS[name]
-            return _state.float_entry(state, key, check, domain)
+            value = _state.float_entry(state, key, lambda v: True, "")  # a finite real number
+            try:
+                return _hyper(name, value)
+            except ValueError as exc:
+                raise _state.StateEntryError(key, f"is outside its domain ({exc})") from None
 
         hyper = {key[len("hyper."):]: hyper_entry(key, key[len("hyper."):]) for key in hyper_keys}
         groups = {gk: hyper_entry(key, gk[1]) for gk, key in group_keys.items()}
@@ -325,7 +319,7 @@ class SGD(Optimizer):
         self.weight_decay = _hyper("weight_decay", weight_decay)
         if nesterov and (self.momentum == 0.0 or self.dampening != 0.0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
-        self.nesterov = bool(nesterov)
+        self.nesterov = flag_arg(nesterov, "nesterov")
         super().__init__(params, lr, **options)
 
     def _buffer_names(self):
@@ -347,12 +341,13 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: Optional[float] = None, amsgrad: bool = False, **options):
-        beta1, beta2 = betas
-        self.beta1, self.beta2 = _hyper("beta1", beta1, "betas[0]"), _hyper("beta2", beta2, "betas[1]")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of floats, got {type(betas).__name__} {betas!r}")
+        self.beta1, self.beta2 = _hyper("beta1", betas[0], "betas[0]"), _hyper("beta2", betas[1], "betas[1]")
         self.eps = _hyper("eps", eps)
         self.weight_decay = _hyper("weight_decay", self._default_weight_decay if weight_decay is None
                                    else weight_decay)
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = flag_arg(amsgrad, "amsgrad")
         super().__init__(params, lr, **options)
 
     def _buffer_names(self):
@@ -384,7 +379,7 @@ class RMSprop(Optimizer):
         self.eps = _hyper("eps", eps)
         self.weight_decay = _hyper("weight_decay", weight_decay)
         self.momentum = _hyper("momentum", momentum)
-        self.centered = bool(centered)
+        self.centered = flag_arg(centered, "centered")
         super().__init__(params, lr, **options)
 
     def _buffer_names(self):

@@ -5,7 +5,7 @@ nnforge._args (an int or an (h, w) pair), the output size by the pooling op itse
 from __future__ import annotations
 
 from .. import ops
-from .._args import int_pair
+from .._args import flag_arg, int_pair
 from ._checks import _check_grad, _nchw, _need_forward
 from .module import Module
 
@@ -19,7 +19,7 @@ class _Pool2d(Module):
         self.kernel_size = int_pair(kernel_size, "kernel_size", min=1, op=name)
         self.stride = self.kernel_size if stride is None else int_pair(stride, "stride", min=1, op=name)
         self.padding = int_pair(padding, "padding", min=0, op=name)
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = flag_arg(ceil_mode, "ceil_mode", op=name)
         self._cache = None
 
     def extra_repr(self) -> str:
@@ -48,7 +48,7 @@ class AvgPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True):
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = flag_arg(count_include_pad, "count_include_pad", op="AvgPool2d")
 
     def forward(self, x):
         x = _nchw(x, "AvgPool2d")

@@ -12,21 +12,19 @@ from typing import Optional
 
 import numpy as np
 
+from .._args import choice_arg, float_arg, int_arg
 from . import _state
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRSchedule", "LinearWarmup", "OneCycleLR", "StepLR"]
 
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+    return int_arg(value, name, min=1)
 
 
 class LRSchedule:
     def __init__(self, optimizer, interval: str = "epoch"):
-        if interval not in ("epoch", "step"):
-            raise ValueError(f"interval must be 'epoch' or 'step', got {interval!r}")
+        choice_arg(interval, "interval", ("epoch", "step"))
         self.optimizer = optimizer
         self.interval = interval
         self.base_lr = float(optimizer.lr)
@@ -88,7 +86,7 @@ class StepLR(LRSchedule):
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, interval: str = "epoch"):
         self.step_size = _positive_int(step_size, "step_size")
-        self.gamma = float(gamma)
+        self.gamma = float_arg(gamma, "gamma", low=0.0)
         super().__init__(optimizer, interval)
 
     def lr_at(self, t):
@@ -99,7 +97,7 @@ class ExponentialLR(LRSchedule):
     """lr = base * gamma ** t."""
 
     def __init__(self, optimizer, gamma: float, interval: str = "epoch"):
-        self.gamma = float(gamma)
+        self.gamma = float_arg(gamma, "gamma", low=0.0)
         super().__init__(optimizer, interval)
 
     def lr_at(self, t):
@@ -111,7 +109,7 @@ class CosineAnnealingLR(LRSchedule):
 
     def __init__(self, optimizer, t_max: int, eta_min: float = 0.0, interval: str = "epoch"):
         self.t_max = _positive_int(t_max, "t_max")
-        self.eta_min = float(eta_min)
+        self.eta_min = float_arg(eta_min, "eta_min", low=0.0)
         super().__init__(optimizer, interval)
 
     def lr_at(self, t):
@@ -126,10 +124,11 @@ class OneCycleLR(LRSchedule):
 
     def __init__(self, optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
                  div_factor: float = 25.0, final_div_factor: float = 1e4, interval: str = "step"):
-        self.max_lr = float(max_lr)
+        self.max_lr = float_arg(max_lr, "max_lr", low=0.0)
         self.total_steps = _positive_int(total_steps, "total_steps")
-        if not 0.0 < pct_start < 1.0:
-            raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+        pct_start = float_arg(pct_start, "pct_start", low=0.0, high=1.0, low_open=True, high_open=True)
+        div_factor = float_arg(div_factor, "div_factor", low=0.0, low_open=True)
+        final_div_factor = float_arg(final_div_factor, "final_div_factor", low=0.0, low_open=True)
         self.initial_lr = self.max_lr / div_factor
         self.min_lr = self.initial_lr / final_div_factor
         self.peak_step = float(pct_start * self.total_steps) - 1.0
@@ -153,9 +152,7 @@ class LinearWarmup(LRSchedule):
     def __init__(self, after: LRSchedule, warmup: int, start_factor: float = 0.0, interval: Optional[str] = None):
         self.after = after
         self.warmup = _positive_int(warmup, "warmup")
-        if not 0.0 <= start_factor <= 1.0:
-            raise ValueError(f"start_factor must be in [0, 1], got {start_factor!r}")
-        self.start_factor = float(start_factor)
+        self.start_factor = float_arg(start_factor, "start_factor", low=0.0, high=1.0)
         super().__init__(after.optimizer, interval or after.interval)
         self.base_lr = after.base_lr
 

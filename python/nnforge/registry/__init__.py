@@ -14,11 +14,11 @@ gradient check, a shape helper by the output shape it predicts).
 """
 from __future__ import annotations
 
-from ._base import (EPS32, LAYOUTS, Case, Op, assert_close, central_diff, elementwise_tol, f32, fd_check,
+from ._base import (EPS32, LAYOUTS, Case, Op, Scalar, assert_close, central_diff, elementwise_tol, f32, fd_check,
                     reduction_tol, to64)
 
 # flops() / bytes() stay out of __all__: a star import must not shadow the builtin bytes.
-__all__ = ["COVERED", "Case", "EPS32", "LAYOUTS", "Op", "OPS", "all_ops", "assert_close", "central_diff",
+__all__ = ["COVERED", "Case", "EPS32", "LAYOUTS", "Op", "OPS", "Scalar", "all_ops", "assert_close", "central_diff",
            "elementwise_tol", "f32", "fd_check", "get", "reduction_tol", "to64"]
 
 OPS: dict[str, Op] = {}

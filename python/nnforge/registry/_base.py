@@ -67,11 +67,59 @@ class Op:
     # the same params as this op's cases
     covered_costs: dict[str, tuple[Callable[[dict], float], Callable[[dict], float]]] = field(default_factory=dict)
 
+    # The argument rules tests/test_arg_domains.py walks (see Scalar): one Scalar per scalar
+    # parameter of the public function (a str instead: why the walk leaves it alone), and the
+    # array arguments (positions or keyword names) whose ndim / shape may change without the
+    # call becoming invalid (an elementwise op's input, matmul's batched 3-D form).
+    scalars: dict[str, "Scalar | str"] = field(default_factory=dict)
+    ndim_free: tuple = ()
+    shape_free: tuple = ()
+
     def all_cases(self) -> list[Case]:
         return self.cases(self)
 
     def case(self, label: str, make: Callable[[np.random.Generator], Inputs], **params) -> Case:
         return Case(self.name, label, params, make)
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """One scalar parameter of an op and its domain; the malformed values come from it.
+
+    kind: "real" (float_arg: low / high, open or closed; NaN and inf refused unless
+    nonfinite, a value such as a gradient norm that carries them on), "int" (int_arg: >= low),
+    "flag" (bool only) or "choice" (one of `choices`). position: its index in a case's
+    positional arguments when the cases pass it positionally."""
+    name: str
+    kind: str
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+    nonfinite: bool = False
+    position: Optional[int] = None
+
+    def bad_values(self) -> list[tuple[str, Any, type]]:
+        """(label, value, the exception it must raise) for every malformed value."""
+        wrong_type = {"real": [True, "1.0", 1j], "int": [True, 2.0, 2.5, "2"],
+                      "flag": [None, 1, 0.0, "yes"], "choice": [1, 2.0]}[self.kind]
+        bad = [(f"{type(v).__name__} {v!r}", v, TypeError) for v in wrong_type]
+        if self.kind == "real":
+            if not self.nonfinite:
+                bad += [("nan", float("nan"), ValueError), ("inf", float("inf"), ValueError),
+                        ("-inf", float("-inf"), ValueError)]
+            if self.low is not None:
+                v = self.low if self.low_open else float(np.nextafter(self.low, -np.inf))
+                bad.append((f"below {self.low!r}", v, ValueError))
+            if self.high is not None:
+                v = self.high if self.high_open else float(np.nextafter(self.high, np.inf))
+                bad.append((f"above {self.high!r}", v, ValueError))
+        elif self.kind == "int" and self.low is not None:
+            bad.append((f"below {int(self.low)}", int(self.low) - 1, ValueError))
+        elif self.kind == "choice":
+            bad.append(("unknown choice", "no-such-" + str(self.choices[0]), ValueError))
+        return bad
 
 
 # --- tolerances ------------------------------------------------------------------------

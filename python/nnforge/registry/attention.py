@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ._base import EPS32, Op, assert_close, f32
+from ._base import EPS32, Op, Scalar, assert_close, f32
 
 NEG_INF = -np.inf
 
@@ -185,7 +185,15 @@ def grad_check(rng, case):
         assert_close(g, w, tol, f"{case.id} {name}")
 
 
+# Argument domains (tests/test_arg_domains.py); scale and seed may also be None.
+ARG_RULES = dict(scalars={"causal": Scalar("causal", "flag"), "scale": Scalar("scale", "real"),
+                          "dropout_p": Scalar("dropout_p", "real", low=0.0, high=1.0, high_open=True),
+                          "seed": Scalar("seed", "int", low=0),
+                          "return_lse": "run() passes return_lse=True itself"})
+
+
 def register(add):
     add(Op("attention", "attention", run, reference, flops, bytes_, cases, tolerance, grad_check,
            covers={"attention_backward": "grad_check: (dq, dk, dv) vs the float64 closed form"},
-           covered_costs={"attention_backward": (lambda p: 2.5 * flops(p), lambda p: 2.0 * bytes_(p))}))
+           covered_costs={"attention_backward": (lambda p: 2.5 * flops(p), lambda p: 2.0 * bytes_(p))},
+           **ARG_RULES))

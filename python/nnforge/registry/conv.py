@@ -13,7 +13,7 @@ import numpy as np
 
 from nnforge._args import int_pair, padding4
 
-from ._base import Op, assert_close, f32, fd_check, reduction_tol
+from ._base import Op, Scalar, assert_close, f32, fd_check, reduction_tol
 
 ALGORITHMS = {"direct_smallc", "implicit_gemm", "depthwise", "gemm_1x1", "im2col_tiles"}
 
@@ -130,6 +130,13 @@ def grad_check(rng, case):
         assert_close(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), tol, f"{case.id}: db")
 
 
+# Argument domains (tests/test_arg_domains.py): x's width and w's S may grow.
+ARG_RULES = dict(scalars={"stride": Scalar("stride", "int", low=1), "padding": Scalar("padding", "int", low=0),
+                          "dilation": Scalar("dilation", "int", low=1), "groups": Scalar("groups", "int", low=1),
+                          "activation": Scalar("activation", "choice", choices=("relu",))},
+                 shape_free=(0,))
+
+
 def register(add):
     add(Op("conv2d", "conv", run, conv2d_ref, flops, bytes_, cases, tolerance, grad_check,
            covers={"conv2d_backward": "grad_check: (dx, dw, db) vs central differences",
@@ -137,4 +144,4 @@ def register(add):
                    "conv2d_algorithm": "check_shape_helpers: names a known algorithm"},
            check=check_shape_helpers,
            # dx and dw each cost one forward (db is negligible): fwd+bwd = 3x forward
-           covered_costs={"conv2d_backward": (lambda p: 2.0 * flops(p), lambda p: 2.0 * bytes_(p))}))
+           covered_costs={"conv2d_backward": (lambda p: 2.0 * flops(p), lambda p: 2.0 * bytes_(p))}, **ARG_RULES))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Op, fd_check, f32, reduction_tol, tile_sizes
+from ._base import Op, Scalar, fd_check, f32, reduction_tol, tile_sizes
 
 
 def flops(p: dict) -> float:
@@ -100,5 +100,10 @@ def grad_check(rng, case):
     fd_check(lambda x, w: x @ w, [a, b], [0, 1], dy, [da, db], tol, "matmul")
 
 
+# Argument domains (tests/test_arg_domains.py): a and b may be 3-D (batched), b's N is free.
+ARG_RULES = dict(scalars={"alpha": Scalar("alpha", "real"), "beta": Scalar("beta", "real")},
+                 ndim_free=(0, 1), shape_free=(1,))
+
+
 def register(add):
-    add(Op("matmul", "gemm", run, reference, flops, bytes_, cases, tolerance, grad_check))
+    add(Op("matmul", "gemm", run, reference, flops, bytes_, cases, tolerance, grad_check, **ARG_RULES))

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ._base import EPS32, Op, assert_close, f32, fd_check, reduction_tol
+from ._base import EPS32, Op, Scalar, assert_close, f32, fd_check, reduction_tol
 
 TINY = float(np.finfo(np.float32).tiny)
 
@@ -393,36 +393,66 @@ def _emb_tol(case, args, ref):
     return EPS32 * (counts + 2) * 2 * float(np.abs(dy).max()) + 1e-7
 
 
+# Argument domains (tests/test_arg_domains.py). Elementwise and row ops take any leading
+# shape; cross_entropy's logits may have more classes, embedding_backward's dy a wider D.
+_ELEMENTWISE = dict(ndim_free=(0,), shape_free=(0,))
+_NONNEG = dict(low=0.0)
+ARG_RULES = {
+    "softmax": dict(scalars={"axis": Scalar("axis", "int")}, **_ELEMENTWISE),
+    "log_softmax": dict(scalars={"axis": Scalar("axis", "int")}, **_ELEMENTWISE),
+    "cross_entropy": dict(scalars={"label_smoothing": Scalar("label_smoothing", "real", low=0.0, high=1.0),
+                                   "reduction": Scalar("reduction", "choice", choices=("mean", "sum", "none")),
+                                   "return_grad": Scalar("return_grad", "flag")}, shape_free=(0,)),
+    "relu": _ELEMENTWISE, "tanh": _ELEMENTWISE, "sigmoid": _ELEMENTWISE,
+    "leaky_relu": dict(scalars={"negative_slope": Scalar("negative_slope", "real", position=1)}, **_ELEMENTWISE),
+    "gelu": dict(scalars={"approximate": Scalar("approximate", "choice", choices=("tanh", "none"), position=1)},
+                 **_ELEMENTWISE),
+    "layer_norm": dict(scalars={"eps": Scalar("eps", "real", position=3, **_NONNEG)}, ndim_free=(0,)),
+    "batch_norm": dict(scalars={"training": Scalar("training", "flag"),
+                                "momentum": Scalar("momentum", "real", low=0.0, high=1.0),
+                                "eps": Scalar("eps", "real", **_NONNEG)}),
+    "dropout": dict(scalars={"p": Scalar("p", "real", low=0.0, high=1.0, high_open=True, position=1),
+                             "seed": Scalar("seed", "int", low=0, position=2)}, **_ELEMENTWISE),
+    "sum_rows": dict(scalars={"accumulate": Scalar("accumulate", "flag")}, shape_free=(0,)),
+    "embedding_backward": dict(scalars={"num_embeddings": Scalar("num_embeddings", "int", low=0, position=2),
+                                        "accumulate": Scalar("accumulate", "flag")}, shape_free=(1,)),
+}
+
+
 def register(add):
     ops = _ops()
     add(Op("softmax", "nn", ops.softmax, softmax_ref, _flops_per_elem(5), _bytes_per_elem(8), _softmax_cases,
            _softmax_tol, _softmax_grad("softmax", "softmax_backward", softmax_ref),
            covers={"softmax_backward": "grad_check vs central differences"},
-           covered_costs={"softmax_backward": (_flops_per_elem(4), _bytes_per_elem(12))}))
+           covered_costs={"softmax_backward": (_flops_per_elem(4), _bytes_per_elem(12))}, **ARG_RULES["softmax"]))
     add(Op("log_softmax", "nn", ops.log_softmax, log_softmax_ref, _flops_per_elem(5), _bytes_per_elem(8),
            _softmax_cases, _log_softmax_tol, _softmax_grad("log_softmax", "log_softmax_backward", log_softmax_ref),
-           covers={"log_softmax_backward": "grad_check vs central differences"}))
+           covers={"log_softmax_backward": "grad_check vs central differences"}, **ARG_RULES["log_softmax"]))
     # fwd+grad reads the logits and writes dlogits: 8 B / element (the loss alone reads 4)
     add(Op("cross_entropy", "nn", ops.cross_entropy, cross_entropy_ref, _flops_per_elem(6),
-           lambda p: float((8 if p.get("return_grad") else 4) * _size(p)), _ce_cases, _ce_tol, _ce_grad))
+           lambda p: float((8 if p.get("return_grad") else 4) * _size(p)), _ce_cases, _ce_tol, _ce_grad,
+           **ARG_RULES["cross_entropy"]))
     for name, ref, reads, extra in ACTIVATIONS:
         add(Op(name, "nn", getattr(ops, name), ref, _flops_per_elem(1 if name == "relu" else 10),
                _bytes_per_elem(8), _elem_cases(extra), _elem_tol, _activation_grad(name, ref, reads),
                covers={f"{name}_backward": "grad_check vs central differences"},
                # backward: read dy and x (or y), write dx
-               covered_costs={f"{name}_backward": (_flops_per_elem(10), _bytes_per_elem(12))}))
+               covered_costs={f"{name}_backward": (_flops_per_elem(10), _bytes_per_elem(12))}, **ARG_RULES[name]))
     add(Op("layer_norm", "nn", ops.layer_norm, layer_norm_ref, _flops_per_elem(8), _bytes_per_elem(8), _ln_cases,
            _ln_tol, _ln_grad, covers={"layer_norm_backward": "grad_check vs central differences"},
            # read dy and x, write dx (the per-row statistics are small)
-           covered_costs={"layer_norm_backward": (_flops_per_elem(10), _bytes_per_elem(12))}))
+           covered_costs={"layer_norm_backward": (_flops_per_elem(10), _bytes_per_elem(12))},
+           **ARG_RULES["layer_norm"]))
     # training: statistics pass + normalising pass read x twice, write y: 12 B / element
     add(Op("batch_norm", "nn", _bn_run, batch_norm_ref, _flops_per_elem(8), _bytes_per_elem(12), _bn_cases,
-           _bn_tol, _bn_grad, covers={"batch_norm_backward": "grad_check vs central differences"}))
+           _bn_tol, _bn_grad, covers={"batch_norm_backward": "grad_check vs central differences"},
+           **ARG_RULES["batch_norm"]))
     # read x, write y and the uint8 mask: 9 B / element
     add(Op("dropout", "nn", ops.dropout, None, _flops_per_elem(2), _bytes_per_elem(9), _dropout_cases,
            lambda c, a, r: None, _dropout_grad, check=_dropout_check,
-           covers={"dropout_backward": "grad_check vs central differences with the mask fixed"}))
+           covers={"dropout_backward": "grad_check vs central differences with the mask fixed"},
+           **ARG_RULES["dropout"]))
     add(Op("sum_rows", "nn", ops.sum_rows, lambda x: x.sum(axis=0), _flops_per_elem(1), _bytes_per_elem(4),
-           _sum_rows_cases, _sum_rows_tol))
+           _sum_rows_cases, _sum_rows_tol, **ARG_RULES["sum_rows"]))
     add(Op("embedding_backward", "nn", ops.embedding_backward, _emb_ref, _flops_per_elem(1), _bytes_per_elem(8),
-           _emb_cases, _emb_tol))
+           _emb_cases, _emb_tol, **ARG_RULES["embedding_backward"]))

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ._base import EPS32, Op, f32
+from ._base import EPS32, Op, Scalar, f32
 
 
 def _n(p):
@@ -210,7 +210,8 @@ def grad_norm_ref(grads):
 
 def clip_ref(grads, max_norm, eps=1e-6):
     norm = grad_norm_ref(grads)
-    coef = min(1.0, max_norm / (norm + eps))
+    coef = max_norm / (norm + eps)
+    coef = 1.0 if coef >= 1.0 else coef  # a NaN norm gives NaN (torch.clamp), not min()'s 1.0
     return norm, [g * coef for g in grads]
 
 
@@ -251,14 +252,45 @@ def _triad_run(a, b, c, s):
     return a
 
 
+# Argument domains (tests/test_arg_domains.py): the torch.optim ranges, finite everywhere.
+def _real(name, **domain):
+    return Scalar(name, "real", **domain)
+
+
+_GRAD_OPTS = {"maximize": Scalar("maximize", "flag"), "zero_grad": Scalar("zero_grad", "flag"),
+              "check_finite": Scalar("check_finite", "flag"),
+              "grad_scale": _real("grad_scale", low=0.0, nonfinite=True)}  # check_finite skips inf / NaN
+_ADAM = {"step": Scalar("step", "int", low=1), "lr": _real("lr", low=0.0),
+         "beta1": _real("beta1", low=0.0, high=1.0, high_open=True),
+         "beta2": _real("beta2", low=0.0, high=1.0, high_open=True), "eps": _real("eps", low=0.0),
+         "weight_decay": _real("weight_decay", low=0.0), "amsgrad": Scalar("amsgrad", "flag"), **_GRAD_OPTS}
+ARG_RULES = {
+    "sgd_step": {"lr": _real("lr", low=0.0), "step": Scalar("step", "int", low=1),
+                 "momentum": _real("momentum", low=0.0), "dampening": _real("dampening", low=0.0, high=1.0),
+                 "weight_decay": _real("weight_decay", low=0.0), "nesterov": Scalar("nesterov", "flag"),
+                 **_GRAD_OPTS},
+    "adam_step": _ADAM, "adamw_step": _ADAM,
+    "rmsprop_step": {"lr": _real("lr", low=0.0), "alpha": _real("alpha", low=0.0, high=1.0),
+                     "eps": _real("eps", low=0.0), "weight_decay": _real("weight_decay", low=0.0),
+                     "momentum": _real("momentum", low=0.0), "centered": Scalar("centered", "flag"), **_GRAD_OPTS},
+    "adagrad_step": {"step": Scalar("step", "int", low=1), "lr": _real("lr", low=0.0),
+                     "lr_decay": _real("lr_decay", low=0.0), "weight_decay": _real("weight_decay", low=0.0),
+                     "eps": _real("eps", low=0.0), **_GRAD_OPTS},
+    "clip_grad_norm": {"max_norm": _real("max_norm", low=0.0, position=1), "eps": _real("eps", low=0.0)},
+    "stream_triad": {"s": _real("s", position=3)},
+}
+
+
 def register(add):
     for name, (ref, _, bpp, _) in STEPS.items():
         add(Op(name, "optim", _stepper(name), ref, lambda p: 10.0 * _n(p),
-               lambda p, bpp=bpp: float(bpp(p)) * _n(p), _step_cases(name), _step_tol))
+               lambda p, bpp=bpp: float(bpp(p)) * _n(p), _step_cases(name), _step_tol, scalars=ARG_RULES[name]))
     add(Op("grad_norm", "optim", _grad_norm_run, grad_norm_ref,
-           lambda p: 2.0 * _n(p), lambda p: 4.0 * _n(p), _norm_cases, _norm_tol))
+           lambda p: 2.0 * _n(p), lambda p: 4.0 * _n(p), _norm_cases, _norm_tol, ndim_free=(0,), shape_free=(0,)))
     add(Op("clip_grad_norm", "optim", _clip_run, clip_ref, lambda p: 3.0 * _n(p), lambda p: 12.0 * _n(p),
-           _norm_cases, _norm_tol, check=_clip_coef_check,
+           _norm_cases, _norm_tol, check=_clip_coef_check, scalars=ARG_RULES["clip_grad_norm"],
+           ndim_free=(0,), shape_free=(0,),
            covers={"clip_coef": "check: equals the factor clip_grad_norm applied"}))
     add(Op("stream_triad", "optim", _triad_run, lambda a, b, c, s: b + s * c, lambda p: 2.0 * p["n"],
-           lambda p: 12.0 * p["n"], _triad_cases, lambda case, args, ref: 2 * EPS32 * (np.abs(ref) + 3 * np.abs(args[2]))))
+           lambda p: 12.0 * p["n"], _triad_cases,
+           lambda case, args, ref: 2 * EPS32 * (np.abs(ref) + 3 * np.abs(args[2])), scalars=ARG_RULES["stream_triad"]))

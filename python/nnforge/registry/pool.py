@@ -15,7 +15,7 @@ import numpy as np
 
 from nnforge._args import int_pair
 
-from ._base import Op, f32, fd_check, reduction_tol
+from ._base import Op, Scalar, f32, fd_check, reduction_tol
 
 
 def _starts(n, k, s, p, ceil_mode):
@@ -183,6 +183,18 @@ def _grad_global(rng, case):
     fd_check(global_ref, [x], [0], dy, [dx], _grad_tol(dy, 1), case.id)
 
 
+# Argument domains (tests/test_arg_domains.py): windows of 0, negative padding, non-bool flags.
+_WINDOW = {"kernel_size": Scalar("kernel_size", "int", low=1, position=1),
+           "stride": Scalar("stride", "int", low=1, position=2),
+           "padding": Scalar("padding", "int", low=0, position=3),
+           "ceil_mode": Scalar("ceil_mode", "flag")}
+ARG_RULES = {"max_pool2d": dict(scalars={**_WINDOW, "return_indices": Scalar("return_indices", "flag")},
+                                shape_free=(0,)),
+             "avg_pool2d": dict(scalars={**_WINDOW, "count_include_pad": Scalar("count_include_pad", "flag")},
+                                shape_free=(0,)),
+             "global_avg_pool2d": dict(shape_free=(0,))}
+
+
 def register(add):
     from nnforge import ops
     add(Op("max_pool2d", "pool", ops.max_pool2d, max_ref, flops, bytes_max, _window_cases, _tol_window,
@@ -190,8 +202,10 @@ def register(add):
                               "pool2d_output_shape": "equals every max/avg case's output shape"},
            check=_check_shape,
            # read dy and the indices, write dx: the forward's bytes
-           covered_costs={"max_pool2d_backward": (flops, bytes_max)}))
+           covered_costs={"max_pool2d_backward": (flops, bytes_max)}, **ARG_RULES["max_pool2d"]))
     add(Op("avg_pool2d", "pool", ops.avg_pool2d, avg_ref, flops, bytes_avg, _cases_avg, _tol_window, _grad_avg,
-           covers={"avg_pool2d_backward": "grad_check vs central differences"}, check=_check_shape))
+           covers={"avg_pool2d_backward": "grad_check vs central differences"}, check=_check_shape,
+           **ARG_RULES["avg_pool2d"]))
     add(Op("global_avg_pool2d", "pool", ops.global_avg_pool2d, global_ref, flops, bytes_avg, _cases_global,
-           _tol_global, _grad_global, covers={"global_avg_pool2d_backward": "grad_check vs central differences"}))
+           _tol_global, _grad_global, covers={"global_avg_pool2d_backward": "grad_check vs central differences"},
+           **ARG_RULES["global_avg_pool2d"]))
