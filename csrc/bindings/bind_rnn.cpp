@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bindings/array_arg.h"
+#include "bindings/scalar_arg.h"
 #include "bindings/registry.h"
 #include "common/checks.h"
 #include "cpu/rnn/rnn.h"
@@ -141,7 +142,7 @@ Inputs parse(const std::string& op, Cell cell, const py::object& xo, const py::o
 py::tuple forward(const std::string& kind, const py::object& xo, const py::object& h0o,
                   const py::object& c0o, const py::object& w_iho, const py::object& w_hho,
                   const py::object& b_iho, const py::object& b_hho, const py::object& lengths_o,
-                  bool reverse, bool return_workspace, const std::string& nonlinearity) {
+                  Flag reverse, Flag return_workspace, const std::string& nonlinearity) {
   const Cell cell = parse_cell(kind, nonlinearity);
   const Inputs in = parse(kind, cell, xo, h0o, c0o, w_iho, w_hho, b_iho, b_hho, lengths_o, reverse);
   const Problem& pr = in.pr;
@@ -172,7 +173,7 @@ py::tuple backward(const std::string& kind, const py::object& dyo, const py::obj
                    const py::object& dc_no, const py::object& xo, const py::object& h0o,
                    const py::object& c0o, const py::object& w_iho, const py::object& w_hho,
                    const py::object& wso, const py::object& b_iho, const py::object& b_hho,
-                   const py::object& lengths_o, bool reverse, const std::string& nonlinearity) {
+                   const py::object& lengths_o, Flag reverse, const std::string& nonlinearity) {
   const Cell cell = parse_cell(kind, nonlinearity);
   const Inputs in = parse(kind + "_backward", cell, xo, h0o, c0o, w_iho, w_hho, b_iho, b_hho, lengths_o, reverse);
   const Problem& pr = in.pr;

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Op, f32, fd_check, reduction_tol
+from ._base import Op, Scalar, f32, fd_check, reduction_tol
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 FD_MAX_ELEMENTS = 400  # inputs of a case whose gradients are checked by finite differences
@@ -168,6 +168,14 @@ def grad_check_of(cell):
     return grad_check
 
 
+def _arg_rules(cell) -> dict:
+    scalars = {"reverse": Scalar("reverse", "flag"),
+               "return_workspace": "run() passes return_workspace=False itself"}
+    if cell == "rnn":
+        scalars["nonlinearity"] = Scalar("nonlinearity", "choice", choices=("tanh", "relu"))
+    return dict(scalars=scalars)
+
+
 def register(add):
     for cell in ("lstm", "gru", "rnn"):
         run, reference = _forward(cell)
@@ -175,4 +183,5 @@ def register(add):
         add(Op(cell, "rnn", run, reference, flops, bytes_of(cell), cases_of(cell), tolerance, grad_check_of(cell),
                covers={cell + "_backward": "grad_check: every gradient vs central differences of the reference"},
                covered_costs={cell + "_backward": (lambda p, f=flops: 2.0 * f(p),
-                                                   lambda p, b=bytes_of(cell): 2.0 * b(p))}))
+                                                   lambda p, b=bytes_of(cell): 2.0 * b(p))},
+               **_arg_rules(cell)))
