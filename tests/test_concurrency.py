@@ -94,7 +94,22 @@ def _attention(rng):
     return run
 
 
-FAMILIES = {"gemm": _gemm, "conv": _conv, "pool": _pool, "rows": _rows, "optim": _optim, "attention": _attention}
+def _rnn(rng):
+    T, B, I, H = 9, 5, 7, 17
+    x, h0, c0 = _f32(rng, T, B, I), _f32(rng, B, H), _f32(rng, B, H)
+    w_ih, w_hh, b, dy = _f32(rng, 4 * H, I), _f32(rng, 4 * H, H), _f32(rng, 4 * H), _f32(rng, T, B, H)
+    lengths = np.array([9, 2, 5, 9, 1])
+
+    def run():
+        y, h, c, ws = ops.lstm(x, h0, c0, w_ih, w_hh, b, b, lengths=lengths, reverse=True)
+        grads = ops.lstm_backward(dy, h, c, x, h0, c0, w_ih, w_hh, ws, b, b, lengths=lengths, reverse=True)
+        gy, gh, gws = ops.gru(x, h0, w_ih[:3 * H], w_hh[:3 * H], b[:3 * H], b[:3 * H])
+        return (y, h, c, *grads, gy, gh, *ops.gru_backward(dy, None, x, h0, w_ih[:3 * H], w_hh[:3 * H], gws))
+    return run
+
+
+FAMILIES = {"gemm": _gemm, "conv": _conv, "pool": _pool, "rows": _rows, "optim": _optim, "attention": _attention,
+            "rnn": _rnn}
 
 
 def _job(seed, worker, rep, family):

@@ -36,7 +36,14 @@ def families(f):
                          ops.gelu(xr), ops.dropout(xr, 0.5, 3)),
         "optim": lambda: (ops.adamw_step(p, gr, m, v, step=1, lr=1e-3), ops.grad_norm(gr)),
         "attention": lambda: ops.attention_backward(q, q, q, q, *ops.attention(q, q, q, return_lse=True)),
+        "rnn": lambda: lstm_step(f),
     }
+
+
+def lstm_step(f, T=3, B=2, I=4, H=5):
+    x, h0, c0, w_ih, w_hh, b = f(T, B, I), f(B, H), f(B, H), f(4 * H, I), f(4 * H, H), f(4 * H)
+    y, h, c, ws = ops.lstm(x, h0, c0, w_ih, w_hh, b, b, lengths=np.array([3, 1]))
+    return ops.lstm_backward(y, h, c, x, h0, c0, w_ih, w_hh, ws, b, b, lengths=np.array([3, 1]))
 """
 
 
@@ -91,7 +98,7 @@ def test_no_memory_growth_over_many_calls():
     proc = _run(_GROWTH, CALLS, timeout=300)
     assert proc.returncode == 0, proc.stderr
     growth = json.loads(proc.stdout)
-    assert set(growth) == {"gemm", "conv", "pool", "rows", "optim", "attention"}
+    assert set(growth) == {"gemm", "conv", "pool", "rows", "optim", "attention", "rnn"}
     assert {k: v for k, v in growth.items() if v[1] > 64 * 1024 or v[0] > 2 * 1024 * 1024} == {}, growth
 
 
@@ -117,6 +124,7 @@ cases = {
     "sum_rows": lambda: ops.sum_rows(big(2**40, 3)),
     "attention rows": lambda: ops.attention(big(1, 1, 2**36, 4), big(1, 1, 2**36, 4), big(1, 1, 2**36, 4)),
     "attention head dim": lambda: ops.attention(big(1, 1, 2, 2**38), big(1, 1, 2, 2**38), big(1, 1, 2, 2**38)),
+    "lstm steps": lambda: ops.lstm(big(2**36, 2, 3), None, None, big(8, 3), big(8, 2)),
 }
 for name, call in cases.items():
     try:
@@ -131,7 +139,7 @@ def test_impossible_sizes_from_stride0_views_raise():
     proc = _run(_HUGE)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    assert len(lines) == 13 and not [ln for ln in lines if ln.endswith("returned")], proc.stdout
+    assert len(lines) == 14 and not [ln for ln in lines if ln.endswith("returned")], proc.stdout
 
 
 _TIGHT = """
