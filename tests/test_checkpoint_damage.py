@@ -21,7 +21,7 @@ from nnforge import _random, nn
 from nnforge.nn import checkpoint, schedules
 from nnforge.nn.checkpoint import CheckpointError
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+PYTHON_DIR = os.path.dirname(nnforge.__path__[0])  # the folder holding the nnforge under test (installed or in-place)
 
 
 def _setup(seed):
@@ -352,11 +352,13 @@ def test_save_killed_at_random_moments_keeps_the_previous_checkpoint(tmp_path, r
     dead_pids = []
     for _ in range(3):
         child = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), PYTHON_DIR], stdout=subprocess.PIPE)
-        assert child.stdout.readline().strip() == b"ready"
-        time.sleep(float(rng.uniform(0.0, 0.25)))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        child.stdout.close()
+        try:
+            assert child.stdout.readline().strip() == b"ready"
+            time.sleep(float(rng.uniform(0.0, 0.25)))
+        finally:  # killed however the test ends: no writer outlives it
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            child.stdout.close()
         dead_pids.append(child.pid)
         fresh = nn.Sequential(nn.Linear(200, 800), nn.Linear(800, 200))
         assert checkpoint.load(path, fresh, nn.Adam(fresh.parameters()))["i"] >= 0

@@ -14,7 +14,9 @@ import sys
 
 import pytest
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+import nnforge
+
+PYTHON_DIR = os.path.dirname(nnforge.__path__[0])  # the folder holding the nnforge under test (installed or in-place)
 CALLS = int(os.environ.get("NNFORGE_MEMORY_CALLS", "20000"))
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, glibc mallinfo2 and uses RLIMIT_AS")
