@@ -19,7 +19,11 @@ import nnforge
 PYTHON_DIR = os.path.dirname(nnforge.__path__[0])  # the folder holding the nnforge under test (installed or in-place)
 CALLS = int(os.environ.get("NNFORGE_MEMORY_CALLS", "20000"))
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, glibc mallinfo2 and uses RLIMIT_AS")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, glibc mallinfo2 and uses RLIMIT_AS"),
+    # .ci/sanitize: ASan's shadow memory and allocator make RLIMIT_AS and malloc statistics meaningless
+    pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""), reason="under AddressSanitizer"),
+]
 
 # Tiny problems of every family: `families(f)` -> {name: zero-argument call}
 _FAMILIES = """
