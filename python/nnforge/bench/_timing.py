@@ -153,3 +153,12 @@ class CategoryTimer:
             else:
                 delattr(owner, name)
         self._undo.clear()
+
+
+def add_timing_arguments(parser, repeats: int = 5) -> None:
+    """--repeats / --rounds / --settle, the timing knobs every table bench shares."""
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed repeats (median reported)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="sweeps over the table; each (case, library) keeps its best median")
+    parser.add_argument("--settle", type=float, default=0.15,
+                        help="idle seconds before each library's timing phase (pools park)")

@@ -21,7 +21,7 @@ import numpy as np
 from .. import registry
 from ._peak import add_peak_argument, resolve
 from ._table import Row, print_rows
-from ._timing import machine_line, time_rounds, torch_or_none
+from ._timing import add_timing_arguments, machine_line, time_rounds, torch_or_none
 
 # (B, H, Lq, Lk, D, causal)
 CASES = [
@@ -57,11 +57,7 @@ def label(case) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="sweeps over the table; each (case, library) keeps its best median")
-    parser.add_argument("--settle", type=float, default=0.15,
-                        help="idle seconds before each library's timing phase (pools park)")
+    add_timing_arguments(parser)
     add_peak_argument(parser)
     parser.add_argument("--variant", default=None, choices=["qk", "kq", "auto"],
                         help="forward variant to time (default: the active one)")

@@ -22,7 +22,7 @@ import numpy as np
 from .. import registry
 from ._peak import add_peak_argument, resolve
 from ._table import Row, print_rows
-from ._timing import machine_line, time_rounds, torch_or_none
+from ._timing import add_timing_arguments, machine_line, time_rounds, torch_or_none
 
 SQUARE = [64, 128, 256, 512, 1024, 2048]
 # (label, m, k, n, a transposed?, b transposed?)
@@ -47,11 +47,7 @@ def flops(m: int, k: int, n: int) -> float:
 def add_arguments(parser) -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=SQUARE, help="square sizes n (n x n x n)")
     parser.add_argument("--no-mlp", action="store_true", help="skip the MLP-layer shapes")
-    parser.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="sweeps over the table; each (case, library) keeps its best median")
-    parser.add_argument("--settle", type=float, default=0.15,
-                        help="idle seconds before each library's timing phase (pools park)")
+    add_timing_arguments(parser, repeats=7)
     parser.add_argument("--variant", default=None,
                         help="GEMM micro-kernel variant (see nnforge._core.gemm_variants())")
     add_peak_argument(parser)

@@ -19,7 +19,7 @@ import numpy as np
 from .. import registry
 from ._peak import add_peak_argument, resolve
 from ._table import Row, print_rows
-from ._timing import machine_line, time_rounds, torch_or_none
+from ._timing import add_timing_arguments, machine_line, time_rounds, torch_or_none
 
 SHAPES = [(64, 32, 256, 256), (128, 12, 128, 256), (32, 64, 512, 512)]  # (T, B, I, H)
 MODES = ("lstm", "gru", "rnn")
@@ -90,11 +90,7 @@ def case_fns(case, torch, rng):
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="sweeps over the table; each (case, library) keeps its best median")
-    parser.add_argument("--settle", type=float, default=0.15,
-                        help="idle seconds before each library's timing phase (pools park)")
+    add_timing_arguments(parser)
     parser.add_argument("--mode", action="append", choices=list(MODES), help="lstm / gru / rnn (default all)")
     add_peak_argument(parser)
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 round, 3 repeats (a smoke run)")
