@@ -123,6 +123,18 @@ bool prepare(WorkList& w, const std::vector<OptTensor>& ts, double bytes_per_ele
   return grads_finite(w);
 }
 
+// The optional per-element epilogue of a call (every tensor has a mask / a bf16 copy or
+// none has: the binding's rule) and the bytes per element it adds to the pass.
+struct Extras {
+  bool masked, bf16_copy;
+  double bytes;
+};
+Extras extras_of(const std::vector<OptTensor>& ts) {
+  const bool masked = !ts.empty() && ts[0].mask != nullptr;
+  const bool bf16 = !ts.empty() && ts[0].bf16 != nullptr;
+  return Extras{masked, bf16, (masked ? 1.0 : 0.0) + (bf16 ? 2.0 : 0.0)};
+}
+
 float signed_scale(const GradOptions& o) {
   return float(o.maximize ? -o.grad_scale : o.grad_scale);
 }
@@ -135,8 +147,11 @@ Schedule get_schedule() { return Schedule(g_schedule.load()); }
 bool sgd_step(const std::vector<OptTensor>& ts, const SgdHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
   const bool mom = h.momentum != 0.0;
-  if (!prepare(w, ts, mom ? 20.0 : 12.0, o)) return false;
+  const Extras x = extras_of(ts);
+  if (!prepare(w, ts, (mom ? 20.0 : 12.0) + x.bytes, o)) return false;
   SgdScalars s;
+  s.masked = x.masked;
+  s.bf16_copy = x.bf16_copy;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);
   s.momentum = float(h.momentum);
@@ -154,11 +169,14 @@ bool sgd_step(const std::vector<OptTensor>& ts, const SgdHyper& h, const GradOpt
 
 bool adam_step(const std::vector<OptTensor>& ts, const AdamHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
-  if (!prepare(w, ts, h.amsgrad ? 36.0 : 28.0, o)) return false;
+  const Extras x = extras_of(ts);
+  if (!prepare(w, ts, (h.amsgrad ? 36.0 : 28.0) + x.bytes, o)) return false;
   const double step = double(h.step);
   const double bc1 = 1.0 - std::pow(h.beta1, step);
   const double bc2 = 1.0 - std::pow(h.beta2, step);
   AdamScalars s;
+  s.masked = x.masked;
+  s.bf16_copy = x.bf16_copy;
   s.grad_scale = signed_scale(o);
   s.l2 = !h.decoupled && h.weight_decay != 0.0;
   s.weight_decay = float(h.weight_decay);
@@ -179,8 +197,11 @@ bool adam_step(const std::vector<OptTensor>& ts, const AdamHyper& h, const GradO
 bool rmsprop_step(const std::vector<OptTensor>& ts, const RmspropHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
   const bool mom = h.momentum > 0.0;
-  if (!prepare(w, ts, 20.0 + (mom ? 8.0 : 0.0) + (h.centered ? 8.0 : 0.0), o)) return false;
+  const Extras x = extras_of(ts);
+  if (!prepare(w, ts, 20.0 + (mom ? 8.0 : 0.0) + (h.centered ? 8.0 : 0.0) + x.bytes, o)) return false;
   RmspropScalars s;
+  s.masked = x.masked;
+  s.bf16_copy = x.bf16_copy;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);
   s.alpha = float(h.alpha);
@@ -199,8 +220,11 @@ bool rmsprop_step(const std::vector<OptTensor>& ts, const RmspropHyper& h, const
 
 bool adagrad_step(const std::vector<OptTensor>& ts, const AdagradHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
-  if (!prepare(w, ts, 20.0, o)) return false;
+  const Extras x = extras_of(ts);
+  if (!prepare(w, ts, 20.0 + x.bytes, o)) return false;
   AdagradScalars s;
+  s.masked = x.masked;
+  s.bf16_copy = x.bf16_copy;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);
   s.eps = float(h.eps);

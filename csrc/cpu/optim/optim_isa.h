@@ -18,8 +18,13 @@ namespace nnf {
 // overheads vanish, short enough that 1M params in 50 tensors still balance.
 constexpr int64_t kOptChunk = 32768;
 
-// One parameter tensor and its same-shaped buffers (n floats each). Unused state
+// One parameter tensor and its same-shaped buffers (n elements each). Unused state
 // pointers are null. The meaning of s0..s2 is per optimizer (see each kernel).
+// mask (optional, pruning): where mask[i] == 0 the step stores 0 to p[i] and to every
+// state buffer (pruned weights stay exactly 0, their moments stay 0).
+// bf16 (optional, mixed precision): the step also stores the updated p[i] rounded to
+// bfloat16 (round to nearest even; raw bits) there.
+// Within one call either every tensor has a mask / bf16 copy or none has.
 struct OptTensor {
   float* p;
   float* g;
@@ -27,6 +32,8 @@ struct OptTensor {
   float* s1;
   float* s2;
   int64_t n;
+  const uint8_t* mask;
+  uint16_t* bf16;
 };
 
 // Elements [off, off + len) of tensor *t.
@@ -41,7 +48,7 @@ struct OptChunk {
 struct SgdScalars {
   float grad_scale;  // includes the sign flip for maximize
   float weight_decay, momentum, one_minus_dampening, neg_lr;
-  bool has_weight_decay, has_momentum, first_step, nesterov, zero_grad;
+  bool has_weight_decay, has_momentum, first_step, nesterov, zero_grad, masked, bf16_copy;
 };
 
 struct AdamScalars {
@@ -50,17 +57,17 @@ struct AdamScalars {
   float param_decay;     // decoupled (AdamW): p *= 1 - lr * wd (1 when unused)
   float one_minus_beta1, beta2, one_minus_beta2;
   float inv_bias_correction2_sqrt, eps, neg_step_size;  // 1 / sqrt(1 - beta2^step)
-  bool l2, amsgrad, zero_grad;
+  bool l2, amsgrad, zero_grad, masked, bf16_copy;
 };
 
 struct RmspropScalars {
   float grad_scale, weight_decay, alpha, one_minus_alpha, eps, momentum, neg_lr;
-  bool has_weight_decay, centered, has_momentum, zero_grad;
+  bool has_weight_decay, centered, has_momentum, zero_grad, masked, bf16_copy;
 };
 
 struct AdagradScalars {
   float grad_scale, weight_decay, eps, neg_clr;
-  bool has_weight_decay, zero_grad;
+  bool has_weight_decay, zero_grad, masked, bf16_copy;
 };
 
 // State pointers per optimizer:
