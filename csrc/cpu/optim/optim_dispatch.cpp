@@ -123,16 +123,11 @@ bool prepare(WorkList& w, const std::vector<OptTensor>& ts, double bytes_per_ele
   return grads_finite(w);
 }
 
-// The optional per-element epilogue of a call (every tensor has a mask / a bf16 copy or
-// none has: the binding's rule) and the bytes per element it adds to the pass.
-struct Extras {
-  bool masked, bf16_copy;
-  double bytes;
-};
-Extras extras_of(const std::vector<OptTensor>& ts) {
-  const bool masked = !ts.empty() && ts[0].mask != nullptr;
-  const bool bf16 = !ts.empty() && ts[0].bf16 != nullptr;
-  return Extras{masked, bf16, (masked ? 1.0 : 0.0) + (bf16 ? 2.0 : 0.0)};
+// Memory traffic per element the optional epilogues add (a mask read, a bf16 copy
+// written; every tensor of a call has them or none has: the binding's rule).
+double extra_bytes(const std::vector<OptTensor>& ts) {
+  if (ts.empty()) return 0.0;
+  return (ts[0].mask ? 1.0 : 0.0) + (ts[0].bf16 ? 2.0 : 0.0);
 }
 
 float signed_scale(const GradOptions& o) {
@@ -147,11 +142,8 @@ Schedule get_schedule() { return Schedule(g_schedule.load()); }
 bool sgd_step(const std::vector<OptTensor>& ts, const SgdHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
   const bool mom = h.momentum != 0.0;
-  const Extras x = extras_of(ts);
-  if (!prepare(w, ts, (mom ? 20.0 : 12.0) + x.bytes, o)) return false;
+  if (!prepare(w, ts, (mom ? 20.0 : 12.0) + extra_bytes(ts), o)) return false;
   SgdScalars s;
-  s.masked = x.masked;
-  s.bf16_copy = x.bf16_copy;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);
   s.momentum = float(h.momentum);
@@ -169,14 +161,11 @@ bool sgd_step(const std::vector<OptTensor>& ts, const SgdHyper& h, const GradOpt
 
 bool adam_step(const std::vector<OptTensor>& ts, const AdamHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
-  const Extras x = extras_of(ts);
-  if (!prepare(w, ts, (h.amsgrad ? 36.0 : 28.0) + x.bytes, o)) return false;
+  if (!prepare(w, ts, (h.amsgrad ? 36.0 : 28.0) + extra_bytes(ts), o)) return false;
   const double step = double(h.step);
   const double bc1 = 1.0 - std::pow(h.beta1, step);
   const double bc2 = 1.0 - std::pow(h.beta2, step);
   AdamScalars s;
-  s.masked = x.masked;
-  s.bf16_copy = x.bf16_copy;
   s.grad_scale = signed_scale(o);
   s.l2 = !h.decoupled && h.weight_decay != 0.0;
   s.weight_decay = float(h.weight_decay);
@@ -197,11 +186,8 @@ bool adam_step(const std::vector<OptTensor>& ts, const AdamHyper& h, const GradO
 bool rmsprop_step(const std::vector<OptTensor>& ts, const RmspropHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
   const bool mom = h.momentum > 0.0;
-  const Extras x = extras_of(ts);
-  if (!prepare(w, ts, 20.0 + (mom ? 8.0 : 0.0) + (h.centered ? 8.0 : 0.0) + x.bytes, o)) return false;
+  if (!prepare(w, ts, 20.0 + (mom ? 8.0 : 0.0) + (h.centered ? 8.0 : 0.0) + extra_bytes(ts), o)) return false;
   RmspropScalars s;
-  s.masked = x.masked;
-  s.bf16_copy = x.bf16_copy;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);
   s.alpha = float(h.alpha);
@@ -220,11 +206,8 @@ bool rmsprop_step(const std::vector<OptTensor>& ts, const RmspropHyper& h, const
 
 bool adagrad_step(const std::vector<OptTensor>& ts, const AdagradHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
-  const Extras x = extras_of(ts);
-  if (!prepare(w, ts, 20.0 + x.bytes, o)) return false;
+  if (!prepare(w, ts, 20.0 + extra_bytes(ts), o)) return false;
   AdagradScalars s;
-  s.masked = x.masked;
-  s.bf16_copy = x.bf16_copy;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);
   s.eps = float(h.eps);

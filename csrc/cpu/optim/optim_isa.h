@@ -48,7 +48,7 @@ struct OptChunk {
 struct SgdScalars {
   float grad_scale;  // includes the sign flip for maximize
   float weight_decay, momentum, one_minus_dampening, neg_lr;
-  bool has_weight_decay, has_momentum, first_step, nesterov, zero_grad, masked, bf16_copy;
+  bool has_weight_decay, has_momentum, first_step, nesterov, zero_grad;
 };
 
 struct AdamScalars {
@@ -57,17 +57,17 @@ struct AdamScalars {
   float param_decay;     // decoupled (AdamW): p *= 1 - lr * wd (1 when unused)
   float one_minus_beta1, beta2, one_minus_beta2;
   float inv_bias_correction2_sqrt, eps, neg_step_size;  // 1 / sqrt(1 - beta2^step)
-  bool l2, amsgrad, zero_grad, masked, bf16_copy;
+  bool l2, amsgrad, zero_grad;
 };
 
 struct RmspropScalars {
   float grad_scale, weight_decay, alpha, one_minus_alpha, eps, momentum, neg_lr;
-  bool has_weight_decay, centered, has_momentum, zero_grad, masked, bf16_copy;
+  bool has_weight_decay, centered, has_momentum, zero_grad;
 };
 
 struct AdagradScalars {
   float grad_scale, weight_decay, eps, neg_clr;
-  bool has_weight_decay, zero_grad, masked, bf16_copy;
+  bool has_weight_decay, zero_grad;
 };
 
 // State pointers per optimizer:
