@@ -163,3 +163,46 @@ def test_masked_training_flat_equals_per_tensor_and_stays_pruned(name, kw, rng, 
                 assert not bufs[i][p.mask == 0].any(), f"{bname}.{i} not kept 0 where pruned"
     for k, v in opt_plain.state_dict().items():
         np.testing.assert_array_equal(v, opt_flat.state_dict()[k], err_msg=k)
+
+
+# ---- checkpoints -------------------------------------------------------------------------
+def test_masks_in_state_dict_and_load_all_or_nothing(rng):
+    src, dst = _model(), _model(3)
+    masks = _prune(src, rng)
+    state = src.state_dict()
+    assert all(state[n + ".mask"].dtype == np.uint8 for n in masks)
+    bad = dict(state)
+    bad[next(iter(masks)) + ".mask"] = np.full(state[next(iter(masks)) + ".mask"].shape, 2, np.uint8)
+    before = dst.state_dict()
+    with pytest.raises(ValueError, match=r"\.mask' is not a valid pruning mask"):
+        dst.load_state_dict(bad)
+    after = dst.state_dict()
+    assert list(after) == list(before) and all(np.array_equal(after[k], before[k]) for k in before)
+    dst.load_state_dict(state)
+    for n, p in dst.named_parameters():
+        if n in masks:
+            np.testing.assert_array_equal(p.mask, masks[n])
+        else:
+            assert p.mask is None
+    dst.load_state_dict(_model().state_dict())  # a state without masks clears them
+    assert all(p.mask is None for p in dst.parameters())
+
+
+def test_masks_survive_checkpoint_and_resume(tmp_path, rng):
+    x, y = _data(rng)
+    a = _model().compile("adam", lr=1e-2)
+    masks = _prune(a, rng)
+    a.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    path = a.save(tmp_path / "ck.npz", a.optimizer)
+    b = _model(5).compile("adam", lr=1e-2)
+    b.load(path, b.optimizer)
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=n)
+        if n in masks:
+            np.testing.assert_array_equal(q.mask, masks[n], err_msg=n)
+    a.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    b.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=n)
+        if n in masks:
+            assert not q.data[masks[n] == 0].any(), n
