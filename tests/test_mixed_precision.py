@@ -98,3 +98,26 @@ def test_optimizer_keeps_parameter_bf16_copies(name, kw, flat, rng):
             assert np.shares_memory(p.bf16, p._flat.extras["bf16"])
     params[0].disable_bf16()
     assert params[0].bf16 is None
+
+
+# ---- Module.set_precision / Model.compile(precision=) ---------------------------------------
+def test_set_precision_gives_every_parameter_a_synced_copy(rng):
+    x, y = _data(rng)
+    model = _model()  # a Sequential is an nn.Model
+    model.compile("adamw", lr=1e-2, precision="bf16")
+    assert all(m.precision == "bf16" for _, m in model.named_modules())
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(p.bf16.view(np.uint16), to_bf16_bits(p.data), err_msg=n)
+        assert np.shares_memory(p.bf16, p._flat.extras["bf16"]), n
+    model.set_precision("fp32")
+    assert all(p.bf16 is None for p in model.parameters()) and model.precision == "fp32"
+
+
+def test_unknown_precision_is_a_clear_error():
+    model = _model()
+    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16'\], got 'fp16'"):
+        model.set_precision("fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        model.compile("sgd", lr=0.1, precision="bf8")
+    assert model.precision == "fp32" and "trainer" not in model.__dict__

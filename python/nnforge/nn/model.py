@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import checkpoint
-from .module import Module
+from .module import PRECISIONS, Module
 from .optim import Optimizer
 from .training import Trainer, predict
 
@@ -29,16 +29,21 @@ class Model(Module):
     """A Module with compile / fit / evaluate / predict / save / load / summary."""
 
     def compile(self, optimizer="adam", loss="cross_entropy", metrics=("accuracy",), *, flatten: bool = True,
-                distributed=False, **kwargs) -> "Model":
+                distributed=False, precision: str = "fp32", **kwargs) -> "Model":
         """Attach an optimizer (instance or name; lr=... and other kwargs build it), a loss
         (instance or name) and metrics for fit/evaluate. flatten=True (the default) puts the
         parameters into one flat buffer ordered by the optimizer's groups, so each step is
         one fused kernel call per group (Module.flatten_parameters). distributed=True (or a
         dict of nnforge.distributed.DataParallel options, e.g. {"shard_optimizer": True})
-        trains data-parallel over the MPI ranks: fit's batch_size is per rank. Returns self."""
+        trains data-parallel over the MPI ranks: fit's batch_size is per rank. precision
+        ("fp32" / "bf16"): Module.set_precision, after flattening (the bf16 copies then share
+        the flat layout). Returns self."""
+        if precision not in PRECISIONS:  # before anything is built
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         trainer = Trainer(self, optimizer, loss, metrics, **kwargs)
         if flatten or distributed:
             _flatten_for(self, trainer.optimizer)
+        self.set_precision(precision)
         if distributed:
             from ..distributed import DataParallel
             options = distributed if isinstance(distributed, dict) else {}

@@ -117,6 +117,9 @@ class Parameter:
         return f"Parameter(shape={self.data.shape})"
 
 
+# Module.set_precision's choices
+PRECISIONS = ("fp32", "bf16")
+
 # state_dict key of a parameter's pruning mask: "<parameter name>.mask"
 MASK_SUFFIX = ".mask"
 
@@ -170,6 +173,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "precision", "fp32")  # set_precision
 
     # --- registration -----------------------------------------------------
     def __setattr__(self, name: str, value) -> None:
@@ -270,6 +274,23 @@ class Module:
 
     def eval(self) -> "Module":
         return self.train(False)
+
+    def set_precision(self, precision: str) -> "Module":
+        """The compute precision of this module and every sub-module (their .precision):
+        "fp32", or "bf16" (mixed precision: every Parameter keeps a bfloat16 copy of its
+        float32 master weights, written by the optimizer's fused step, for layers to
+        compute with; gradients, accumulation and optimizer state stay float32).
+        Model.compile(precision=...) calls it. Returns self."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        for _, mod in self.named_modules():
+            object.__setattr__(mod, "precision", precision)
+        for p in self.parameters():
+            if precision == "bf16":
+                p.enable_bf16()
+            else:
+                p.disable_bf16()
+        return self
 
     def zero_grad(self) -> None:
         params = self.parameters()
