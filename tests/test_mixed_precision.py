@@ -121,3 +121,18 @@ def test_unknown_precision_is_a_clear_error():
     with pytest.raises(ValueError, match="precision must be one of"):
         model.compile("sgd", lr=0.1, precision="bf8")
     assert model.precision == "fp32" and "trainer" not in model.__dict__
+
+
+def test_checkpoint_records_precision_and_resume_keeps_it(tmp_path, rng):
+    x, y = _data(rng)
+    a = _model().compile("adam", lr=1e-2, precision="bf16")
+    a.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    path = a.save(tmp_path / "bf16.npz", a.optimizer)
+    b = _model(4).compile("adam", lr=1e-2)
+    b.load(path, b.optimizer)
+    assert b.precision == "bf16"
+    for n, p in b.named_parameters():
+        np.testing.assert_array_equal(p.bf16.view(np.uint16), to_bf16_bits(p.data), err_msg=n)
+    fp32 = _model().compile("adam", lr=1e-2).save(tmp_path / "fp32.npz")
+    b.load(fp32)
+    assert b.precision == "fp32" and all(p.bf16 is None for p in b.parameters())

@@ -33,12 +33,13 @@ from .. import _random
 from ._npz import NpzError, read_npz
 from . import _state
 from ._state import StateEntryError
+from .module import PRECISIONS
 
 __all__ = ["CheckpointError", "load", "read", "remove_stale_temps", "save"]
 
 FORMAT_VERSION = 1
 _SECTIONS = ("model/", "optim/", "schedule/", "extra/")
-_META_TEXT = ("meta/model_class", "meta/optimizer_class", "meta/schedule_class", "meta/rng")
+_META_TEXT = ("meta/model_class", "meta/optimizer_class", "meta/schedule_class", "meta/rng", "meta/precision")
 _TMP_MARK = ".nnforge-tmp-"
 _TMP_NAME = re.compile(r"^\..+" + re.escape(_TMP_MARK) + r"(\d+)-[0-9a-f]+$")
 _STALE_AGE_S = 24 * 3600.0  # a temp file this old is debris even if its PID is alive again (reused)
@@ -127,6 +128,8 @@ def save(path, model, optimizer=None, extra: Optional[dict] = None, *, schedule=
     path = os.fspath(path)
     arrays: dict[str, np.ndarray] = {"meta/format_version": np.array(FORMAT_VERSION, dtype=np.int64),
                                      "meta/model_class": np.array(type(model).__name__)}
+    if getattr(model, "precision", "fp32") != "fp32":  # Module.set_precision; absent = fp32
+        arrays["meta/precision"] = np.array(model.precision)
     for name, value in model.state_dict().items():
         arrays[f"model/{name}"] = np.asarray(value)
     if optimizer is not None:
@@ -268,6 +271,12 @@ def load(path, model, optimizer=None, *, schedule=None, restore_rng: bool = True
             commits.append(obj._plan_load(sections[prefix], casting="equiv"))
         except ValueError as exc:
             raise _error(path, exc, prefix) from None
+    precision = str(entries.get("meta/precision", "fp32"))
+    if hasattr(model, "set_precision"):
+        if precision not in PRECISIONS:
+            raise _error(path, StateEntryError("meta/precision", f"must be one of {list(PRECISIONS)}, got "
+                                                                 f"{precision!r}")) from None
+        commits.append(lambda: model.set_precision(precision))  # after the weights: copies from them
     if restore_rng and "meta/rng" in entries:
         try:
             commits.append(_plan_rng(str(entries["meta/rng"])))
