@@ -23,13 +23,21 @@ namespace {
 using optim::GradOptions;
 
 // One list argument: its Python name, the object (None = absent), whether the
-// kernel writes it, and which OptTensor slot it fills (-1 = p, -2 = g, 0..2 = s0..s2).
+// kernel writes it, which OptTensor slot it fills (-1 = p, -2 = g, 0..2 = s0..s2,
+// kMaskSlot, kBf16Slot) and its dtype.
+constexpr int kMaskSlot = 3, kBf16Slot = 4;
 struct ListArg {
   const char* name;
   py::handle obj;
   bool writeable;
   int slot;
+  DType dtype = DType::float32;
 };
+
+// The optional epilogue lists every step takes: pruning masks (uint8, read) and bf16
+// copies of the parameters (written).
+ListArg masks_arg(py::handle masks) { return {"masks", masks, false, kMaskSlot, DType::uint8}; }
+ListArg bf16_arg(py::handle copies) { return {"bf16_copies", copies, true, kBf16Slot, DType::bfloat16}; }
 
 // The validated tensors plus references that keep every array alive while the
 // GIL is released (the caller's lists could be mutated by another thread).
@@ -49,9 +57,10 @@ py::sequence as_list(py::handle obj, const char* name) {
   return py::reinterpret_borrow<py::sequence>(obj);
 }
 
-ArrayArg checked_item(py::handle obj, std::string name, bool writeable, const char* op) {
+ArrayArg checked_item(py::handle obj, std::string name, bool writeable, const char* op,
+                      DType dtype = DType::float32) {
   ArrayArg a = ArrayArg::from_python(obj, std::move(name), op);
-  a.float32().c_contiguous();
+  a.dtype_is(dtype).c_contiguous();
   if (writeable) a.writeable();
   return a;
 }
@@ -114,12 +123,12 @@ Collected collect(const char* op, const ListArg& params_arg, std::initializer_li
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
     const ArrayArg p = checked_item(params[i], item_name(params_arg.name, i), params_arg.writeable, op);
-    OptTensor t{nullptr, nullptr, nullptr, nullptr, nullptr, p.numel};
+    OptTensor t{nullptr, nullptr, nullptr, nullptr, nullptr, p.numel, nullptr, nullptr};
     total = checked_add(total, t.n, "the total number of parameters");
     if (params_arg.slot == -1) t.p = p.mdata<float>(); else t.g = p.mdata<float>();
     record(p);
     for (auto& [arg, seq] : lists) {
-      const ArrayArg a = checked_item(seq[i], item_name(arg.name, i), arg.writeable, op);
+      const ArrayArg a = checked_item(seq[i], item_name(arg.name, i), arg.writeable, op, arg.dtype);
       if (!a.same_shape(p))
         throw py::value_error(a.name + " must have the shape of " + p.name + " " + shape_str(p.shape()) +
                               ", got " + shape_str(a.shape()));
@@ -129,7 +138,9 @@ Collected collect(const char* op, const ListArg& params_arg, std::initializer_li
         case -2: t.g = ap; break;
         case 0: t.s0 = ap; break;
         case 1: t.s1 = ap; break;
-        default: t.s2 = ap; break;
+        case 2: t.s2 = ap; break;
+        case kMaskSlot: t.mask = a.cdata<uint8_t>(); break;
+        default: t.bf16 = a.mdata<uint16_t>(); break;
       }
       record(a);
     }
@@ -170,7 +181,8 @@ GradOptions grad_options(double grad_scale, bool maximize, bool zero_grad, bool 
 // ---- steps --------------------------------------------------------------------------
 bool sgd_step(py::object params, py::object grads, py::object momentum_buffers, Real lr,
               Index step, Real momentum, Real dampening, Real weight_decay, Flag nesterov,
-              Flag maximize, Real grad_scale, Flag zero_grad, Flag check_finite) {
+              Flag maximize, Real grad_scale, Flag zero_grad, Flag check_finite, py::object masks,
+              py::object bf16_copies) {
   require_nonneg(lr, "lr");
   require_step(step);
   require_nonneg(momentum, "momentum");
@@ -184,7 +196,8 @@ bool sgd_step(py::object params, py::object grads, py::object momentum_buffers, 
     throw py::value_error("momentum=" + num(momentum) + " needs momentum_buffers");
   Collected c = collect("sgd_step", {"params", params, true, -1},
                         {{"grads", grads, zero_grad, -2},
-                         {"momentum_buffers", mom ? momentum_buffers : py::none(), true, 0}});
+                         {"momentum_buffers", mom ? momentum_buffers : py::none(), true, 0},
+                         masks_arg(masks), bf16_arg(bf16_copies)});
   const optim::SgdHyper h{lr, momentum, dampening, weight_decay, nesterov, step};
   const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
   py::gil_scoped_release nogil;
@@ -194,7 +207,8 @@ bool sgd_step(py::object params, py::object grads, py::object momentum_buffers, 
 bool adam_impl(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2,
                double eps, double weight_decay, bool amsgrad, bool maximize, double grad_scale,
-               bool zero_grad, bool check_finite, bool decoupled) {
+               bool zero_grad, bool check_finite, py::object masks, py::object bf16_copies,
+               bool decoupled) {
   require_step(step);
   require_nonneg(lr, "lr");
   require_range(beta1, "beta1", 0.0, 1.0, true);
@@ -207,7 +221,8 @@ bool adam_impl(py::object params, py::object grads, py::object exp_avgs, py::obj
                         {{"grads", grads, zero_grad, -2},
                          {"exp_avgs", exp_avgs, true, 0},
                          {"exp_avg_sqs", exp_avg_sqs, true, 1},
-                         {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true, 2}});
+                         {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true, 2},
+                         masks_arg(masks), bf16_arg(bf16_copies)});
   const optim::AdamHyper h{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, step};
   const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
   py::gil_scoped_release nogil;
@@ -217,23 +232,26 @@ bool adam_impl(py::object params, py::object grads, py::object exp_avgs, py::obj
 bool adam_step(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                py::object max_exp_avg_sqs, Index step, Real lr, Real beta1, Real beta2,
                Real eps, Real weight_decay, Flag amsgrad, Flag maximize, Real grad_scale,
-               Flag zero_grad, Flag check_finite) {
+               Flag zero_grad, Flag check_finite, py::object masks, py::object bf16_copies) {
   return adam_impl(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
-                   eps, weight_decay, amsgrad, maximize, grad_scale, zero_grad, check_finite, false);
+                   eps, weight_decay, amsgrad, maximize, grad_scale, zero_grad, check_finite, masks,
+                   bf16_copies, false);
 }
 
 bool adamw_step(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                 py::object max_exp_avg_sqs, Index step, Real lr, Real beta1, Real beta2,
                 Real eps, Real weight_decay, Flag amsgrad, Flag maximize, Real grad_scale,
-                Flag zero_grad, Flag check_finite) {
+                Flag zero_grad, Flag check_finite, py::object masks, py::object bf16_copies) {
   return adam_impl(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
-                   eps, weight_decay, amsgrad, maximize, grad_scale, zero_grad, check_finite, true);
+                   eps, weight_decay, amsgrad, maximize, grad_scale, zero_grad, check_finite, masks,
+                   bf16_copies, true);
 }
 
 bool rmsprop_step(py::object params, py::object grads, py::object square_avgs,
                   py::object momentum_buffers, py::object grad_avgs, Real lr, Real alpha,
                   Real eps, Real weight_decay, Real momentum, Flag centered, Flag maximize,
-                  Real grad_scale, Flag zero_grad, Flag check_finite) {
+                  Real grad_scale, Flag zero_grad, Flag check_finite, py::object masks,
+                  py::object bf16_copies) {
   require_nonneg(lr, "lr");
   require_range(alpha, "alpha", 0.0, 1.0, false);
   require_nonneg(eps, "eps");
@@ -247,7 +265,8 @@ bool rmsprop_step(py::object params, py::object grads, py::object square_avgs,
                         {{"grads", grads, zero_grad, -2},
                          {"square_avgs", square_avgs, true, 0},
                          {"momentum_buffers", mom ? momentum_buffers : py::none(), true, 1},
-                         {"grad_avgs", centered ? grad_avgs : py::none(), true, 2}});
+                         {"grad_avgs", centered ? grad_avgs : py::none(), true, 2},
+                         masks_arg(masks), bf16_arg(bf16_copies)});
   const optim::RmspropHyper h{lr, alpha, eps, weight_decay, momentum, centered};
   const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
   py::gil_scoped_release nogil;
@@ -256,14 +275,16 @@ bool rmsprop_step(py::object params, py::object grads, py::object square_avgs,
 
 bool adagrad_step(py::object params, py::object grads, py::object state_sums, Index step,
                   Real lr, Real lr_decay, Real weight_decay, Real eps, Flag maximize,
-                  Real grad_scale, Flag zero_grad, Flag check_finite) {
+                  Real grad_scale, Flag zero_grad, Flag check_finite, py::object masks,
+                  py::object bf16_copies) {
   require_step(step);
   require_nonneg(lr, "lr");
   require_nonneg(lr_decay, "lr_decay");
   require_nonneg(weight_decay, "weight_decay");
   require_nonneg(eps, "eps");
   Collected c = collect("adagrad_step", {"params", params, true, -1},
-                        {{"grads", grads, zero_grad, -2}, {"state_sums", state_sums, true, 0}});
+                        {{"grads", grads, zero_grad, -2}, {"state_sums", state_sums, true, 0},
+                         masks_arg(masks), bf16_arg(bf16_copies)});
   const optim::AdagradHyper h{lr, lr_decay, weight_decay, eps, step};
   const GradOptions o = grad_options(grad_scale, maximize, zero_grad, check_finite);
   py::gil_scoped_release nogil;
@@ -310,6 +331,11 @@ void stream_triad(py::object ao, py::object bo, py::object co, Real s) {
   optim::stream_triad(ap, bp, cp, float(s), n);
 }
 
+// Every step's docstring ends with the shared epilogue options (nnforge._optim_ops).
+#define NNF_EPILOGUE_DOC                                                                        \
+  " masks (uint8, 0 = pruned): stores 0 to the parameter and its state there. bf16_copies "     \
+  "(ml_dtypes.bfloat16): receives each updated parameter rounded to nearest even."
+
 void bind_optim(py::module_& m) {
   using namespace pybind11::literals;
   const py::object none = py::none();
@@ -317,31 +343,36 @@ void bind_optim(py::module_& m) {
         "lr"_a, "step"_a, "momentum"_a = 0.0, "dampening"_a = 0.0, "weight_decay"_a = 0.0,
         "nesterov"_a = false, "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false,
         "check_finite"_a = false,
+        "masks"_a = none, "bf16_copies"_a = none,
         "In-place torch.optim.SGD step over lists of float32 arrays (momentum_buffers needed when "
         "momentum != 0; step is 1-based, step 1 sets buf = g). Returns False, changing nothing, "
-        "when check_finite finds inf/NaN in a gradient.");
+        "when check_finite finds inf/NaN in a gradient." NNF_EPILOGUE_DOC);
   m.def("adam_step", &adam_step, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a,
         "max_exp_avg_sqs"_a = none, py::kw_only(), "step"_a, "lr"_a, "beta1"_a = 0.9,
         "beta2"_a = 0.999, "eps"_a = 1e-8, "weight_decay"_a = 0.0, "amsgrad"_a = false,
         "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false, "check_finite"_a = false,
+        "masks"_a = none, "bf16_copies"_a = none,
         "In-place torch.optim.Adam step (L2 weight decay added to the gradient) over lists of "
-        "float32 arrays. Returns False, changing nothing, when check_finite finds inf/NaN.");
+        "float32 arrays. Returns False, changing nothing, when check_finite finds inf/NaN." NNF_EPILOGUE_DOC);
   m.def("adamw_step", &adamw_step, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a,
         "max_exp_avg_sqs"_a = none, py::kw_only(), "step"_a, "lr"_a, "beta1"_a = 0.9,
         "beta2"_a = 0.999, "eps"_a = 1e-8, "weight_decay"_a = 0.01, "amsgrad"_a = false,
         "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false, "check_finite"_a = false,
+        "masks"_a = none, "bf16_copies"_a = none,
         "In-place torch.optim.AdamW step (decoupled decay p *= 1 - lr*wd) over lists of float32 "
-        "arrays. Returns False, changing nothing, when check_finite finds inf/NaN.");
+        "arrays. Returns False, changing nothing, when check_finite finds inf/NaN." NNF_EPILOGUE_DOC);
   m.def("rmsprop_step", &rmsprop_step, "params"_a, "grads"_a, "square_avgs"_a,
         "momentum_buffers"_a = none, "grad_avgs"_a = none, py::kw_only(), "lr"_a, "alpha"_a = 0.99,
         "eps"_a = 1e-8, "weight_decay"_a = 0.0, "momentum"_a = 0.0, "centered"_a = false,
         "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false, "check_finite"_a = false,
+        "masks"_a = none, "bf16_copies"_a = none,
         "In-place torch.optim.RMSprop step over lists of float32 arrays (momentum_buffers when "
-        "momentum > 0, grad_avgs when centered).");
+        "momentum > 0, grad_avgs when centered)." NNF_EPILOGUE_DOC);
   m.def("adagrad_step", &adagrad_step, "params"_a, "grads"_a, "state_sums"_a, py::kw_only(),
         "step"_a, "lr"_a, "lr_decay"_a = 0.0, "weight_decay"_a = 0.0, "eps"_a = 1e-10,
         "maximize"_a = false, "grad_scale"_a = 1.0, "zero_grad"_a = false, "check_finite"_a = false,
-        "In-place torch.optim.Adagrad step over lists of float32 arrays (step is 1-based).");
+        "masks"_a = none, "bf16_copies"_a = none,
+        "In-place torch.optim.Adagrad step over lists of float32 arrays (step is 1-based)." NNF_EPILOGUE_DOC);
   m.def("grad_norm", &grad_norm, "grads"_a,
         "Global L2 norm of a list of float32 arrays, accumulated in float64 (same result for "
         "any thread count).");

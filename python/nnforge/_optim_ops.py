@@ -22,6 +22,15 @@ gradient is finite), so clip + skip-on-overflow reads the gradients once for bot
 
 check_finite=True on its own costs one extra read of the gradients.
 
+Two optional per-element extras ride in the same pass (every step takes them):
+    masks=[uint8 arrays]          pruning: where a mask is 0 the step stores 0 to the
+                                  parameter and to its state (pruned weights stay exactly
+                                  0, their moments 0); nonzero keeps. A mask of all ones
+                                  gives bit-identical results to no mask.
+    bf16_copies=[bfloat16 arrays] mixed precision: receives each updated parameter
+                                  rounded to nearest even (the bits ops.to_bfloat16 gives).
+Either list has one array per parameter, of its shape (C-contiguous; bf16_copies writeable).
+
 The functions are the compiled ones themselves (no Python wrapper per call);
 their signatures and docstrings live in csrc/bindings/bind_optim.cpp.
 """

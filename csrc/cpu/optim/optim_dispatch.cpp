@@ -123,6 +123,13 @@ bool prepare(WorkList& w, const std::vector<OptTensor>& ts, double bytes_per_ele
   return grads_finite(w);
 }
 
+// Memory traffic per element the optional epilogues add (a mask read, a bf16 copy
+// written; every tensor of a call has them or none has: the binding's rule).
+double extra_bytes(const std::vector<OptTensor>& ts) {
+  if (ts.empty()) return 0.0;
+  return (ts[0].mask ? 1.0 : 0.0) + (ts[0].bf16 ? 2.0 : 0.0);
+}
+
 float signed_scale(const GradOptions& o) {
   return float(o.maximize ? -o.grad_scale : o.grad_scale);
 }
@@ -135,7 +142,7 @@ Schedule get_schedule() { return Schedule(g_schedule.load()); }
 bool sgd_step(const std::vector<OptTensor>& ts, const SgdHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
   const bool mom = h.momentum != 0.0;
-  if (!prepare(w, ts, mom ? 20.0 : 12.0, o)) return false;
+  if (!prepare(w, ts, (mom ? 20.0 : 12.0) + extra_bytes(ts), o)) return false;
   SgdScalars s;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);
@@ -154,7 +161,7 @@ bool sgd_step(const std::vector<OptTensor>& ts, const SgdHyper& h, const GradOpt
 
 bool adam_step(const std::vector<OptTensor>& ts, const AdamHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
-  if (!prepare(w, ts, h.amsgrad ? 36.0 : 28.0, o)) return false;
+  if (!prepare(w, ts, (h.amsgrad ? 36.0 : 28.0) + extra_bytes(ts), o)) return false;
   const double step = double(h.step);
   const double bc1 = 1.0 - std::pow(h.beta1, step);
   const double bc2 = 1.0 - std::pow(h.beta2, step);
@@ -179,7 +186,7 @@ bool adam_step(const std::vector<OptTensor>& ts, const AdamHyper& h, const GradO
 bool rmsprop_step(const std::vector<OptTensor>& ts, const RmspropHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
   const bool mom = h.momentum > 0.0;
-  if (!prepare(w, ts, 20.0 + (mom ? 8.0 : 0.0) + (h.centered ? 8.0 : 0.0), o)) return false;
+  if (!prepare(w, ts, 20.0 + (mom ? 8.0 : 0.0) + (h.centered ? 8.0 : 0.0) + extra_bytes(ts), o)) return false;
   RmspropScalars s;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);
@@ -199,7 +206,7 @@ bool rmsprop_step(const std::vector<OptTensor>& ts, const RmspropHyper& h, const
 
 bool adagrad_step(const std::vector<OptTensor>& ts, const AdagradHyper& h, const GradOptions& o) {
   WorkList& w = work_list();
-  if (!prepare(w, ts, 20.0, o)) return false;
+  if (!prepare(w, ts, 20.0 + extra_bytes(ts), o)) return false;
   AdagradScalars s;
   s.grad_scale = signed_scale(o);
   s.weight_decay = float(h.weight_decay);

@@ -18,8 +18,13 @@ namespace nnf {
 // overheads vanish, short enough that 1M params in 50 tensors still balance.
 constexpr int64_t kOptChunk = 32768;
 
-// One parameter tensor and its same-shaped buffers (n floats each). Unused state
+// One parameter tensor and its same-shaped buffers (n elements each). Unused state
 // pointers are null. The meaning of s0..s2 is per optimizer (see each kernel).
+// mask (optional, pruning): where mask[i] == 0 the step stores 0 to p[i] and to every
+// state buffer (pruned weights stay exactly 0, their moments stay 0).
+// bf16 (optional, mixed precision): the step also stores the updated p[i] rounded to
+// bfloat16 (round to nearest even; raw bits) there.
+// Within one call either every tensor has a mask / bf16 copy or none has.
 struct OptTensor {
   float* p;
   float* g;
@@ -27,6 +32,8 @@ struct OptTensor {
   float* s1;
   float* s2;
   int64_t n;
+  const uint8_t* mask;
+  uint16_t* bf16;
 };
 
 // Elements [off, off + len) of tensor *t.

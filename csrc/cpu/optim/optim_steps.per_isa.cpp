@@ -7,9 +7,16 @@
 // (`#pragma omp simd`, AVX-512 build: zmm). Buffers never alias (the binding
 // refuses overlapping arrays), hence __restrict.
 //
+// Optional epilogues (pruning mask, bf16 copy) run on each chunk right after its update,
+// while the chunk (kOptChunk elements per stream) is still cache-resident: no extra pass
+// over memory, and the update loops themselves are the very same code with or without
+// them, so an all-ones mask gives bit-identical results to none. (Fusing them into the
+// update loops changed the compiler's FMA contraction of AdamW's decay and broke that.)
+//
 // Non-temporal stores were not used: every written line was just read (in-place
 // update), so they would not save the read-for-ownership traffic they exist for.
 #include <math.h>
+#include <string.h>
 
 #include "cpu/optim/optim_isa.h"
 
@@ -120,14 +127,40 @@ void adagrad_chunk(const AdagradScalars& s, float* __restrict p, float* __restri
   }
 }
 
-// Runs `fn` on every chunk with its tensor's pointers offset to the chunk.
+// ---- epilogues ---------------------------------------------------------------------
+// x[i] = 0 where mask[i] == 0 (pruned weights and their state stay exactly 0).
+void zero_pruned(const uint8_t* __restrict mask, float* __restrict x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = mask[i] == 0 ? 0.0f : x[i];
+}
+
+// out[i] = bfloat16 bits of p[i], round to nearest even; NaN -> the quiet NaN of its
+// sign (0x7FC0 / 0xFFC0, as ml_dtypes / Eigen write it).
+void bf16_copy(const float* __restrict p, uint16_t* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    memcpy(&u, &p[i], sizeof u);
+    const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t nan = ((u >> 16) & 0x8000u) | 0x7FC0u;
+    out[i] = uint16_t((u & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
+  }
+}
+
+// Runs `fn` on every chunk with its tensor's pointers offset to the chunk, then the
+// chunk's epilogues (OptTensor::mask, OptTensor::bf16).
 template <typename Fn>
 inline void for_chunks(const OptChunk* chunks, int64_t count, Fn fn) {
   for (int64_t c = 0; c < count; ++c) {
     const OptTensor& t = *chunks[c].t;
-    const int64_t o = chunks[c].off;
-    fn(t.p + o, t.g + o, t.s0 ? t.s0 + o : nullptr, t.s1 ? t.s1 + o : nullptr,
-       t.s2 ? t.s2 + o : nullptr, chunks[c].len);
+    const int64_t o = chunks[c].off, n = chunks[c].len;
+    float* const bufs[4] = {t.p + o, t.s0 ? t.s0 + o : nullptr, t.s1 ? t.s1 + o : nullptr,
+                            t.s2 ? t.s2 + o : nullptr};
+    fn(bufs[0], t.g + o, bufs[1], bufs[2], bufs[3], n);
+    if (t.mask)
+      for (float* x : bufs)
+        if (x) zero_pruned(t.mask + o, x, n);
+    if (t.bf16) bf16_copy(bufs[0], t.bf16 + o, n);
   }
 }
 

@@ -9,6 +9,11 @@ Layout: parameters in order (groups first, each one segment), each starting at a
 multiple of ALIGN bytes from a 64-byte aligned base, so every parameter's first
 element is cache-line and AVX-512 aligned. The gaps between parameters are zeros in
 both buffers and stay zero under every optimizer rule (0 gradient, 0 weight).
+
+Extras (EXTRAS): a pruning mask (uint8, 1 = keep) and a bfloat16 copy of the weights
+(mixed precision) get the same layout when any parameter has one, so the optimizer
+passes one flat mask / copy per segment too. A parameter without a mask of its own
+reads ones there; the gaps hold ones (mask) and zeros (copy).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["ALIGN", "FlatParameters", "flatten", "layout_epoch", "owner"]
+__all__ = ["ALIGN", "EXTRAS", "FlatParameters", "bump_epoch", "flatten", "layout_epoch", "owner"]
 
 ALIGN = 64  # bytes
 _ALIGN_ELEMS = ALIGN // np.dtype(np.float32).itemsize
@@ -27,6 +32,21 @@ _epoch = 0
 
 def layout_epoch() -> int:
     return _epoch
+
+
+def bump_epoch() -> None:
+    """Tell optimizers to rebind (a re-layout, or a mask / bf16 copy set or cleared)."""
+    global _epoch
+    _epoch += 1
+
+
+def _bf16_dtype() -> np.dtype:
+    import ml_dtypes  # only mixed precision needs it
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+# Parameter attribute -> (dtype factory, fill value of a parameter without one).
+EXTRAS = {"mask": (lambda: np.dtype(np.uint8), 1), "bf16": (_bf16_dtype, 0)}
 
 
 def aligned_zeros(n: int) -> np.ndarray:
@@ -44,7 +64,7 @@ class FlatParameters:
     """The flat buffers of a model: data and grad (1-D, same layout), the parameters in
     buffer order and each one's element offset."""
 
-    __slots__ = ("data", "grad", "params", "offsets", "_index")
+    __slots__ = ("data", "grad", "params", "offsets", "extras", "_index")
 
     def __init__(self, params: Sequence, offsets: Sequence[int], total: int):
         self.params = tuple(params)
@@ -52,6 +72,21 @@ class FlatParameters:
         self._index = {id(p): i for i, p in enumerate(self.params)}
         self.data = aligned_zeros(total)
         self.grad = aligned_zeros(total)
+        self.extras: dict[str, np.ndarray] = {}  # EXTRAS name -> flat buffer, while any parameter has one
+
+    def extra_view(self, name: str, p) -> np.ndarray:
+        """Parameter p's view into the flat `name` buffer (EXTRAS), created on first use."""
+        if name not in self.extras:
+            dtype, fill = EXTRAS[name]
+            self.extras[name] = np.full(self.data.size, fill, dtype=dtype())
+        return self.view_like(self.extras[name], p)
+
+    def release_extra(self, name: str, p) -> None:
+        """p no longer has a `name`: its view reads the fill value again, and the buffer goes
+        once no parameter has one."""
+        self.view_like(self.extras[name], p)[...] = EXTRAS[name][1]
+        if all(getattr(q, name) is None for q in self.params):
+            del self.extras[name]
 
     def segment(self, params: Sequence) -> Optional[slice]:
         """The slice of the buffers covering exactly `params` when they are consecutive in
@@ -120,5 +155,11 @@ def flatten(params: Sequence, groups=None) -> FlatParameters:
         data[...] = p.data
         grad[...] = p.grad
         p.data, p.grad, p._flat = data, grad, flat
+        for name in EXTRAS:
+            own = getattr(p, name)
+            if own is not None:
+                view = flat.extra_view(name, p)
+                view[...] = own
+                setattr(p, name, view)
     _epoch += 1
     return flat

@@ -30,19 +30,30 @@ class Parameter:
     """A trainable float32 array and its gradient (same shape, C-contiguous).
 
     After Module.flatten_parameters() both are views into the model's flat buffers
-    (_flat names them); they are only ever updated in place, never re-bound."""
+    (_flat names them); they are only ever updated in place, never re-bound.
 
-    __slots__ = ("data", "grad", "_flat")
+    Two optional companions of the same shape, kept up to date by the optimizer's fused
+    step (nn/optim.py) and, when flattened, views into flat buffers too:
+        mask  uint8 pruning mask, 1 keep / 0 pruned (set_mask / clear_mask): pruned
+              weights stay exactly 0 through every step; saved in checkpoints
+        bf16  ml_dtypes.bfloat16 copy of data, round to nearest even (enable_bf16 /
+              disable_bf16; Module.set_precision("bf16") does it for a model)"""
+
+    __slots__ = ("data", "grad", "mask", "bf16", "_flat")
 
     def __init__(self, data: np.ndarray):
         self.data = np.ascontiguousarray(data, dtype=np.float32)
         self.grad = np.zeros_like(self.data)
+        self.mask: Optional[np.ndarray] = None
+        self.bf16: Optional[np.ndarray] = None
         self._flat: Optional[_flat.FlatParameters] = None
 
     def __deepcopy__(self, memo) -> "Parameter":
         # a copy owns its arrays: it leaves the flat buffer (a copied view would not be one)
         p = Parameter.__new__(Parameter)
         p.data, p.grad, p._flat = self.data.copy(), self.grad.copy(), None
+        p.mask = None if self.mask is None else self.mask.copy()
+        p.bf16 = None if self.bf16 is None else self.bf16.copy()
         memo[id(self)] = p
         return p
 
@@ -54,8 +65,82 @@ class Parameter:
     def size(self) -> int:
         return self.data.size
 
+    # --- pruning mask -----------------------------------------------------------------
+    def set_mask(self, mask) -> None:
+        """Prune: keep data where mask is 1, set it to 0 (in place) where mask is 0.
+        mask: a uint8 (or bool) array of data's shape holding only 0 and 1; validated before
+        anything changes (TypeError for the dtype, ValueError for shape or values)."""
+        mask = _checked_mask(mask, self.data.shape)
+        dst = self._own_extra("mask")
+        dst[...] = mask
+        self.mask = dst
+        self.data[dst == 0] = 0.0
+        self.refresh_bf16()
+
+    def clear_mask(self) -> None:
+        """Stop pruning (the weights pruned so far stay 0 until updated)."""
+        self._drop_extra("mask")
+
+    # --- bf16 copy ------------------------------------------------------------------
+    def enable_bf16(self) -> None:
+        """Keep a bfloat16 copy of data in .bf16 (written by every optimizer step)."""
+        if self.bf16 is None:
+            self.bf16 = self._own_extra("bf16")
+        self.refresh_bf16()
+
+    def disable_bf16(self) -> None:
+        self._drop_extra("bf16")
+
+    def refresh_bf16(self) -> None:
+        """Re-round .bf16 from data (after data changed outside an optimizer step)."""
+        if self.bf16 is not None:
+            self.bf16[...] = self.data.astype(self.bf16.dtype)
+
+    def _own_extra(self, name: str) -> np.ndarray:
+        current = getattr(self, name)
+        if current is not None:
+            return current
+        dtype, _ = _flat.EXTRAS[name]
+        out = self._flat.extra_view(name, self) if self._flat is not None else np.empty(self.data.shape, dtype())
+        _flat.bump_epoch()  # optimizers bind the new array before their next step
+        return out
+
+    def _drop_extra(self, name: str) -> None:
+        if getattr(self, name) is None:
+            return
+        setattr(self, name, None)
+        if self._flat is not None:
+            self._flat.release_extra(name, self)
+        _flat.bump_epoch()
+
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape})"
+
+
+# state_dict key of a parameter's pruning mask: "<parameter name>.mask"
+MASK_SUFFIX = ".mask"
+
+
+def _mask_entry(state, key: str, p: Parameter) -> np.ndarray:
+    """state[key] checked as p's pruning mask (StateEntryError naming the entry)."""
+    try:
+        return _checked_mask(np.asarray(state[key]), p.data.shape)
+    except (TypeError, ValueError) as exc:
+        raise _state.StateEntryError(key, f"is not a valid pruning mask ({exc})") from None
+
+
+def _checked_mask(mask, shape: tuple[int, ...]) -> np.ndarray:
+    """A pruning mask as uint8 of `shape` with only 0 / 1 in it, or a clear error."""
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"a pruning mask must be a numpy array (uint8 or bool), got {type(mask).__name__}")
+    if mask.dtype not in (np.uint8, np.bool_):
+        raise TypeError(f"a pruning mask must have dtype uint8 or bool, got {mask.dtype}")
+    if mask.shape != shape:
+        raise ValueError(f"a pruning mask must have the parameter's shape {shape}, got {mask.shape}")
+    mask = mask.astype(np.uint8, copy=False)
+    if mask.size and mask.max(initial=0) > 1:
+        raise ValueError(f"a pruning mask holds only 0 (pruned) and 1 (kept), got the value {int(mask.max())}")
+    return mask
 
 
 def _forward_with_hooks(self, *inputs):
@@ -214,32 +299,48 @@ class Module:
 
     # --- state ------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter and buffer, keyed by dotted name."""
+        """Copies of every parameter and buffer, keyed by dotted name, and of every pruning
+        mask as "<parameter>.mask" (uint8)."""
         state = OrderedDict()
         for name, p in self.named_parameters():
             state[name] = p.data.copy()
         for name, b in self.named_buffers():
             state[name] = np.array(b, copy=True)
+        for name, p in self.named_parameters():
+            if p.mask is not None:
+                state[name + MASK_SUFFIX] = p.mask.copy()
         return state
 
     def load_state_dict(self, state, strict: bool = True) -> None:
         """Load arrays by name, in place (flat-parameter views stay views). Everything is
         validated before anything is written, so a mismatch leaves the model unchanged;
-        the ValueError names the first mismatched entry and both shapes."""
+        the ValueError names the first mismatched entry and both shapes. Pruning masks
+        follow the state: a parameter with a "<name>.mask" entry gets that mask, one
+        without loses its mask (strict) or keeps it (strict=False)."""
         self._plan_load(state, strict)()
 
     def _plan_load(self, state, strict: bool = True, casting: str = "same_kind") -> _state.Commit:
         """Check `state` against this model (nn/_state.py); returns the assignment to run.
         casting: which dtypes may load into a parameter's (numpy.can_cast's rule)."""
-        targets: list[tuple[str, np.ndarray]] = [(n, p.data) for n, p in self.named_parameters()]
+        named = self.named_parameters()
+        targets: list[tuple[str, np.ndarray]] = [(n, p.data) for n, p in named]
         targets += self.named_buffers()
+        mask_keys = [(n + MASK_SUFFIX, p) for n, p in named if n + MASK_SUFFIX in state]
         if strict:
-            _state.check_keys(state, [n for n, _ in targets], type(self).__name__)
+            _state.check_keys(state, [n for n, _ in targets] + [k for k, _ in mask_keys], type(self).__name__)
         plan = [(dst, _state.array_entry(state, name, dst, casting)) for name, dst in targets if name in state]
+        masks = [(p, _mask_entry(state, key, p)) for key, p in mask_keys]
+        unmask = [p for _, p in named if strict and p.mask is not None and all(p is not q for q, _ in masks)]
 
         def commit() -> None:
             for dst, src in plan:
                 dst[...] = src
+            for p in unmask:
+                p.clear_mask()
+            for p, mask in masks:
+                p.set_mask(mask)  # after the data: the loaded weights are zeroed where pruned
+            for _, p in named:
+                p.refresh_bf16()
         return commit
 
     # --- reporting ---------------------------------------------------------------

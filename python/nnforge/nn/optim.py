@@ -24,6 +24,12 @@ same flat layout and step() is one kernel call per group over one array each (th
 per-parameter state stays visible as views, so state_dict is unchanged). Otherwise
 step() passes the per-tensor lists (one call per group as well). The optimizer notices a
 re-layout (nn/flat.py's epoch) and rebinds before its next step.
+
+Pruning masks and bf16 copies (Parameter.mask / .bf16, nn/module.py) ride in the same
+kernel pass (the kernels' masks= / bf16_copies=): once any parameter of a group has one,
+the group passes one per parameter (ones / a fresh copy for the others; in the flat
+layout, the segment of the flat mask / copy buffer). Setting or clearing one bumps the
+epoch, so the optimizer rebinds.
 """
 from __future__ import annotations
 
@@ -103,12 +109,34 @@ def decay_groups(model, weight_decay: float) -> list[dict]:
 
 
 class _Bound:
-    """One group as the kernel sees it: arrays (one flat segment, or one per tensor)."""
+    """One group as the kernel sees it: arrays (one flat segment, or one per tensor), and
+    extras: the kernel's masks= / bf16_copies= lists when the group has them."""
 
-    __slots__ = ("data", "grads", "bufs", "overrides")
+    __slots__ = ("data", "grads", "bufs", "overrides", "extras")
 
-    def __init__(self, data, grads, bufs, overrides):
-        self.data, self.grads, self.bufs, self.overrides = data, grads, bufs, overrides
+    def __init__(self, data, grads, bufs, overrides, extras):
+        self.data, self.grads, self.bufs, self.overrides, self.extras = data, grads, bufs, overrides, extras
+
+
+# Parameter attribute -> the step kernels' keyword for the list of them.
+_EXTRA_KWARGS = {"mask": "masks", "bf16": "bf16_copies"}
+
+
+def _group_extras(ps: list[Parameter], flat, seg) -> dict:
+    """{kernel keyword: list} for the extras any of ps has. Flat segment: one slice of the
+    flat buffer. Per tensor: each parameter's own, or a stand-in (all-ones mask; a copy
+    nobody reads) for those without."""
+    out = {}
+    for name, kwarg in _EXTRA_KWARGS.items():
+        if all(getattr(p, name) is None for p in ps):
+            continue
+        if seg is not None:
+            out[kwarg] = [flat.extras[name][seg]]
+        else:
+            dtype, fill = _flat.EXTRAS[name]
+            out[kwarg] = [getattr(p, name) if getattr(p, name) is not None
+                          else np.full(p.shape, fill, dtype=dtype()) for p in ps]
+    return out
 
 
 class Optimizer:
@@ -166,11 +194,12 @@ class Optimizer:
             seg = flat.segment(ps) if flat is not None else None
             if seg is not None:
                 bound = _Bound([flat.data[seg]], [flat.grad[seg]],
-                               {n: [b[seg]] for n, b in big_bufs.items()}, overrides)
+                               {n: [b[seg]] for n, b in big_bufs.items()}, overrides, _group_extras(ps, flat, seg))
             else:
                 ids = [index[id(p)] for p in ps]
                 bound = _Bound([p.data for p in ps], [p.grad for p in ps],
-                               {n: [bufs[i] for i in ids] for n, bufs in self._buffers.items()}, overrides)
+                               {n: [bufs[i] for i in ids] for n, bufs in self._buffers.items()}, overrides,
+                               _group_extras(ps, None, None))
             self._bound.append(bound)
         self._grads = [a for b in self._bound for a in b.grads]
         self._data = [a for b in self._bound for a in b.data]
@@ -329,7 +358,7 @@ class SGD(Optimizer):
         return self._step_fn(g.data, g.grads, g.bufs.get("momentum_buffer"), lr=hp["lr"], step=step,
                              momentum=self.momentum, dampening=self.dampening, weight_decay=hp["weight_decay"],
                              nesterov=self.nesterov, maximize=self.maximize, grad_scale=grad_scale,
-                             zero_grad=zero_grad, check_finite=check_finite)
+                             zero_grad=zero_grad, check_finite=check_finite, **g.extras)
 
 
 class Adam(Optimizer):
@@ -357,7 +386,7 @@ class Adam(Optimizer):
         return self._step_fn(g.data, g.grads, g.bufs["exp_avg"], g.bufs["exp_avg_sq"], g.bufs.get("max_exp_avg_sq"),
                              step=step, lr=hp["lr"], beta1=self.beta1, beta2=self.beta2, eps=self.eps,
                              weight_decay=hp["weight_decay"], amsgrad=self.amsgrad, maximize=self.maximize,
-                             grad_scale=grad_scale, zero_grad=zero_grad, check_finite=check_finite)
+                             grad_scale=grad_scale, zero_grad=zero_grad, check_finite=check_finite, **g.extras)
 
 
 class AdamW(Adam):
@@ -391,7 +420,7 @@ class RMSprop(Optimizer):
                              g.bufs.get("grad_avg"), lr=hp["lr"], alpha=self.alpha, eps=self.eps,
                              weight_decay=hp["weight_decay"], momentum=self.momentum, centered=self.centered,
                              maximize=self.maximize, grad_scale=grad_scale, zero_grad=zero_grad,
-                             check_finite=check_finite)
+                             check_finite=check_finite, **g.extras)
 
 
 class Adagrad(Optimizer):
@@ -413,7 +442,7 @@ class Adagrad(Optimizer):
     def _run(self, g, hp, step, grad_scale, zero_grad, check_finite):
         return self._step_fn(g.data, g.grads, g.bufs["sum"], step=step, lr=hp["lr"], lr_decay=self.lr_decay,
                              weight_decay=hp["weight_decay"], eps=self.eps, maximize=self.maximize,
-                             grad_scale=grad_scale, zero_grad=zero_grad, check_finite=check_finite)
+                             grad_scale=grad_scale, zero_grad=zero_grad, check_finite=check_finite, **g.extras)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
