@@ -255,6 +255,17 @@ def _unit_scores(layer, criterion: str) -> np.ndarray:
     return np.abs(w).sum(axis=1) if criterion == "l1" else np.sqrt((w * w).sum(axis=1))
 
 
+def _replace(owner: Module, name: str, value) -> None:
+    """owner.name = value in the entry's old place (Module.__setattr__ re-appends it, which
+    would reorder a Sequential's layers or a layer's parameters)."""
+    table = owner._modules if isinstance(value, Module) else owner._params
+    if value is not None and name in table:
+        table[name] = value
+        object.__setattr__(owner, name, value)
+    else:
+        setattr(owner, name, value)
+
+
 def _sliced(p: Optional[Parameter], index, axis: int) -> Optional[Parameter]:
     """A new Parameter holding p's entries at `index` along `axis` (its mask too)."""
     if p is None:
@@ -267,16 +278,17 @@ def _sliced(p: Optional[Parameter], index, axis: int) -> Optional[Parameter]:
 
 def _shrink_outputs(layer, keep: np.ndarray) -> None:
     if isinstance(layer, Linear):
-        layer.weight = _sliced(layer.weight, keep, 1)
+        _replace(layer, "weight", _sliced(layer.weight, keep, 1))
         layer.out_features = len(keep)
     else:
-        layer.weight = _sliced(layer.weight, keep, 0)
+        _replace(layer, "weight", _sliced(layer.weight, keep, 0))
         layer.out_channels = len(keep)
-    layer.bias = _sliced(layer.bias, keep, 0)
+    _replace(layer, "bias", _sliced(layer.bias, keep, 0))
 
 
 def _shrink_norm(norm, keep: np.ndarray) -> None:
-    norm.weight, norm.bias = _sliced(norm.weight, keep, 0), _sliced(norm.bias, keep, 0)
+    _replace(norm, "weight", _sliced(norm.weight, keep, 0))
+    _replace(norm, "bias", _sliced(norm.bias, keep, 0))
     for name in ("running_mean", "running_var"):
         if name in norm._buffers:
             norm._set_buffer(name, np.ascontiguousarray(getattr(norm, name)[keep]))
@@ -289,10 +301,10 @@ def _shrink_inputs(layer, keep: np.ndarray, units: int) -> None:
     if isinstance(layer, Linear):
         block = layer.in_features // units
         rows = (keep[:, None] * block + np.arange(block)).ravel()
-        layer.weight = _sliced(layer.weight, rows, 0)
+        _replace(layer, "weight", _sliced(layer.weight, rows, 0))
         layer.in_features = len(rows)
     else:
-        layer.weight = _sliced(layer.weight, keep, 1)
+        _replace(layer, "weight", _sliced(layer.weight, keep, 1))
         layer.in_channels = len(keep)
 
 
@@ -366,7 +378,7 @@ def _replace_linears(parent: Module, min_sparsity: float) -> int:
         if type(child) is Linear:
             w = child.weight.data
             if (w.size - np.count_nonzero(w)) >= min_sparsity * w.size:
-                setattr(parent, name, SparseLinear.from_linear(child))
+                _replace(parent, name, SparseLinear.from_linear(child))
                 count += 1
         else:
             count += _replace_linears(child, min_sparsity)
