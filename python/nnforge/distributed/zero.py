@@ -43,6 +43,7 @@ def shard_ranges(total: int, world_size: int) -> tuple[list[int], list[int]]:
 def _slice_param(data: np.ndarray, grad: np.ndarray) -> Parameter:
     p = Parameter.__new__(Parameter)
     p.data, p.grad, p._flat = data, grad, None  # views of the flat buffers, never re-bound
+    p.mask = p.bf16 = None  # ZeRO-1 slices take no pruning mask / bf16 copy (not supported yet)
     return p
 
 
