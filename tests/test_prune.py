@@ -201,3 +201,14 @@ def test_bad_inputs():
         prune.PruningSchedule(0.5, frequency=0)
     masks_before = [m.weight.mask for m in model]
     assert all(k is None for k in masks_before)  # failed calls changed nothing
+
+
+def test_structured_keeps_masks_and_parameter_order():
+    model = _mlp()
+    prune.magnitude(model, 0.5)
+    names = [n for n, _ in model.named_parameters()]
+    prune.structured(model, 0.3)
+    assert [n for n, _ in model.named_parameters()] == names
+    for m in model:
+        assert m.weight.mask.shape == m.weight.shape
+        assert np.all(m.weight.data[m.weight.mask == 0] == 0.0)
