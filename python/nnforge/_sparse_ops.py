@@ -7,7 +7,9 @@ W is (N, K): row n holds output feature n's weights (nn.Linear stores the transp
 (in, out), so SparseLinear.from_linear converts weight.data.T). The kernel
 (csrc/cpu/sparse) packs 16-row tiles of x^T and does one broadcast FMA per nonzero;
 x may be any strided float32 view (no copy). Results are bitwise identical for any
-thread count. There is no backward: this is an inference op.
+thread count. There is no backward: this is an inference op. NaN / inf in x reach only
+the outputs whose weight rows store that column (a pruned weight is absent, not 0 * x:
+torch.sparse's and SciPy's semantics); relu(NaN) is NaN.
 """
 from __future__ import annotations
 

@@ -49,8 +49,8 @@ void tile_outputs(const CsrMatmul& p, const float* tile, int64_t b, int64_t n0, 
       const float* col = tile + int64_t(p.indices[q]) * R;
       for (int64_t r = 0; r < R; ++r) acc[r] += v * col[r];
     }
-    if (p.relu)
-      for (int64_t r = 0; r < R; ++r) acc[r] = acc[r] > 0.0f ? acc[r] : 0.0f;
+    if (p.relu)  // written so that NaN stays NaN (relu(NaN) = NaN, the project's rule)
+      for (int64_t r = 0; r < R; ++r) acc[r] = acc[r] < 0.0f ? 0.0f : acc[r];
     std::memcpy(out[j], acc, sizeof acc);
   }
   const int64_t r0 = b * R, rows = p.m - r0 < R ? p.m - r0 : R;
