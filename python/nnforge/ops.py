@@ -72,3 +72,10 @@ from . import _rnn_ops  # noqa: E402
 from ._rnn_ops import *  # noqa: E402,F401,F403
 
 __all__ += _rnn_ops.__all__
+
+
+# Sparse (CSR) weight x dense activations for pruned Linear layers.
+from . import _sparse_ops  # noqa: E402
+from ._sparse_ops import *  # noqa: E402,F401,F403
+
+__all__ += _sparse_ops.__all__

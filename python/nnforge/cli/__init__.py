@@ -19,7 +19,7 @@ from .errors import CliError
 __all__ = ["BENCH_FAMILIES", "CliError", "main"]
 
 # Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
-BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "rnn", "distributed")
+BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "rnn", "distributed", "sparse")
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop, decay_groups
 from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell
 from .registry import ModelSpec, build_model, get_model_spec, model_names, register_model
+from .sparse import SparseLinear
 from .schedules import CosineAnnealingLR, ExponentialLR, LinearWarmup, LRSchedule, OneCycleLR, StepLR
 from .training import History, Regularizer
 from .transformer import TransformerBlock
@@ -41,3 +42,4 @@ __all__ = ["Accuracy", "Adagrad", "Adam", "AdamW", "Add", "AvgPool2d", "BCEWithL
            "Residual", "SGD", "Sequential", "Sigmoid", "Softmax", "Split", "StepLR", "Tanh", "TopKAccuracy",
            "TransformerBlock", "accuracy", "build_model", "checkpoint", "decay_groups", "get_model_spec", "init",
            "model_names", "optim", "register_model", "schedules", "top_k_accuracy"]
+__all__ += ["SparseLinear"]  # nn/sparse.py (inference-only CSR Linear)
