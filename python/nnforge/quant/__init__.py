@@ -5,7 +5,8 @@ save / load write and read a quantised model's checkpoint (pickle-free, validate
 from .fake_quantize import FakeQuantize, QATWrapper
 from .modules import QuantizedConv2d, QuantizedLinear
 from .observers import MinMaxObserver, PercentileObserver
+from . import checkpoint
 from .transforms import Observed, calibrate, convert, prepare, prepare_qat, quantize_dynamic
 
 __all__ = ["FakeQuantize", "MinMaxObserver", "Observed", "PercentileObserver", "QATWrapper", "QuantizedConv2d",
-           "QuantizedLinear", "calibrate", "convert", "prepare", "prepare_qat", "quantize_dynamic"]
+           "QuantizedLinear", "calibrate", "checkpoint", "convert", "prepare", "prepare_qat", "quantize_dynamic"]
