@@ -20,7 +20,7 @@ from .errors import CliError
 __all__ = ["BENCH_FAMILIES", "CliError", "main"]
 
 # Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
-BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "rnn", "distributed")
+BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "rnn", "distributed", "quant")
 
 
 def _build_parser() -> argparse.ArgumentParser:
