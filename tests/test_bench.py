@@ -178,3 +178,15 @@ def test_train_step_rows_run_with_tiny_models(name, monkeypatch, capsys):
     assert train.run(_args(train, ["--case", name, "--quick", "--no-profile", "--peak", "100"])) == 0
     out = capsys.readouterr().out
     assert f"{name} " in out and "nnforge step" in out and "ms/step" in out
+
+
+# --- int8 quantisation ------------------------------------------------------------------------
+def test_quant_bench_prints_a_table_with_tiny_repeats(monkeypatch, capsys):
+    from nnforge import ops
+    from nnforge.bench import quant
+    if not hasattr(ops, "qgemm_s32"):
+        pytest.skip("needs the int8 kernels (ops.qlinear / qgemm_s32, branch int8) merged")
+    monkeypatch.setattr(quant, "median_seconds", lambda fn, **kw: (fn(), 1e-3)[1])  # each case runs once
+    assert quant.run(_args(quant, ["--sizes", "3", "--repeats", "1", "--rounds", "1", "--settle", "0"])) == 0
+    out = capsys.readouterr().out
+    assert "3x3x3" in out and "mlp fc1" in out and "int8/fp32" in out and "nnf s32 gemm GOP/s" in out

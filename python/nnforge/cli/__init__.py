@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from . import compress as _compress
 from . import generate as _generate
 from . import launch as _launch
 from . import train as _train
@@ -19,7 +20,8 @@ from .errors import CliError
 __all__ = ["BENCH_FAMILIES", "CliError", "main"]
 
 # Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
-BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "rnn", "distributed", "sparse")
+BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "rnn", "distributed", "sparse",
+                  "quant")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -51,6 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         "--distributed)")
     _launch.add_arguments(lp)
 
+    cp = sub.add_parser("compress", help="int8-quantise a model trained by `nnforge train` (mlp, cnn)")
+    _compress.add_arguments(cp)
+
     sub.add_parser("config", help="print nnforge.show_config()")
     return parser
 
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(_generate.run(args) or 0)
         if args.command == "launch":
             return int(_launch.run(args) or 0)
+        if args.command == "compress":
+            return int(_compress.run(args) or 0)
         if args.command == "config":
             nnforge.show_config()
             return 0
