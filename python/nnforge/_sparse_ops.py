@@ -122,4 +122,6 @@ def sparse_matmul(x, w_csr: CSRMatrix, *, bias=None, activation: Optional[str] =
     n, k = w_csr.shape
     if x.ndim == 2 and x.shape[1] != k:
         raise ValueError(f"sparse_matmul: x {x.shape} {x.dtype} needs K = {k} columns for the ({n}, {k}) weight")
+    if isinstance(bias, np.ndarray) and bias.dtype == np.float32:
+        bias = np.ascontiguousarray(bias)  # N values: a strided bias view costs one small copy
     return _core.sparse_matmul(x, w_csr.indptr, w_csr.indices, w_csr.values, n, bias, relu)
