@@ -72,3 +72,8 @@ from . import _rnn_ops  # noqa: E402
 from ._rnn_ops import *  # noqa: E402,F401,F403
 
 __all__ += _rnn_ops.__all__
+
+from . import _quant_ops  # noqa: E402
+from ._quant_ops import *  # noqa: E402,F401,F403
+
+__all__ += _quant_ops.__all__
