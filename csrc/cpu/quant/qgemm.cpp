@@ -102,8 +102,8 @@ void qgemm_s32(const uint8_t* a, int64_t m, int64_t k, int64_t sa0, int64_t sa1,
                int64_t sb0, int64_t sb1, int32_t* c) {
   if (m == 0 || n == 0) return;
   const int64_t kg = packed_groups(k), lda = 4 * kg;
-  std::vector<int8_t> packed(size_t(packed_size(n, k)));
-  std::vector<int32_t> sums(size_t(n));
+  std::vector<int8_t> packed(static_cast<size_t>(packed_size(n, k)));
+  std::vector<int32_t> sums(static_cast<size_t>(n));
   pack_weight(b, n, k, sb1, sb0, packed.data(), sums.data());  // b (k, n) seen as (n, k)
   std::vector<uint8_t> ap(size_t(m * lda), 0);
   for (int64_t i = 0; i < m; ++i)
@@ -119,8 +119,8 @@ void qlinear(const float* x, int64_t m, int64_t sx0, int64_t sx1, const PackedWe
   const int64_t k = w.k, n = w.n, kg = packed_groups(k), lda = 4 * kg;
   if (m == 0 || n == 0) return;
   std::vector<uint8_t> aq(size_t(m * lda), 0);
-  std::vector<float> row_scale(size_t(m));
-  std::vector<int32_t> row_zp(size_t(m));
+  std::vector<float> row_scale(static_cast<size_t>(m));
+  std::vector<int32_t> row_zp(static_cast<size_t>(m));
   const int nt = gemm_threads(m, n, k);
 #pragma omp parallel for num_threads(std::max(1, std::min<int>(nt, int(m)))) schedule(static)
   for (int64_t i = 0; i < m; ++i) {
@@ -167,7 +167,7 @@ void qconv2d(const conv::ConvShape& s, const float* x, const PackedWeight& w, co
     q = range_quant(lo, hi);
   }
   const int nt = gemm_threads(p * s.n, s.k, k);
-  std::vector<uint8_t> xq(size_t(total));
+  std::vector<uint8_t> xq(static_cast<size_t>(total));
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t i = 0; i < total; ++i) xq[size_t(i)] = uint8_t(quantize_one(x[i], q.scale, q.zero_point, 0, 255));
   // im2row: row (oh, ow) of A holds the (c, r, s) taps; outside the image the zero point.
