@@ -17,6 +17,7 @@ void tile(int64_t kg, const uint8_t* a, int64_t lda, const int8_t* panel, int32_
   for (int64_t g = 0; g < kg; ++g) {
     const __m512i b0 = _mm512_loadu_si512(panel + g * 128);
     const __m512i b1 = _mm512_loadu_si512(panel + g * 128 + 64);
+#pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       int32_t four;
       __builtin_memcpy(&four, a + i * lda + 4 * g, 4);

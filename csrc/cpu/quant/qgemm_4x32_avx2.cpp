@@ -24,6 +24,7 @@ void tile_8cols(int64_t kg, const uint8_t* a, int64_t lda, const int8_t* panel, 
     const int8_t* b = panel + (g * kQNr + col0) * 4;  // 8 columns x 4 k = 32 bytes
     const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
     const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16)));
+#pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       int32_t four;
       __builtin_memcpy(&four, a + i * lda + 4 * g, 4);

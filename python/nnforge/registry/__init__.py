@@ -63,7 +63,7 @@ def bytes(name: str, params: dict) -> float:  # noqa: A001 - the registry's byte
     return _cost(name, params, 1)
 
 
-from . import attention, conv, gemm, nn, optim, pool, rnn  # noqa: E402
+from . import attention, conv, gemm, nn, optim, pool, quant, rnn  # noqa: E402
 
-for _family in (gemm, conv, pool, nn, optim, attention, rnn):
+for _family in (gemm, conv, pool, nn, optim, attention, rnn, quant):
     _family.register(_add)
