@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "bindings/activation_arg.h"
 #include "bindings/array_arg.h"
 #include "bindings/registry.h"
 #include "bindings/scalar_arg.h"
@@ -17,19 +18,6 @@
 
 namespace nnf {
 namespace {
-
-Activation parse_activation(const py::object& obj) {
-  if (obj.is_none()) return Activation::none;
-  if (!py::isinstance<py::str>(obj))
-    throw py::type_error("activation must be None or a str, got " +
-                         py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
-  const std::string s = obj.cast<std::string>();
-  if (s == "relu") return Activation::relu;
-  if (s == "gelu" || s == "gelu_tanh") return Activation::gelu_tanh;
-  if (s == "gelu_erf") return Activation::gelu_erf;
-  throw py::value_error("activation must be None, 'relu', 'gelu', 'gelu_tanh' or 'gelu_erf', got '" +
-                        s + "'");
-}
 
 py::object matmul(const py::object& a_obj, const py::object& b_obj, const py::object& out_obj,
                   Real alpha, Real beta, const py::object& bias_obj, const py::object& act_obj) {

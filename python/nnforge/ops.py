@@ -79,3 +79,8 @@ from . import _sparse_ops  # noqa: E402
 from ._sparse_ops import *  # noqa: E402,F401,F403
 
 __all__ += _sparse_ops.__all__
+
+from . import _quant_ops  # noqa: E402
+from ._quant_ops import *  # noqa: E402,F401,F403
+
+__all__ += _quant_ops.__all__

@@ -1,0 +1,60 @@
+// Element-wise quantise / dequantise over (outer, c, inner) C-contiguous views.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/threads.h"
+#include "cpu/quant/quant.h"
+
+namespace nnf {
+namespace quant {
+
+bool has_nan(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (std::isnan(x[i])) return true;
+  return false;
+}
+
+bool all_finite(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+
+void quantize(const float* x, int64_t outer, int64_t c, int64_t inner, const float* scale, const int32_t* zp,
+              bool is_u8, void* q) {
+  const double lo = is_u8 ? 0.0 : -128.0, hi = is_u8 ? 255.0 : 127.0;
+  const int64_t rows = outer * c;
+  const int nt = std::max(1, std::min<int>(threads_for(double(rows * inner)), int(std::max<int64_t>(rows, 1))));
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t ch = r % c;
+    const double s = scale[ch], z = zp[ch];
+    const float* xr = x + r * inner;
+    for (int64_t i = 0; i < inner; ++i) {
+      const double v = std::min(hi, std::max(lo, std::nearbyint(double(xr[i]) / s) + z));
+      if (is_u8) static_cast<uint8_t*>(q)[r * inner + i] = uint8_t(v);
+      else static_cast<int8_t*>(q)[r * inner + i] = int8_t(v);
+    }
+  }
+}
+
+void dequantize(const void* q, bool is_u8, int64_t outer, int64_t c, int64_t inner, const float* scale,
+                const int32_t* zp, float* out) {
+  const int64_t rows = outer * c;
+  const int nt = std::max(1, std::min<int>(threads_for(double(rows * inner)), int(std::max<int64_t>(rows, 1))));
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t ch = r % c;
+    const double s = scale[ch], z = zp[ch];
+    for (int64_t i = 0; i < inner; ++i) {
+      const double v = is_u8 ? double(static_cast<const uint8_t*>(q)[r * inner + i])
+                             : double(static_cast<const int8_t*>(q)[r * inner + i]);
+      out[r * inner + i] = float((v - z) * s);
+    }
+  }
+}
+
+}  // namespace quant
+}  // namespace nnf
