@@ -52,7 +52,7 @@ def _functions(m: int, k: int, n: int, torch, rng) -> dict:
     wt = np.ascontiguousarray(w.T)
     qw = ops.quantize_weight(w)
     xq = rng.integers(0, 256, (m, k), dtype=np.uint8)
-    bq = np.ascontiguousarray(qw.int8.T)
+    bq = np.ascontiguousarray(qw.int8().T)
     fns = {"nnf fp32": lambda: ops.matmul(x, wt), "nnf int8 qlinear": lambda: ops.qlinear(x, qw),
            "nnf s32 gemm": lambda: ops.qgemm_s32(xq, bq)}
     if torch is not None:

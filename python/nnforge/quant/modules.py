@@ -6,8 +6,8 @@ zero point fixed at conversion (static). The product is exact in int32:
     acc[n, j] = sum_k (xq[n, k] - zx[n]) * wq[k, j],   y = acc * sx[n] * sw[j] + b
 then the layer's activation. backward raises: these layers are for inference.
 
-The integer GEMM is _int_gemm below (NumPy int32, exact); it is the one place to
-switch to the VNNI u8 x s8 -> s32 kernel (ops.qlinear) of the int8 family.
+The integer GEMM is _int_gemm below: the int8 family's exact u8 x s8 -> s32 kernel
+(ops.qgemm_s32: VNNI / AVX2 / generic) with the zero-point compensation.
 """
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ __all__ = ["QuantizedConv2d", "QuantizedLinear"]
 
 
 def _int_gemm(xq: np.ndarray, x_zero: np.ndarray, wq: np.ndarray) -> np.ndarray:
-    """(M, K) uint8 codes minus their (M, 1) or scalar zero points @ (K, N) int8 -> int32."""
-    return np.matmul(xq.astype(np.int32) - x_zero.astype(np.int32), wq.astype(np.int32))
+    """(M, K) uint8 codes minus their (M, 1) or scalar zero points @ (K, N) int8 -> int32:
+    xq @ wq - x_zero * colsum(wq), exact in int32 (_check_no_overflow bounds K)."""
+    col_sums = wq.sum(axis=0, dtype=np.int32)
+    return ops.qgemm_s32(xq, wq) - x_zero.astype(np.int32) * col_sums
 
 
 def _check_no_overflow(k: int, op: str) -> None:
