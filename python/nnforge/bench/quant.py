@@ -10,6 +10,8 @@ are empty when torch is missing. bf16 columns are not here yet.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import ops
@@ -38,10 +40,15 @@ def _torch_fns(torch, x: np.ndarray, w: np.ndarray) -> dict:
         lin.weight.copy_(torch.from_numpy(w))
     engines = torch.backends.quantized.supported_engines
     torch.backends.quantized.engine = "x86" if "x86" in engines else "fbgemm"
-    qlin = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # torch 2.13 deprecates torch.ao for torchao; still the fbgemm peer
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)  # and its quantized-tensor creation functions
+        qlin = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear},
+                                                      dtype=torch.qint8)
 
     def int8():
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             qlin(tx)
     return {"torch fp32": lambda: torch.matmul(tx, tw), "torch int8": int8}
 
