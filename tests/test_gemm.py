@@ -362,9 +362,9 @@ def test_threads_bitwise_batched(threads, rng):
 def test_bad_dtype_and_type(rng):
     a32, b32 = randn(rng, 3, 4), randn(rng, 4, 5)
     for bad in (a32.astype(np.float64), a32.astype(np.int32)):
-        with pytest.raises(TypeError, match=rf"a must be float32, got {bad.dtype}.*astype"):
+        with pytest.raises(TypeError, match=rf"a must be float32 or bfloat16, got {bad.dtype}.*astype"):
             matmul(bad, b32)
-    with pytest.raises(TypeError, match="b must be float32, got float64"):
+    with pytest.raises(TypeError, match="b must be float32 or bfloat16, got float64"):
         matmul(a32, b32.astype(np.float64))
     with pytest.raises(TypeError, match="numpy.ndarray"):
         matmul(a32.tolist(), b32)

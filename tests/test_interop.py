@@ -166,9 +166,9 @@ def test_requires_grad_tensor_is_refused_with_detach_hint():
 
 @needs_torch
 def test_dtype_is_never_converted():
-    with pytest.raises(TypeError, match="a must be float32, got float64 with shape"):
+    with pytest.raises(TypeError, match="a must be float32 or bfloat16, got float64 with shape"):
         ops.matmul(randn_t(2, 2).double(), randn_t(2, 2))
-    with pytest.raises(TypeError, match="out must be float32, got float64"):
+    with pytest.raises(TypeError, match="out must be float32 or bfloat16, got float64"):
         ops.matmul(randn_t(2, 2), randn_t(2, 2), out=torch.zeros(2, 2, dtype=torch.float64))
     with pytest.raises(TypeError, match="labels must be int64 or int32, got float32"):
         ops.cross_entropy(randn_t(2, 3), torch.zeros(2))

@@ -155,8 +155,11 @@ void ArrayArg::fail_dtype(DType want) const {
 }
 
 ArrayArg& ArrayArg::dtype_in(std::initializer_list<DType> allowed, const char* what) {
-  if (std::find(allowed.begin(), allowed.end(), dtype) == allowed.end())
-    throw py::type_error(prefix() + name + " must be " + what + ", got " + describe());
+  if (std::find(allowed.begin(), allowed.end(), dtype) == allowed.end()) {
+    const bool f32 = std::find(allowed.begin(), allowed.end(), DType::float32) != allowed.end();
+    std::string hint = f32 ? "; convert it with " + name + ".astype(numpy.float32)" : "";
+    throw py::type_error(prefix() + name + " must be " + what + ", got " + describe() + hint);
+  }
   if (!data_aligned || !strides_whole) fail_layout();
   return *this;
 }

@@ -24,7 +24,8 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._args import c_contiguous as _c, flag_arg, int_arg, int_pair, padding4, shape_arg
+from ._args import c_contiguous as _c, choice_arg, flag_arg, int_arg, int_pair, padding4, shape_arg
+from ._lowp_ops import round_to_bf16_f32
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_output_shape", "conv2d_algorithm"]
 
@@ -40,14 +41,29 @@ def _geometry(stride, padding, dilation, groups, op: str):
             list(int_pair(dilation, "dilation", op=op)), int_arg(groups, "groups", op=op))
 
 
+_PRECISIONS = ("fp32", "bf16")
+
+
+def _bf16_operands(*named):
+    """precision="bf16": every GEMM / direct-kernel operand of a convolution is an element
+    of x, w or dy (im2col only rearranges them), so rounding those to bf16 once gives the
+    bf16 product exactly: products of bf16 values are exact in float32, and the kernels
+    accumulate in float32. bfloat16 arrays are accepted and widened exactly."""
+    return tuple(round_to_bf16_f32(v, name) for name, v in named)
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray] = None, *, stride: IntOr2 = 1,
            padding: Union[int, Sequence[int]] = 0, dilation: IntOr2 = 1, groups: int = 1,
-           activation: Optional[str] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+           activation: Optional[str] = None, out: Optional[np.ndarray] = None,
+           precision: str = "fp32") -> np.ndarray:
     """y = activation(conv(x, w) + bias) (cross-correlation, as torch.nn.functional.conv2d).
 
     activation: None or "relu" (fused into the kernel's epilogue). out: a writeable
     C-contiguous float32 array of the output shape that overlaps no input.
+    precision: "fp32" or "bf16" (see _bf16_operands); the output is float32 either way.
     """
+    if choice_arg(precision, "precision", _PRECISIONS, op="conv2d") == "bf16":
+        x, w = _bf16_operands(("x", x), ("w", w))
     return _core.conv2d(_c(x, "x"), _c(w, "w"), _c(bias, "bias"), *_geometry(stride, padding, dilation, groups,
                                                                                "conv2d"), activation, out)
 
@@ -55,11 +71,15 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray] = None, *, s
 def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, *, stride: IntOr2 = 1,
                     padding: Union[int, Sequence[int]] = 0, dilation: IntOr2 = 1, groups: int = 1,
                     need_input: bool = True, need_weight: bool = True, need_bias: bool = True,
+                    precision: str = "fp32",
                     ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
     """(dx, dw, db) from dy, the gradient w.r.t. the conv output BEFORE any activation.
 
-    Gradients not asked for are returned as None and cost nothing.
+    Gradients not asked for are returned as None and cost nothing. precision: "fp32" or
+    "bf16" (see _bf16_operands: dy, x and w rounded); gradients are float32 either way.
     """
+    if choice_arg(precision, "precision", _PRECISIONS, op="conv2d_backward") == "bf16":
+        dy, x, w = _bf16_operands(("dy", dy), ("x", x), ("w", w))
     return _core.conv2d_backward(_c(dy, "dy"), _c(x, "x"), _c(w, "w"),
                                  *_geometry(stride, padding, dilation, groups, "conv2d_backward"),
                                  flag_arg(need_input, "need_input", op="conv2d_backward"),

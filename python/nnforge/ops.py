@@ -32,6 +32,13 @@ __all__: list[str] = ["matmul"]
 matmul = _core.matmul
 
 
+# bfloat16 conversions (matmul takes bf16 arrays and precision="bf16" itself).
+from . import _lowp_ops  # noqa: E402
+from ._lowp_ops import *  # noqa: E402,F401,F403
+
+__all__ += _lowp_ops.__all__
+
+
 # Training kernels other than GEMM (softmax, losses, activations, norms, dropout, ...).
 from . import _nn_ops  # noqa: E402
 from ._nn_ops import *  # noqa: E402,F401,F403

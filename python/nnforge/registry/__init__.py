@@ -63,7 +63,7 @@ def bytes(name: str, params: dict) -> float:  # noqa: A001 - the registry's byte
     return _cost(name, params, 1)
 
 
-from . import attention, conv, gemm, nn, optim, pool, quant, rnn, sparse  # noqa: E402
+from . import attention, conv, gemm, lowp, nn, optim, pool, quant, rnn, sparse  # noqa: E402
 
-for _family in (gemm, conv, pool, nn, optim, attention, rnn, sparse, quant):
+for _family in (gemm, lowp, conv, pool, nn, optim, attention, rnn, sparse, quant):
     _family.register(_add)

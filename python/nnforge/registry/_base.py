@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 EPS32 = float(np.finfo(np.float32).eps)
+EPS_BF16 = 2.0 ** -7  # bfloat16: 8 significand bits
 
 # What a case's make() returns: positional args and keyword args of the nnforge call.
 Inputs = tuple[tuple, dict]
@@ -171,12 +172,22 @@ def f32(rng: np.random.Generator, shape: Sequence[int], layout: str = "contiguou
 
 
 def to64(a):
-    """float32 arrays (and lists of them) -> float64 copies; anything else unchanged."""
+    """float32 arrays (and lists of them) -> float64 copies, bfloat16 arrays -> copies (the
+    reference sees their dtype, and not what an op writes into them); anything else unchanged."""
     if isinstance(a, np.ndarray) and a.dtype == np.float32:
         return a.astype(np.float64)
+    if isinstance(a, np.ndarray) and a.dtype.name == "bfloat16":
+        return a.copy()
     if isinstance(a, (list, tuple)) and a and all(isinstance(x, np.ndarray) for x in a):
         return type(a)(to64(x) for x in a)
     return a
+
+
+def bf16_rounded(a) -> np.ndarray:
+    """a (float32/float64 or bfloat16) rounded to bfloat16 by ml_dtypes, as float64: the
+    operands a bf16 kernel multiplies (shares no code with nnforge's conversion)."""
+    import ml_dtypes
+    return np.asarray(a).astype(ml_dtypes.bfloat16).astype(np.float64)
 
 
 def tile_sizes(tile: int) -> list[int]:
@@ -200,8 +211,9 @@ def assert_close(got, want, tol, what: str) -> None:
     g = np.asarray(got, dtype=np.float64)
     w = np.asarray(want, dtype=np.float64)
     assert g.shape == w.shape, f"{what}: shape {g.shape} != reference {w.shape}"
-    err = np.abs(g - w)
-    bad = ~(err <= tol)  # NaN counts as bad
+    with np.errstate(invalid="ignore"):  # equal infinities, and NaN where the reference is NaN, are exact
+        err = np.where((g == w) | (np.isnan(g) & np.isnan(w)), 0.0, np.abs(g - w))
+    bad = ~(err <= tol)  # any other NaN counts as bad
     if bad.any():
         i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err, nan=np.inf), -np.inf)), g.shape)
         t = np.broadcast_to(tol, g.shape)[i] if np.ndim(tol) else tol

@@ -13,7 +13,7 @@ import numpy as np
 
 from nnforge._args import int_pair, padding4
 
-from ._base import Op, Scalar, assert_close, f32, fd_check, reduction_tol
+from ._base import Op, Scalar, assert_close, bf16_rounded, f32, fd_check, reduction_tol
 
 ALGORITHMS = {"direct_smallc", "implicit_gemm", "depthwise", "gemm_1x1", "im2col_tiles"}
 
@@ -39,9 +39,12 @@ def bytes_(p: dict) -> float:
     return 4.0 * (x + w + p["k"] + n * k * ho * wo)
 
 
-def conv2d_ref(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, activation=None):
+def conv2d_ref(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, activation=None, precision="fp32"):
     """Float64 convolution from the definition: y[n,k,i,j] = sum_{c,r,s} x_pad[n, c,
-    i*sh + r*dh, j*sw + s*dw] w[k,c,r,s] over the channels of k's group."""
+    i*sh + r*dh, j*sw + s*dw] w[k,c,r,s] over the channels of k's group (precision="bf16":
+    of x and w rounded to bfloat16 first)."""
+    if precision == "bf16":
+        x, w = bf16_rounded(x), bf16_rounded(w)
     (sh, sw), (dh, dw) = int_pair(stride, "stride"), int_pair(dilation, "dilation")
     top, bottom, left, right = padding4(padding)
     n, c, h, wd = x.shape
@@ -91,6 +94,8 @@ def cases(op):
         _case(op, 2, 9, 5, 5, 33, 1, layout="sliced"),                    # gemm_1x1
         _case(op, 1, 5, 11, 10, 4, 3, stride=2, padding=(1, 2, 0, 1)),    # im2col_tiles
         _case(op, 1, 4, 9, 9, 6, 3, dilation=2, groups=2, bias=False),
+        _case(op, 2, 7, 9, 9, 17, 3, padding=1, precision="bf16"),       # bf16 operands
+        _case(op, 1, 5, 11, 10, 4, 3, stride=2, layout="sliced", precision="bf16", activation="relu"),
     ]
 
 
@@ -116,7 +121,9 @@ def grad_check(rng, case):
     from nnforge import ops
     args, kw = case.make(rng)
     x, w, b = args
-    kw = {a: v for a, v in kw.items() if a != "activation"}  # the gradient before the activation
+    # The gradient before the activation; bf16 gradients: tests/test_bf16.py (rounding
+    # is piecewise constant, no finite differences through it).
+    kw = {a: v for a, v in kw.items() if a not in ("activation", "precision")}
     if (x.size + w.size) * w.shape[2] * w.shape[3] > 10_000:
         return  # finite differences cost one reference conv per input element: keep them small
     y = conv2d_ref(x.astype(np.float64), w.astype(np.float64), **kw)
@@ -133,7 +140,8 @@ def grad_check(rng, case):
 # Argument domains (tests/test_arg_domains.py): x's width and w's S may grow.
 ARG_RULES = dict(scalars={"stride": Scalar("stride", "int", low=1), "padding": Scalar("padding", "int", low=0),
                           "dilation": Scalar("dilation", "int", low=1), "groups": Scalar("groups", "int", low=1),
-                          "activation": Scalar("activation", "choice", choices=("relu",))},
+                          "activation": Scalar("activation", "choice", choices=("relu",)),
+                          "precision": Scalar("precision", "choice", choices=("fp32", "bf16"))},
                  shape_free=(0,))
 
 

@@ -1,0 +1,54 @@
+// AVX512_BF16 micro-kernel, 14 x 32 tile (contract in bf16_kernel.h).
+//
+// Per k pair: 2 B vectors (32 columns x 2 bf16), 14 broadcasts of an A pair as one
+// 32-bit value, 28 vdpbf16ps into 28 zmm accumulators (31 of 32 registers, as the
+// float32 14 x 32 kernel). Each vdpbf16ps does two k steps, hence ~2x the float32 rate.
+// vdpbf16ps flushes denormal inputs and results to zero (Intel SDM): products below
+// ~1e-38 are lost, as on every bf16 matrix unit.
+//
+// Variants:
+//   avx512bf16_14x32   v1 (this file).
+#include <immintrin.h>
+
+#include "cpu/gemm/bf16_kernel.h"
+
+namespace nnf {
+namespace NNF_ISA_NS {
+namespace {
+
+constexpr int MR = 14, NR = 32;
+
+void bf16gemm_avx512bf16_14x32(int64_t kp, const uint32_t* a, const uint32_t* b, float* c,
+                               int64_t ldc, bool accumulate) {
+  __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = accumulate ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
+    acc1[i] = accumulate ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t q = 0; q < kp; ++q) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + q * NR);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + q * NR + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(int(a[q * MR + i]));
+      acc0[i] = _mm512_dpbf16_ps(acc0[i], av, b0);
+      acc1[i] = _mm512_dpbf16_ps(acc1[i], av, b1);
+    }
+  }
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i) {
+    _mm512_storeu_ps(c + i * ldc, acc0[i]);
+    _mm512_storeu_ps(c + i * ldc + 16, acc1[i]);
+  }
+}
+
+// kc 384: a B micro-panel of 192 pairs x 32 is 24 KiB (L1); mc 168 = 12 tiles: the A
+// block is 126 KiB (L2); nc 1536: the B block 1.1 MiB (L2/L3).
+constexpr gemm::Bf16KernelConfig kAvx512bf16_14x32{
+    "avx512bf16_14x32", Slot::avx512_bf16, 0, MR, NR, 384, 168, 1536, bf16gemm_avx512bf16_14x32};
+NNF_REGISTER_BF16_GEMM_VARIANT(kAvx512bf16_14x32);
+
+}  // namespace
+}  // namespace NNF_ISA_NS
+}  // namespace nnf
