@@ -121,16 +121,17 @@ def remove_stale_temps(folder) -> list[str]:
 
 
 def save(path, model, optimizer=None, extra: Optional[dict] = None, *, schedule=None,
-         include_rng: bool = True) -> str:
+         include_rng: bool = True, state: Optional[dict] = None) -> str:
     """Write model parameters/buffers, optimizer state, schedule state, nnforge's RNG
     state and `extra` ({name: number, string or array}) to `path` atomically.
-    Returns the path."""
+    state: the "model/" entries to write instead of model.state_dict() (an encoded form,
+    e.g. nnforge.compress's, that its reader decodes before load). Returns the path."""
     path = os.fspath(path)
     arrays: dict[str, np.ndarray] = {"meta/format_version": np.array(FORMAT_VERSION, dtype=np.int64),
                                      "meta/model_class": np.array(type(model).__name__)}
     if getattr(model, "precision", "fp32") != "fp32":  # Module.set_precision; absent = fp32
         arrays["meta/precision"] = np.array(model.precision)
-    for name, value in model.state_dict().items():
+    for name, value in (model.state_dict() if state is None else state).items():
         arrays[f"model/{name}"] = np.asarray(value)
     if optimizer is not None:
         arrays["meta/optimizer_class"] = np.array(type(optimizer).__name__)

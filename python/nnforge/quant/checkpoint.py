@@ -35,10 +35,12 @@ def _describe(m: Module) -> Optional[dict]:
     return None
 
 
-def save(path, model: Module, extra: Optional[dict] = None) -> str:
-    """Write a quantised model (weights, scales, zero points, float layers) to path."""
+def save(path, model: Module, extra: Optional[dict] = None, *, state: Optional[dict] = None) -> str:
+    """Write a quantised model (weights, scales, zero points, float layers) to path
+    (state: its entries in an encoded form, as nn.checkpoint.save takes)."""
     layout = {name: d for name, m in model.named_modules() if (d := _describe(m)) is not None}
-    return _ckpt.save(path, model, extra={**(extra or {}), _LAYOUT_KEY: json.dumps(layout)}, include_rng=False)
+    return _ckpt.save(path, model, extra={**(extra or {}), _LAYOUT_KEY: json.dumps(layout)}, include_rng=False,
+                      state=state)
 
 
 def _shell(d: dict) -> Module:
@@ -88,9 +90,11 @@ def _rebuilt(path: str, model: Module, layout_text) -> Module:
     return out
 
 
-def load(path, float_model: Module) -> tuple[Module, dict]:
-    """(quantised model rebuilt on a copy of float_model's architecture, extra dict)."""
-    entries = _ckpt.read(path)
+def load(path, float_model: Module, *, entries: Optional[dict] = None) -> tuple[Module, dict]:
+    """(quantised model rebuilt on a copy of float_model's architecture, extra dict).
+    entries: the file's entries already read (and decoded) by the caller."""
+    if entries is None:
+        entries = _ckpt.read(path)
     key = f"extra/{_LAYOUT_KEY}"
     if key not in entries:
         raise CheckpointError(f"checkpoint {path} is not a quantised checkpoint (no entry '{key}')")
