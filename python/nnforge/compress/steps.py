@@ -29,7 +29,7 @@ from ..nn.module import Module
 
 __all__ = ["SPARSE_FROM", "finetune", "prune_model", "quantize"]
 
-SPARSE_FROM = 0.95
+SPARSE_FROM = 0.97
 # gradual pruning: PRUNING_EVENTS magnitude steps spread over the first 2/3 of the
 # fine-tune, leaving the last third to recover at the final sparsity
 PRUNING_EVENTS = 10
