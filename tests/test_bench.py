@@ -190,3 +190,24 @@ def test_quant_bench_prints_a_table_with_tiny_repeats(monkeypatch, capsys):
     assert quant.run(_args(quant, ["--sizes", "3", "--repeats", "1", "--rounds", "1", "--settle", "0"])) == 0
     out = capsys.readouterr().out
     assert "3x3x3" in out and "mlp fc1" in out and "int8/fp32" in out and "nnf s32 gemm GOP/s" in out
+
+
+# --- sparse crossover sweep -------------------------------------------------------------------
+def test_sparse_sweep_reports_crossovers(monkeypatch, capsys):
+    from nnforge.bench import sparse
+    monkeypatch.setattr(sparse, "SWEEP_SHAPES", [(5, 7, 3), (2, 9, 4)])
+    # a fake timer: sparse (timed first) takes 0.5 from 90% zeros on the first shape, else 2; dense 1
+    times = iter([t for s in sparse.SWEEP_SPARSITIES for t in (0.5 if s >= 0.9 else 2.0, 1.0)] +
+                 [t for _ in sparse.SWEEP_SPARSITIES for t in (2.0, 1.0)])
+    monkeypatch.setattr(sparse, "median_seconds", lambda fn, **kw: (fn(), next(times))[1])
+    assert sparse.run(_args(sparse, ["--sweep", "--repeats", "1", "--settle", "0"])) == 0
+    out = capsys.readouterr().out
+    assert "crossover 5x7x3: sparse first faster at 90% sparsity, faster at every sparsity from 90%" in out
+    assert "crossover 2x9x4: sparse never beats dense here" in out
+
+
+def test_crossover_wording():
+    from nnforge.bench.sparse import _crossover
+    assert _crossover([(0.5, True), (0.8, False), (0.9, True), (0.99, True)]) == \
+        "sparse first faster at 50% sparsity, faster at every sparsity from 90%"
+    assert _crossover([(0.5, True), (0.9, False)]) == "sparse first faster at 50% sparsity, but not at the highest"

@@ -276,3 +276,13 @@ def test_compress_errors_are_clear(mlp_run, tmp_path, capsys):
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     assert cli.main(["compress", str(tmp_path / "other.npz")]) == 2
     assert "not an nnforge checkpoint" in capsys.readouterr().err
+
+
+def test_compression_report_quick_run(capsys):
+    from nnforge.bench import compression
+    assert compression.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for variant in ("fp32", "int8 dynamic", "int8 static", "bf16", "90% pruned, no FT", "90% pruned + FT",
+                    "90% gradual + FT"):
+        assert f"mlp {variant}" in " ".join(out.split()), variant
+    assert "cnn int8 static" in " ".join(out.split()) and "-0.5" in out and "-1.0" in out

@@ -53,7 +53,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         "--distributed)")
     _launch.add_arguments(lp)
 
-    cp = sub.add_parser("compress", help="int8-quantise a model trained by `nnforge train` (mlp, cnn)")
+    cp = sub.add_parser("compress", help="prune, fine-tune and quantise (int8 / bf16) a model trained by "
+                        "`nnforge train` (mlp, cnn)")
     _compress.add_arguments(cp)
 
     sub.add_parser("config", help="print nnforge.show_config()")
