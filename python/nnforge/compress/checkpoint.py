@@ -171,10 +171,10 @@ def _decoded(path, entries: dict, name: str, e: dict) -> np.ndarray:
         if keep[size:].any() or int(keep.sum()) != values.size:
             raise CheckpointError(f"checkpoint {path} entry 'model/{name}@bitmap' marks {int(keep.sum())} "
                                   f"nonzeros (padding bits set?) but 'model/{name}@values' holds {values.size}")
-        dense = np.zeros(size, disk)
-        dense[keep[:size].astype(bool)] = values
         if np.any(_bits(values) == 0):
             raise CheckpointError(f"checkpoint {path} entry 'model/{name}@values' holds zeros: not a bitmap encoding")
+        dense = np.zeros(size, disk)
+        dense[keep[:size].astype(bool)] = values
         a = dense.reshape(shape)
     else:
         a = _entry(path, entries, f"model/{name}", disk, len(shape))

@@ -3,18 +3,19 @@
     prune_model(model, 0.9)                     magnitude masks (global by default), or
     prune_model(model, 0.5, structured=True)    whole neurons / channels removed (layers shrink)
     finetune(model, train, epochs=10, ...)      masks kept exactly 0 by the fused optimizer
-                                                step; gradual=True reaches the sparsity on
+                                                step; gradual=s reaches sparsity s on
                                                 Zhu & Gupta's cubic schedule during it instead
     quantize(model, "int8", batches)            static PTQ (min-max ranges on `batches`),
     quantize(model, "bf16")                     weights rounded to bf16, precision "bf16",
     quantize(model, "none")                     float32 kept
 
 Sparse serving rule: a pruned Linear is served by nn.SparseLinear (ops.sparse_matmul)
-when its weight is at least SPARSE_FROM zeros (compress.checkpoint.load applies
-prune.to_sparse(model, SPARSE_FROM)). SPARSE_FROM is the crossover `nnforge bench sparse
---sweep` measured on a 2-core Zen 4 (AVX-512) for the digits MLP's layers at inference
-batch sizes: below ~95% zeros the dense GEMM was faster on every MLP shape. int8 layers
-are never sparse (no sparse int8 kernel).
+when its weight is at least SPARSE_FROM zeros (the default of `nnforge compress
+--sparse-from`; compress.checkpoint.load applies prune.to_sparse with the saved value).
+SPARSE_FROM is the crossover `nnforge bench sparse --sweep` measured on a 2-core Zen 4
+(AVX-512, shared machine): the 1024^3 and 2048^3 products turned sparse-faster from 97%
+zeros, the digits MLP's small layers (batch 32 / 180) between 93% and 99% (or never,
+128 -> 10) with noisy timings. So a 90%-pruned MLP stays dense. int8 layers are never sparse (no sparse int8 kernel).
 """
 from __future__ import annotations
 
@@ -53,15 +54,15 @@ def finetune(model: Module, train: tuple, *, epochs: int, optimizer: str = "adam
     cubic schedule (PRUNING_EVENTS steps over the first 2/3 of the steps) and ends exactly
     at s. The masks are dropped at the end (the pruned weights stay 0)."""
     x, y = train
-    nnforge.seed(seed)
-    model.compile(optimizer, loss="cross_entropy", metrics=["accuracy"], **({} if lr is None else {"lr": lr}))
-    callbacks = []
-    if gradual is not None:
-        total = epochs * -(-len(x) // batch_size)
-        frequency = max(1, (2 * total // 3) // PRUNING_EVENTS)
-        schedule = prune.PruningSchedule(gradual, start=0, frequency=frequency, steps=PRUNING_EVENTS)
-        callbacks.append(prune.GradualPruning(schedule, scope=scope))
     if epochs > 0:
+        nnforge.seed(seed)
+        model.compile(optimizer, loss="cross_entropy", metrics=["accuracy"], **({} if lr is None else {"lr": lr}))
+        callbacks = []
+        if gradual is not None:
+            total = epochs * -(-len(x) // batch_size)
+            frequency = max(1, (2 * total // 3) // PRUNING_EVENTS)
+            schedule = prune.PruningSchedule(gradual, start=0, frequency=frequency, steps=PRUNING_EVENTS)
+            callbacks.append(prune.GradualPruning(schedule, scope=scope))
         model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
     if gradual is not None:
         prune.magnitude(model, gradual, scope=scope)  # the schedule's last event may lie past a short run's end
