@@ -1,6 +1,8 @@
 // AVX2 row loops (contract and reference: quant_rows.h, quant_rows_generic.cpp). Same
 // operations in the same order per element as the scalar loops, so the same bits; tails
 // run the scalar definition.
+// No FMA contraction of mul + add: the scalar definition rounds twice.
+#pragma GCC optimize("fp-contract=off")
 #include <immintrin.h>
 
 #include <algorithm>

@@ -3,6 +3,8 @@
 // the rounding divides in double (8 lanes) to keep the exact quotient.
 // GCC 12 warns on _mm512_undefined_* inside its own intrinsics headers.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// No FMA contraction of mul + add: the scalar definition rounds twice.
+#pragma GCC optimize("fp-contract=off")
 #include <immintrin.h>
 
 #include <algorithm>
