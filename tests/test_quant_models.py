@@ -2,6 +2,7 @@
 against float64 NumPy references written here (sharing no code with nnforge.quant)."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -247,7 +248,25 @@ def test_checkpoint_damage_and_mismatch_are_clear_errors(tmp_path, rng):
     with pytest.raises(CheckpointError, match="weight_q.*dtype"):
         quant.checkpoint.load(tmp_path / "retyped.npz", float_model)
     entries = _entries(path)
+    entries["model/0.weight_scale"][1] = 0.0
+    np.savez(tmp_path / "scale.npz", **entries)
+    with pytest.raises(CheckpointError, match=r"0\.weight_scale.*> 0"):
+        quant.checkpoint.load(tmp_path / "scale.npz", float_model)
+    entries = _entries(path)
     entries["extra/quant_layout"] = np.array("{not json")
     np.savez(tmp_path / "layout.npz", **entries)
     with pytest.raises(CheckpointError, match="quant_layout"):
         quant.checkpoint.load(tmp_path / "layout.npz", float_model)
+
+
+def test_packed_weight_is_rebuilt_by_loads_and_never_saved(tmp_path, rng):
+    x = rng.standard_normal((5, 13)).astype(np.float32)
+    a, b = (quant.quantize_dynamic(nn.Sequential(nn.Linear(13, 6, activation="gelu_erf"))) for _ in range(2))
+    ya = a.forward(x)
+    assert not np.array_equal(b.forward(x), ya)
+    b.load_state_dict(a.state_dict())  # writes b's int8 buffers in place: the packed weight must follow
+    np.testing.assert_array_equal(b.forward(x), ya)
+    np.testing.assert_array_equal(copy.deepcopy(a).forward(x), ya)
+    path = quant.checkpoint.save(tmp_path / "q.npz", a)
+    saved = {k[len("model/"):] for k in _entries(path) if k.startswith("model/")}
+    assert saved == set(a.state_dict()) == {"0.weight_q", "0.weight_scale", "0.bias"}
