@@ -95,6 +95,26 @@ def test_quantized_conv2d_static_matches_dequantised_reference(isa, rng, stride,
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max() + 1e-6)
 
 
+def test_quantized_weight_from_int8_packs_any_view_and_checks(rng):
+    codes = rng.integers(-128, 128, (37, 11), dtype=np.int8)  # N = 37: off the 32-column tile
+    scales = rng.uniform(0.01, 1.0, 37).astype(np.float32)
+    qw = nnforge.ops.QuantizedWeight.from_int8(np.ascontiguousarray(codes.T).T, scales)  # a transposed view
+    np.testing.assert_array_equal(qw.int8(), codes)
+    np.testing.assert_array_equal(qw.col_sums, codes.sum(axis=1, dtype=np.int64))
+    np.testing.assert_array_equal(qw.scales, scales)
+    with pytest.raises(TypeError, match="codes must be int8"):
+        nnforge.ops.QuantizedWeight.from_int8(codes.astype(np.int16), scales)
+    with pytest.raises(TypeError, match="scales must be float32"):
+        nnforge.ops.QuantizedWeight.from_int8(codes, scales.astype(np.float64))
+    with pytest.raises(ValueError, match=r"2-D"):
+        nnforge.ops.QuantizedWeight.from_int8(codes[0], scales[:1])
+    with pytest.raises(ValueError, match=r"\(37,\)"):
+        nnforge.ops.QuantizedWeight.from_int8(codes, scales[:-1])
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="finite and > 0"):
+            nnforge.ops.QuantizedWeight.from_int8(codes, np.where(np.arange(37) == 5, bad, scales).astype(np.float32))
+
+
 def test_quantized_layers_are_inference_only():
     q = quant.quantize_dynamic(nn.Sequential(nn.Linear(4, 3)))
     q.forward(np.ones((2, 4), np.float32))
