@@ -101,7 +101,8 @@ class QuantizedWeight:
 
     Fields (read-only arrays): data int8 (packed, csrc/cpu/quant/qgemm_kernel.h), scales
     (N,) float32, col_sums (N,) int32 (sum over k of each row's codes: the uint8 zero-point
-    compensation), shape (N, K). Build with quantize_weight, or from_arrays (checkpoints).
+    compensation), shape (N, K). Build with quantize_weight, from_int8 (codes a layer keeps)
+    or from_arrays (a packed weight saved with to_arrays).
     """
 
     __slots__ = ("_data", "_scales", "_col_sums", "_shape")
