@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/threads.h"
 #include "cpu/quant/quant.h"
@@ -12,16 +13,32 @@
 namespace nnf {
 namespace quant {
 
-bool has_nan(const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (std::isnan(x[i])) return true;
+// Branch-free integer tests over blocks (the compiler vectorises the OR reduction), with
+// an early exit between blocks.
+namespace {
+template <class Bad>
+bool any_bits(const float* x, int64_t n, const Bad& bad) {
+  constexpr int64_t kBlock = 1024;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    uint32_t found = 0;
+    for (int64_t i = b; i < e; ++i) {
+      uint32_t u;
+      std::memcpy(&u, x + i, 4);
+      found |= uint32_t(bad(u));
+    }
+    if (found) return true;
+  }
   return false;
+}
+}  // namespace
+
+bool has_nan(const float* x, int64_t n) {
+  return any_bits(x, n, [](uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; });
 }
 
 bool all_finite(const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(x[i])) return false;
-  return true;
+  return !any_bits(x, n, [](uint32_t u) { return (u & 0x7f800000u) == 0x7f800000u; });
 }
 
 void quantize(const float* x, int64_t outer, int64_t c, int64_t inner, const float* scale, const int32_t* zp,
