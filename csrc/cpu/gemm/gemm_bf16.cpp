@@ -65,19 +65,26 @@ inline uint32_t load_bits(const AnyMatRef& r, int64_t i, int64_t j) {
 
 // out(i, j) = act(alpha*w(i, j) + beta*out(i, j) + bias) for rows [r0, r1), all n columns;
 // w row-major with row stride ldw; beta == 0: out is not read. bf16 out is rounded here.
-// beta == 0 with unit column stride (the common case) runs as branch-free row loops the
-// compiler vectorises, in the same operation order as the general loop (same bits).
+// A unit column stride (the common case) runs as branch-free row loops the compiler
+// vectorises, in the same operation order as the general loop (same bits).
 void finish_rows(int64_t r0, int64_t r1, int64_t n, float alpha, const float* w, int64_t ldw,
                  float beta, const AnyMutMatRef& c, const GemmEpilogue& ep) {
   const bool bf = c.type == ElemType::bf16;
-  if (beta == 0.0f && c.cs == 1) {
+  if (c.cs == 1) {
     static thread_local AlignedBuffer row_buf;
     float* row = bf ? row_buf.floats(size_t(n)) : nullptr;
     const int act = int(ep.activation);
     for (int64_t i = r0; i < r1; ++i) {
       float* v = bf ? row : static_cast<float*>(c.data) + i * c.rs;
       const float* wi = w + i * ldw;
-      for (int64_t j = 0; j < n; ++j) v[j] = alpha * wi[j];
+      if (beta == 0.0f) {
+        for (int64_t j = 0; j < n; ++j) v[j] = alpha * wi[j];
+      } else if (!bf) {
+        for (int64_t j = 0; j < n; ++j) v[j] = alpha * wi[j] + beta * v[j];
+      } else {
+        const uint16_t* old = static_cast<const uint16_t*>(c.data) + i * c.rs;
+        for (int64_t j = 0; j < n; ++j) v[j] = alpha * wi[j] + beta * bf16::to_f32(old[j]);
+      }
       if (ep.bias_mode == BiasMode::per_row) {
         const float bi = ep.bias[i * ep.bias_stride];
         for (int64_t j = 0; j < n; ++j) v[j] += bi;
