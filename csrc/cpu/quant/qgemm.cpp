@@ -12,6 +12,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common/aligned_buffer.h"
 #include "common/threads.h"
 #include "cpu/gemm/activation_scalar.h"
 #include "cpu/quant/qgemm_kernel.h"
@@ -113,9 +114,11 @@ void qlinear(const float* x, int64_t m, int64_t sx0, int64_t sx1, const PackedWe
              Activation act, const InputQuant& iq, float* y) {
   const int64_t k = w.k, n = w.n, kg = packed_groups(k), lda = 4 * kg;
   if (m == 0 || n == 0) return;
-  std::vector<uint8_t> aq(size_t(m * lda), 0);
-  std::vector<float> row_scale(static_cast<size_t>(m));
-  std::vector<int32_t> row_zp(static_cast<size_t>(m));
+  // Reused across calls (the hot path of a quantised layer); pad bytes are zeroed per row.
+  static thread_local AlignedBuffer aq_buf, scale_buf, zp_buf;
+  uint8_t* aq = static_cast<uint8_t*>(aq_buf.bytes(size_t(m * lda)));
+  float* row_scale = scale_buf.floats(size_t(m));
+  int32_t* row_zp = static_cast<int32_t*>(zp_buf.bytes(size_t(m) * sizeof(int32_t)));
   const int nt = gemm_threads(m, n, k);
   const RowRangeFn range = row_range_stub.get();
   const QuantizeRowFn quantize_row = quantize_row_stub.get();
@@ -136,15 +139,16 @@ void qlinear(const float* x, int64_t m, int64_t sx0, int64_t sx1, const PackedWe
         range(k, xi, &lo, &hi);
         q = range_quant(lo, hi);
       }
-      row_scale[size_t(i)] = q.scale;
-      row_zp[size_t(i)] = q.zero_point;
-      quantize_row(k, xi, q.scale, q.zero_point, aq.data() + i * lda);
+      row_scale[i] = q.scale;
+      row_zp[i] = q.zero_point;
+      quantize_row(k, xi, q.scale, q.zero_point, aq + i * lda);
+      std::fill(aq + i * lda + k, aq + (i + 1) * lda, uint8_t(0));
     }
   }
-  run_tasks(m, kg, aq.data(), lda, w.data, n, nt,
+  run_tasks(m, kg, aq, lda, w.data, n, nt,
             [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const int32_t* tile) {
               for (int64_t i = 0; i < mc; ++i)
-                dequant_row(nc, tile + i * kQNr, row_zp[size_t(i0 + i)], row_scale[size_t(i0 + i)],
+                dequant_row(nc, tile + i * kQNr, row_zp[i0 + i], row_scale[i0 + i],
                             w.col_sums + j0, w.scales + j0, bias ? bias + j0 : nullptr, int(act),
                             y + (i0 + i) * n + j0);
             });
