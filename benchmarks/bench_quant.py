@@ -1,10 +1,11 @@
 """pytest-benchmark: int8 qlinear, the exact u8 x s8 -> s32 GEMM and bf16 matmul vs our fp32 GEMM
-(and torch fp32 / torch.ao dynamic int8 Linear if importable), one group per shape.
+(and torch fp32 / bf16 / torch.ao dynamic int8 Linear if importable), one group per shape.
 
     PYTHONPATH=python python -m pytest benchmarks/bench_quant.py --benchmark-only
 
-Shapes are bench.quant's (`nnforge bench quant`): squares and the digits MLP's layers at
-batch 128; x is m x k, the weight n x k as Linear stores it. extra_info["gop"] is 2 m n k
+Shapes and peers are bench.quant's (`nnforge bench quant`): squares, the digits MLP's
+layers at batch 128 and the default GPT's at 768 tokens; bf16 = ops.matmul on bfloat16
+operands (fp32 accumulation); x is m x k, the weight n x k as Linear stores it. extra_info["gop"] is 2 m n k
 for every peer, so GOP/s = gop / mean time. Each result is checked once after timing:
 fp32 and bf16 against float64 (bf16 on the bf16-rounded operands), s32 exactly, qlinear
 within the int8 rounding error, on a sample of rows (an exact int64 product of 2048^3
@@ -17,12 +18,12 @@ import pytest
 
 import nnforge.ops as ops
 from nnforge.bench._timing import torch_or_none
-from nnforge.bench.quant import MLP, SQUARE, _torch_fns
+from nnforge.bench.quant import GPT, MLP, SQUARE, _torch_fns
 
 torch = torch_or_none()
-CASES = [(f"{n}x{n}x{n}", n, n, n) for n in SQUARE] + MLP
+CASES = [(f"{n}x{n}x{n}", n, n, n) for n in SQUARE] + MLP + GPT
 PEERS = ["nnf fp32", "nnf int8 qlinear", "nnf s32 gemm", "nnf bf16"] + (
-    ["torch fp32", "torch int8"] if torch is not None else [])
+    ["torch fp32", "torch bf16", "torch int8"] if torch is not None else [])
 ROWS = 8  # rows checked against the float64 / int64 reference
 
 
@@ -60,9 +61,13 @@ def test_quant(benchmark, case, peer):
         step = np.abs(w).max() / 127 * np.abs(x[rows]).max() + np.abs(x[rows]).max() * 2 / 255 * np.abs(w).max()
         np.testing.assert_allclose(out[rows], ref, rtol=0, atol=6 * np.sqrt(k) * step)
         return
-    a, b = (ops.to_float32(ops.to_bfloat16(v)).astype(np.float64) for v in (x, wt)) if peer == "nnf bf16" \
-        else (x.astype(np.float64), wt.astype(np.float64))
-    out = benchmark.pedantic(lambda: ops.matmul(x, wt, precision="bf16" if peer == "nnf bf16" else "fp32"),
-                             rounds=_rounds(m, k, n), warmup_rounds=2)
+    if peer == "nnf bf16":
+        xb, wtb = ops.to_bfloat16(x), ops.to_bfloat16(wt)
+        a, b = ops.to_float32(xb).astype(np.float64), ops.to_float32(wtb).astype(np.float64)
+        fn = lambda: ops.matmul(xb, wtb)
+    else:
+        a, b = x.astype(np.float64), wt.astype(np.float64)
+        fn = lambda: ops.matmul(x, wt)
+    out = benchmark.pedantic(fn, rounds=_rounds(m, k, n), warmup_rounds=2)
     np.testing.assert_allclose(out[rows], a[rows] @ b, rtol=0,
                                atol=1e-5 * k * float(np.abs(a).max() * np.abs(b).max()) + 1e-4)

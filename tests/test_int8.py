@@ -243,6 +243,24 @@ def test_qlinear_static_activation_batch_views(isa, rng):
     assert np.all(np.abs(got - ref) <= 4 * np.finfo(F32).eps * np.abs(ref))
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "gelu_erf"])
+def test_qlinear_same_bits_every_path(rng, activation):
+    """The row loops (range, rounding, dequant epilogue) reproduce the scalar definition
+    bit for bit on every SIMD path, at widths just off the 8/16-lane vectors."""
+    for k, n in [(1, 1), (15, 17), (33, 47), (129, 16)]:
+        x = (rng.standard_normal((9, k)) * 3).astype(F32)
+        x[0, : k // 2] = -0.0
+        qw = ops.quantize_weight(rng.standard_normal((n, k)).astype(F32))
+        b = rng.standard_normal(n).astype(F32)
+        with nnforge.use_isa("generic"):
+            want = ops.qlinear(x, qw, bias=b, activation=activation)
+            want_q = ops.quantize(x, 0.037, 131, "uint8")
+        for path in nnforge.available_isas():
+            with nnforge.use_isa(path):
+                np.testing.assert_array_equal(ops.qlinear(x, qw, bias=b, activation=activation), want)
+                np.testing.assert_array_equal(ops.quantize(x, 0.037, 131, "uint8"), want_q)
+
+
 def test_qlinear_threads_bitwise(threads, rng):
     x = rng.standard_normal((150, 200)).astype(F32)
     qw = ops.quantize_weight(rng.standard_normal((70, 200)).astype(F32))

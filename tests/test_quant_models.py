@@ -2,6 +2,7 @@
 against float64 NumPy references written here (sharing no code with nnforge.quant)."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,26 @@ def test_quantized_conv2d_static_matches_dequantised_reference(isa, rng, stride,
                      dilation=dilation, activation="relu")
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max() + 1e-6)
+
+
+def test_quantized_weight_from_int8_packs_any_view_and_checks(rng):
+    codes = rng.integers(-128, 128, (37, 11), dtype=np.int8)  # N = 37: off the 32-column tile
+    scales = rng.uniform(0.01, 1.0, 37).astype(np.float32)
+    qw = nnforge.ops.QuantizedWeight.from_int8(np.ascontiguousarray(codes.T).T, scales)  # a transposed view
+    np.testing.assert_array_equal(qw.int8(), codes)
+    np.testing.assert_array_equal(qw.col_sums, codes.sum(axis=1, dtype=np.int64))
+    np.testing.assert_array_equal(qw.scales, scales)
+    with pytest.raises(TypeError, match="codes must be int8"):
+        nnforge.ops.QuantizedWeight.from_int8(codes.astype(np.int16), scales)
+    with pytest.raises(TypeError, match="scales must be float32"):
+        nnforge.ops.QuantizedWeight.from_int8(codes, scales.astype(np.float64))
+    with pytest.raises(ValueError, match=r"2-D"):
+        nnforge.ops.QuantizedWeight.from_int8(codes[0], scales[:1])
+    with pytest.raises(ValueError, match=r"\(37,\)"):
+        nnforge.ops.QuantizedWeight.from_int8(codes, scales[:-1])
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="finite and > 0"):
+            nnforge.ops.QuantizedWeight.from_int8(codes, np.where(np.arange(37) == 5, bad, scales).astype(np.float32))
 
 
 def test_quantized_layers_are_inference_only():
@@ -247,7 +268,25 @@ def test_checkpoint_damage_and_mismatch_are_clear_errors(tmp_path, rng):
     with pytest.raises(CheckpointError, match="weight_q.*dtype"):
         quant.checkpoint.load(tmp_path / "retyped.npz", float_model)
     entries = _entries(path)
+    entries["model/0.weight_scale"][1] = 0.0
+    np.savez(tmp_path / "scale.npz", **entries)
+    with pytest.raises(CheckpointError, match=r"0\.weight_scale.*> 0"):
+        quant.checkpoint.load(tmp_path / "scale.npz", float_model)
+    entries = _entries(path)
     entries["extra/quant_layout"] = np.array("{not json")
     np.savez(tmp_path / "layout.npz", **entries)
     with pytest.raises(CheckpointError, match="quant_layout"):
         quant.checkpoint.load(tmp_path / "layout.npz", float_model)
+
+
+def test_packed_weight_is_rebuilt_by_loads_and_never_saved(tmp_path, rng):
+    x = rng.standard_normal((5, 13)).astype(np.float32)
+    a, b = (quant.quantize_dynamic(nn.Sequential(nn.Linear(13, 6, activation="gelu_erf"))) for _ in range(2))
+    ya = a.forward(x)
+    assert not np.array_equal(b.forward(x), ya)
+    b.load_state_dict(a.state_dict())  # writes b's int8 buffers in place: the packed weight must follow
+    np.testing.assert_array_equal(b.forward(x), ya)
+    np.testing.assert_array_equal(copy.deepcopy(a).forward(x), ya)
+    path = quant.checkpoint.save(tmp_path / "q.npz", a)
+    saved = {k[len("model/"):] for k in _entries(path) if k.startswith("model/")}
+    assert saved == set(a.state_dict()) == {"0.weight_q", "0.weight_scale", "0.bias"}

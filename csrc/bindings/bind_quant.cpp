@@ -195,15 +195,22 @@ py::object qlinear(const py::object& xo, const py::object& dobj, const py::objec
   const int64_t m = x.dim(0);
   checked_mul(m, n, "M*N");
   checked_mul(m, k + 4, "M*K");
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t kk = 0; kk < k; ++kk)
-      if (!std::isfinite(x.cdata<float>()[i * x.stride(0) + kk * x.stride(1)])) bad(op, "x must be finite");
   ArrayArg y = ArrayArg::empty<float>({m, n}, "y", op);
   float* yp = y.mdata<float>();
+  bool finite = true;
   {
     py::gil_scoped_release nogil;
-    quant::qlinear(x.cdata<float>(), m, x.stride(0), x.stride(1), w, bp, act, iq, yp);
+    const float* xp = x.cdata<float>();
+    for (int64_t i = 0; i < m && finite; ++i) {
+      if (x.stride(1) == 1) {
+        finite = quant::all_finite(xp + i * x.stride(0), k);
+        continue;
+      }
+      for (int64_t kk = 0; kk < k; ++kk) finite = finite && std::isfinite(xp[i * x.stride(0) + kk * x.stride(1)]);
+    }
+    if (finite) quant::qlinear(xp, m, x.stride(0), x.stride(1), w, bp, act, iq, yp);
   }
+  if (!finite) bad(op, "x must be finite");  // y is dropped: nothing the caller holds was written
   return y.result();
 }
 

@@ -101,7 +101,8 @@ class QuantizedWeight:
 
     Fields (read-only arrays): data int8 (packed, csrc/cpu/quant/qgemm_kernel.h), scales
     (N,) float32, col_sums (N,) int32 (sum over k of each row's codes: the uint8 zero-point
-    compensation), shape (N, K). Build with quantize_weight, or from_arrays (checkpoints).
+    compensation), shape (N, K). Build with quantize_weight, from_int8 (codes a layer keeps)
+    or from_arrays (a packed weight saved with to_arrays).
     """
 
     __slots__ = ("_data", "_scales", "_col_sums", "_shape")
@@ -151,17 +152,38 @@ class QuantizedWeight:
         for a, nm, dt in ((d, "data", np.int8), (s, "scales", np.float32), (cs, "col_sums", np.int32)):
             if a.dtype != dt:
                 raise TypeError(f"QuantizedWeight: {nm} must be {np.dtype(dt).name}, got {a.dtype}")
-        if s.shape != (n,) or cs.shape != (n,):
-            raise ValueError(f"QuantizedWeight: scales {s.shape} and col_sums {cs.shape} must have shape ({n},)")
+        if cs.shape != (n,):
+            raise ValueError(f"QuantizedWeight: col_sums {cs.shape} must have shape ({n},)")
+        codes = _core.qweight_unpack(np.ascontiguousarray(d), n, k)  # checks data's length
+        w = cls.from_int8(codes, s)
+        if not np.array_equal(w.data, d):
+            raise ValueError("QuantizedWeight: data has nonzero padding (not a packed weight of this shape)")
+        if not np.array_equal(w.col_sums, cs):
+            raise ValueError("QuantizedWeight: col_sums do not match the codes in data")
+        return w
+
+    @classmethod
+    def from_int8(cls, codes, scales) -> "QuantizedWeight":
+        """Pack (N, K) int8 codes (any strides) with their (N,) float32 scales (finite, > 0):
+        how a layer holding its codes in a layout-free form builds the weight it reuses."""
+        c, s = as_ndarray(codes, "codes"), np.asarray(as_ndarray(scales, "scales"))
+        for a, nm, dt in ((c, "codes", np.int8), (s, "scales", np.float32)):
+            if a.dtype != dt:
+                raise TypeError(f"QuantizedWeight: {nm} must be {np.dtype(dt).name}, got {a.dtype}")
+        if c.ndim != 2 or c.size == 0:
+            raise ValueError(f"QuantizedWeight: codes must be a non-empty 2-D (N, K) array, got shape {c.shape}")
+        if s.shape != (c.shape[0],):
+            raise ValueError(f"QuantizedWeight: scales {s.shape} must have shape ({c.shape[0]},) for codes "
+                             f"{c.shape}")
         if not np.all(np.isfinite(s) & (s > 0)):
             raise ValueError("QuantizedWeight: scales must be finite and > 0")
-        codes = _core.qweight_unpack(np.ascontiguousarray(d), n, k)  # checks data's length
-        repacked, sums = _core.qweight_pack(codes)
-        if not np.array_equal(repacked, d):
-            raise ValueError("QuantizedWeight: data has nonzero padding (not a packed weight of this shape)")
-        if not np.array_equal(sums, cs):
-            raise ValueError("QuantizedWeight: col_sums do not match the codes in data")
-        return cls(repacked, np.array(s), sums, (n, k))
+        return _pack(c, np.array(s), c.shape)
+
+    def __copy__(self):
+        return self  # immutable: copies may share it
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 def _pack(codes, scales, shape) -> QuantizedWeight:

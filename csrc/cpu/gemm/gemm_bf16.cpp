@@ -21,6 +21,7 @@
 #include "common/variant_table.h"
 #include "cpu/gemm/activation_scalar.h"
 #include "cpu/gemm/bf16.h"
+#include "cpu/gemm/bf16_convert_isa.h"
 #include "cpu/gemm/bf16_kernel.h"
 #include "cpu/gemm/bf16_scalar.h"
 
@@ -64,9 +65,41 @@ inline uint32_t load_bits(const AnyMatRef& r, int64_t i, int64_t j) {
 
 // out(i, j) = act(alpha*w(i, j) + beta*out(i, j) + bias) for rows [r0, r1), all n columns;
 // w row-major with row stride ldw; beta == 0: out is not read. bf16 out is rounded here.
+// A unit column stride (the common case) runs as branch-free row loops the compiler
+// vectorises, in the same operation order as the general loop (same bits).
 void finish_rows(int64_t r0, int64_t r1, int64_t n, float alpha, const float* w, int64_t ldw,
                  float beta, const AnyMutMatRef& c, const GemmEpilogue& ep) {
   const bool bf = c.type == ElemType::bf16;
+  if (c.cs == 1) {
+    static thread_local AlignedBuffer row_buf;
+    float* row = bf ? row_buf.floats(size_t(n)) : nullptr;
+    const int act = int(ep.activation);
+    for (int64_t i = r0; i < r1; ++i) {
+      float* v = bf ? row : static_cast<float*>(c.data) + i * c.rs;
+      const float* wi = w + i * ldw;
+      if (beta == 0.0f) {
+        for (int64_t j = 0; j < n; ++j) v[j] = alpha * wi[j];
+      } else if (!bf) {
+        for (int64_t j = 0; j < n; ++j) v[j] = alpha * wi[j] + beta * v[j];
+      } else {
+        const uint16_t* old = static_cast<const uint16_t*>(c.data) + i * c.rs;
+        for (int64_t j = 0; j < n; ++j) v[j] = alpha * wi[j] + beta * bf16::to_f32(old[j]);
+      }
+      if (ep.bias_mode == BiasMode::per_row) {
+        const float bi = ep.bias[i * ep.bias_stride];
+        for (int64_t j = 0; j < n; ++j) v[j] += bi;
+      } else if (ep.bias_mode == BiasMode::per_column) {
+        for (int64_t j = 0; j < n; ++j) v[j] += ep.bias[j * ep.bias_stride];
+      }
+      if (act == 1) {
+        for (int64_t j = 0; j < n; ++j) v[j] = v[j] < 0.0f ? 0.0f : v[j];
+      } else if (act != 0) {
+        for (int64_t j = 0; j < n; ++j) v[j] = gemm::activate_scalar(v[j], act);
+      }
+      if (bf) f32_to_bf16_stub.get()(n, row, static_cast<uint16_t*>(c.data) + i * c.rs);
+    }
+    return;
+  }
   for (int64_t i = r0; i < r1; ++i)
     for (int64_t j = 0; j < n; ++j) {
       const int64_t off = i * c.rs + j * c.cs;
@@ -114,46 +147,68 @@ void gemm_widen(int64_t m, int64_t n, int64_t k, float alpha, const AnyMatRef& a
   finish_rows(0, m, n, alpha, w, n, beta, c, ep);
 }
 
-// Per-thread packing buffers of the pair-kernel path.
+// Per-thread packing buffers of the pair-kernel path (run: one converted row or column).
 struct PairScratch {
-  AlignedBuffer a, b;
+  AlignedBuffer a, b, run_lo, run_hi;
 };
 PairScratch& pair_scratch() {
   static thread_local PairScratch s;
   return s;
 }
 
-// A rows [i0, i0+rows) x k range [p0, p0+kc) -> kp x MR pairs (zero-padded rows and k).
-void pack_a_pairs(const AnyMatRef& a, int64_t i0, int64_t rows, int64_t p0, int64_t kc, int mr,
-                  uint32_t* dst) {
-  const int64_t kp = ceil_div(kc, 2);
-  for (int64_t q = 0; q < kp; ++q) {
-    const bool hi = 2 * q + 1 < kc;
-    for (int64_t i = 0; i < mr; ++i) {
-      uint32_t v = 0;
-      if (i < rows) {
-        v = load_bits(a, i0 + i, p0 + 2 * q);
-        if (hi) v |= load_bits(a, i0 + i, p0 + 2 * q + 1) << 16;
-      }
-      dst[q * mr + i] = v;
-    }
+// An operand seen as lanes x k: element (x, p) at data + x * xs + p * ps. A is (rows, k)
+// with lanes = rows; B is (k, cols) with lanes = cols, so one packing routine serves both.
+struct LaneView {
+  const void* data;
+  ElemType type;
+  int64_t xs, ps;
+};
+
+// len elements from `first` on, `stride` apart, as bf16 bits: a unit-stride bf16 run in
+// place, a unit-stride float32 run by the vector conversion (same bits as load_bits),
+// anything else gathered one by one.
+const uint16_t* bf16_run(const void* data, ElemType type, int64_t first, int64_t stride, int64_t len,
+                         AlignedBuffer& buf) {
+  if (type == ElemType::bf16 && stride == 1) return static_cast<const uint16_t*>(data) + first;
+  uint16_t* out = static_cast<uint16_t*>(static_cast<void*>(buf.floats(size_t(len + 1) / 2)));
+  if (stride == 1) {
+    f32_to_bf16_stub.get()(len, static_cast<const float*>(data) + first, out);
+    return out;
   }
+  const AnyMatRef r{static_cast<const char*>(data) + first * (type == ElemType::bf16 ? 2 : 4), type, stride, 0};
+  for (int64_t t = 0; t < len; ++t) out[t] = uint16_t(load_bits(r, t, 0));
+  return out;
 }
 
-// B k range [p0, p0+kc) x columns [j0, j0+cols) -> kp x NR pairs (zero-padded).
-void pack_b_pairs(const AnyMatRef& b, int64_t p0, int64_t kc, int64_t j0, int64_t cols, int nr,
-                  uint32_t* dst) {
+// Lanes [x0, x0+lanes) x k range [p0, p0+kc) -> kp x ld pairs: dst[q*ld + x] = (x, 2q) low,
+// (x, 2q+1) high; lanes past `lanes` and the odd k tail are zero. Runs are read along
+// whichever index has unit stride (k: a row of A, a column of B^T; lanes: a row of B).
+void pack_pairs(const LaneView& v, int64_t x0, int64_t lanes, int64_t p0, int64_t kc, int ld, uint32_t* dst,
+                PairScratch& s) {
   const int64_t kp = ceil_div(kc, 2);
-  for (int64_t q = 0; q < kp; ++q) {
-    const bool hi = 2 * q + 1 < kc;
-    for (int64_t j = 0; j < nr; ++j) {
-      uint32_t v = 0;
-      if (j < cols) {
-        v = load_bits(b, p0 + 2 * q, j0 + j);
-        if (hi) v |= load_bits(b, p0 + 2 * q + 1, j0 + j) << 16;
+  const auto elem = [&](int64_t x, int64_t p) { return (x0 + x) * v.xs + (p0 + p) * v.ps; };
+  if (v.xs == 1 && v.ps != 1) {  // runs along the lanes, two k rows per pair row
+    for (int64_t q = 0; q < kp; ++q) {
+      uint32_t* d = dst + q * ld;
+      const uint16_t* lo = bf16_run(v.data, v.type, elem(0, 2 * q), 1, lanes, s.run_lo);
+      if (2 * q + 1 < kc) {
+        const uint16_t* hi = bf16_run(v.data, v.type, elem(0, 2 * q + 1), 1, lanes, s.run_hi);
+        for (int64_t x = 0; x < lanes; ++x) d[x] = uint32_t(lo[x]) | uint32_t(hi[x]) << 16;
+      } else {
+        for (int64_t x = 0; x < lanes; ++x) d[x] = lo[x];
       }
-      dst[q * nr + j] = v;
+      std::fill(d + lanes, d + ld, 0u);
     }
+    return;
+  }
+  for (int64_t x = 0; x < ld; ++x) {  // runs along k, one lane at a time
+    if (x >= lanes) {
+      for (int64_t q = 0; q < kp; ++q) dst[q * ld + x] = 0;
+      continue;
+    }
+    const uint16_t* run = bf16_run(v.data, v.type, elem(x, 0), v.ps, kc, s.run_lo);
+    for (int64_t q = 0; q < kc / 2; ++q) dst[q * ld + x] = uint32_t(run[2 * q]) | uint32_t(run[2 * q + 1]) << 16;
+    if (kc % 2) dst[(kp - 1) * ld + x] = run[kc - 1];
   }
 }
 
@@ -167,6 +222,7 @@ void pair_slab(const Bf16KernelConfig& cfg, int64_t kcb, int64_t r0, int64_t r1,
   const int64_t NC = std::min<int64_t>(cfg.nc, round_up(n, NR));
   const int64_t KP = ceil_div(kcb, 2);
   PairScratch& s = pair_scratch();
+  const LaneView av{a.data, a.type, a.rs, a.cs}, bv{b.data, b.type, b.cs, b.rs};
   uint32_t* bpack = static_cast<uint32_t*>(static_cast<void*>(s.b.floats(size_t(KP * NC))));
   uint32_t* apack = static_cast<uint32_t*>(static_cast<void*>(s.a.floats(size_t(KP * MC))));
   for (int64_t jc = 0; jc < n; jc += NC) {
@@ -174,13 +230,11 @@ void pair_slab(const Bf16KernelConfig& cfg, int64_t kcb, int64_t r0, int64_t r1,
     for (int64_t pc = 0; pc < k; pc += kcb) {
       const int64_t kc = std::min(kcb, k - pc), kp = ceil_div(kc, 2);
       for (int64_t jp = 0; jp < nbp; ++jp)
-        pack_b_pairs(b, pc, kc, jc + jp * NR, std::min<int64_t>(NR, nc - jp * NR), NR,
-                     bpack + jp * NR * kp);
+        pack_pairs(bv, jc + jp * NR, std::min<int64_t>(NR, nc - jp * NR), pc, kc, NR, bpack + jp * NR * kp, s);
       for (int64_t ic = r0; ic < r1; ic += MC) {
         const int64_t mc = std::min(MC, r1 - ic), nap = ceil_div(mc, MR);
         for (int64_t ip = 0; ip < nap; ++ip)
-          pack_a_pairs(a, ic + ip * MR, std::min<int64_t>(MR, mc - ip * MR), pc, kc, MR,
-                       apack + ip * MR * kp);
+          pack_pairs(av, ic + ip * MR, std::min<int64_t>(MR, mc - ip * MR), pc, kc, MR, apack + ip * MR * kp, s);
         for (int64_t jp = 0; jp < nbp; ++jp)
           for (int64_t ip = 0; ip < nap; ++ip)
             cfg.ukr(kp, apack + ip * MR * kp, bpack + jp * NR * kp,

@@ -12,10 +12,13 @@
 #include <cmath>
 #include <vector>
 
+#include "common/aligned_buffer.h"
 #include "common/threads.h"
 #include "cpu/gemm/activation_scalar.h"
 #include "cpu/quant/qgemm_kernel.h"
 #include "cpu/quant/quant.h"
+#include "cpu/quant/quant_rows.h"
+#include "cpu/quant/quant_rows_scalar.h"
 
 namespace nnf {
 namespace quant {
@@ -29,16 +32,18 @@ void pack_weight(const int8_t* w, int64_t n, int64_t k, int64_t s0, int64_t s1, 
                  int32_t* col_sums) {
   const int64_t kg = packed_groups(k);
   std::fill(packed, packed + packed_size(n, k), int8_t(0));
-  for (int64_t j = 0; j < n; ++j) {
-    int8_t* col = packed + (j / kQNr) * kg * kQNr * 4 + (j % kQNr) * 4;
-    int32_t sum = 0;
-    for (int64_t kk = 0; kk < k; ++kk) {
+  std::fill(col_sums, col_sums + n, 0);
+  const auto slot = [&](int64_t j, int64_t kk) { return (j / kQNr) * kg * kQNr * 4 + (kk / 4) * kQNr * 4 + (j % kQNr) * 4 + kk % 4; };
+  // Walk the source along its unit stride (a (k, n) row-major B reads rows, not columns).
+  const bool k_outer = s0 == 1 && s1 != 1;
+  const int64_t outer = k_outer ? k : n, inner = k_outer ? n : k;
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t t = 0; t < inner; ++t) {
+      const int64_t j = k_outer ? t : o, kk = k_outer ? o : t;
       const int8_t v = w[j * s0 + kk * s1];
-      col[(kk / 4) * kQNr * 4 + kk % 4] = v;
-      sum += v;
+      packed[slot(j, kk)] = v;
+      col_sums[j] += v;
     }
-    col_sums[j] = sum;
-  }
 }
 
 void unpack_weight(const int8_t* packed, int64_t n, int64_t k, int8_t* w) {
@@ -72,18 +77,6 @@ void run_tasks(int64_t m, int64_t kg, const uint8_t* a, int64_t lda, const int8_
 
 int gemm_threads(int64_t m, int64_t n, int64_t k) { return threads_for(2.0 * double(m) * double(n) * double(k)); }
 
-// q = clamp(rint(v / scale) + zp, lo, hi), exact quotient in double (round half even).
-inline int32_t quantize_one(float v, double scale, int32_t zp, int32_t lo, int32_t hi) {
-  const double r = std::nearbyint(double(v) / scale) + double(zp);
-  return int32_t(std::min(double(hi), std::max(double(lo), r)));
-}
-
-// The float epilogue: y = act(float(acc - zp * col_sum) * (sx * sw) + bias).
-inline float dequant_one(int32_t acc, int32_t zp, int32_t col_sum, float sx, float sw, float bias, int act) {
-  const int32_t exact = int32_t(int64_t(acc) - int64_t(zp) * col_sum);
-  return gemm::activate_scalar(float(exact) * (sx * sw) + bias, act);
-}
-
 }  // namespace
 
 InputQuant range_quant(float lo, float hi) {
@@ -106,8 +99,11 @@ void qgemm_s32(const uint8_t* a, int64_t m, int64_t k, int64_t sa0, int64_t sa1,
   std::vector<int32_t> sums(static_cast<size_t>(n));
   pack_weight(b, n, k, sb1, sb0, packed.data(), sums.data());  // b (k, n) seen as (n, k)
   std::vector<uint8_t> ap(size_t(m * lda), 0);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t kk = 0; kk < k; ++kk) ap[size_t(i * lda + kk)] = a[i * sa0 + kk * sa1];
+  for (int64_t i = 0; i < m; ++i) {
+    uint8_t* row = ap.data() + i * lda;
+    if (sa1 == 1) std::copy(a + i * sa0, a + i * sa0 + k, row);
+    else for (int64_t kk = 0; kk < k; ++kk) row[kk] = a[i * sa0 + kk * sa1];
+  }
   run_tasks(m, kg, ap.data(), lda, packed.data(), n, gemm_threads(m, n, k),
             [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const int32_t* tile) {
               for (int64_t i = 0; i < mc; ++i) std::copy(tile + i * kQNr, tile + i * kQNr + nc, c + (i0 + i) * n + j0);
@@ -118,38 +114,43 @@ void qlinear(const float* x, int64_t m, int64_t sx0, int64_t sx1, const PackedWe
              Activation act, const InputQuant& iq, float* y) {
   const int64_t k = w.k, n = w.n, kg = packed_groups(k), lda = 4 * kg;
   if (m == 0 || n == 0) return;
-  std::vector<uint8_t> aq(size_t(m * lda), 0);
-  std::vector<float> row_scale(static_cast<size_t>(m));
-  std::vector<int32_t> row_zp(static_cast<size_t>(m));
+  // Reused across calls (the hot path of a quantised layer); pad bytes are zeroed per row.
+  static thread_local AlignedBuffer aq_buf, scale_buf, zp_buf;
+  uint8_t* aq = static_cast<uint8_t*>(aq_buf.bytes(size_t(m * lda)));
+  float* row_scale = scale_buf.floats(size_t(m));
+  int32_t* row_zp = static_cast<int32_t*>(zp_buf.bytes(size_t(m) * sizeof(int32_t)));
   const int nt = gemm_threads(m, n, k);
-#pragma omp parallel for num_threads(std::max(1, std::min<int>(nt, int(m)))) schedule(static)
-  for (int64_t i = 0; i < m; ++i) {
-    const float* xi = x + i * sx0;
-    InputQuant q = iq;
-    if (iq.dynamic) {
-      float lo = 0.0f, hi = 0.0f;
-      for (int64_t kk = 0; kk < k; ++kk) {
-        lo = std::min(lo, xi[kk * sx1]);
-        hi = std::max(hi, xi[kk * sx1]);
+  const RowRangeFn range = row_range_stub.get();
+  const QuantizeRowFn quantize_row = quantize_row_stub.get();
+  const DequantRowFn dequant_row = dequant_row_stub.get();
+#pragma omp parallel num_threads(std::max(1, std::min<int>(nt, int(m))))
+  {
+    std::vector<float> gathered(size_t(sx1 == 1 ? 0 : k));  // a strided row, made contiguous
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < m; ++i) {
+      const float* xi = x + i * sx0;
+      if (sx1 != 1) {
+        for (int64_t kk = 0; kk < k; ++kk) gathered[size_t(kk)] = xi[kk * sx1];
+        xi = gathered.data();
       }
-      q = range_quant(lo, hi);
+      InputQuant q = iq;
+      if (iq.dynamic) {
+        float lo, hi;
+        range(k, xi, &lo, &hi);
+        q = range_quant(lo, hi);
+      }
+      row_scale[i] = q.scale;
+      row_zp[i] = q.zero_point;
+      quantize_row(k, xi, q.scale, q.zero_point, aq + i * lda);
+      std::fill(aq + i * lda + k, aq + (i + 1) * lda, uint8_t(0));
     }
-    row_scale[size_t(i)] = q.scale;
-    row_zp[size_t(i)] = q.zero_point;
-    uint8_t* ai = aq.data() + i * lda;
-    for (int64_t kk = 0; kk < k; ++kk) ai[kk] = uint8_t(quantize_one(xi[kk * sx1], q.scale, q.zero_point, 0, 255));
   }
-  const int a = int(act);
-  run_tasks(m, kg, aq.data(), lda, w.data, n, nt,
+  run_tasks(m, kg, aq, lda, w.data, n, nt,
             [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const int32_t* tile) {
-              for (int64_t i = 0; i < mc; ++i) {
-                const float sx = row_scale[size_t(i0 + i)];
-                const int32_t zp = row_zp[size_t(i0 + i)];
-                float* yi = y + (i0 + i) * n + j0;
-                for (int64_t j = 0; j < nc; ++j)
-                  yi[j] = dequant_one(tile[i * kQNr + j], zp, w.col_sums[j0 + j], sx, w.scales[j0 + j],
-                                      bias ? bias[j0 + j] : 0.0f, a);
-              }
+              for (int64_t i = 0; i < mc; ++i)
+                dequant_row(nc, tile + i * kQNr, row_zp[i0 + i], row_scale[i0 + i],
+                            w.col_sums + j0, w.scales + j0, bias ? bias + j0 : nullptr, int(act),
+                            y + (i0 + i) * n + j0);
             });
 }
 
@@ -159,17 +160,17 @@ void qconv2d(const conv::ConvShape& s, const float* x, const PackedWeight& w, co
   const int64_t lda = 4 * kg;
   InputQuant q = iq;
   if (iq.dynamic) {
-    float lo = 0.0f, hi = 0.0f;
-    for (int64_t i = 0; i < total; ++i) {
-      lo = std::min(lo, x[i]);
-      hi = std::max(hi, x[i]);
-    }
+    float lo, hi;
+    row_range_stub.get()(total, x, &lo, &hi);
     q = range_quant(lo, hi);
   }
   const int nt = gemm_threads(p * s.n, s.k, k);
   std::vector<uint8_t> xq(static_cast<size_t>(total));
+  const QuantizeRowFn quantize_row = quantize_row_stub.get();
+  const int64_t chunk = 4096;  // elements per task
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < total; ++i) xq[size_t(i)] = uint8_t(quantize_one(x[i], q.scale, q.zero_point, 0, 255));
+  for (int64_t c0 = 0; c0 < total; c0 += chunk)
+    quantize_row(std::min(chunk, total - c0), x + c0, q.scale, q.zero_point, xq.data() + c0);
   // im2row: row (oh, ow) of A holds the (c, r, s) taps; outside the image the zero point.
   std::vector<uint8_t> a(size_t(p * lda));
   const int a_act = int(act);

@@ -3,40 +3,59 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/threads.h"
 #include "cpu/quant/quant.h"
+#include "cpu/quant/quant_rows.h"
+#include "cpu/quant/quant_rows_scalar.h"
 
 namespace nnf {
 namespace quant {
 
-bool has_nan(const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (std::isnan(x[i])) return true;
+// Branch-free integer tests over blocks (the compiler vectorises the OR reduction), with
+// an early exit between blocks.
+namespace {
+template <class Bad>
+bool any_bits(const float* x, int64_t n, const Bad& bad) {
+  constexpr int64_t kBlock = 1024;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    uint32_t found = 0;
+    for (int64_t i = b; i < e; ++i) {
+      uint32_t u;
+      std::memcpy(&u, x + i, 4);
+      found |= uint32_t(bad(u));
+    }
+    if (found) return true;
+  }
   return false;
+}
+}  // namespace
+
+bool has_nan(const float* x, int64_t n) {
+  return any_bits(x, n, [](uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; });
 }
 
 bool all_finite(const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(x[i])) return false;
-  return true;
+  return !any_bits(x, n, [](uint32_t u) { return (u & 0x7f800000u) == 0x7f800000u; });
 }
 
 void quantize(const float* x, int64_t outer, int64_t c, int64_t inner, const float* scale, const int32_t* zp,
               bool is_u8, void* q) {
-  const double lo = is_u8 ? 0.0 : -128.0, hi = is_u8 ? 255.0 : 127.0;
   const int64_t rows = outer * c;
+  const QuantizeRowFn quantize_row = quantize_row_stub.get();
   const int nt = std::max(1, std::min<int>(threads_for(double(rows * inner)), int(std::max<int64_t>(rows, 1))));
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t ch = r % c;
-    const double s = scale[ch], z = zp[ch];
     const float* xr = x + r * inner;
-    for (int64_t i = 0; i < inner; ++i) {
-      const double v = std::min(hi, std::max(lo, std::nearbyint(double(xr[i]) / s) + z));
-      if (is_u8) static_cast<uint8_t*>(q)[r * inner + i] = uint8_t(v);
-      else static_cast<int8_t*>(q)[r * inner + i] = int8_t(v);
+    if (is_u8) {
+      quantize_row(inner, xr, scale[ch], zp[ch], static_cast<uint8_t*>(q) + r * inner);
+      continue;
     }
+    int8_t* qr = static_cast<int8_t*>(q) + r * inner;
+    for (int64_t i = 0; i < inner; ++i) qr[i] = int8_t(quantize_one(xr[i], scale[ch], zp[ch], -128, 127));
   }
 }
 

@@ -362,7 +362,13 @@ class Module:
                 p.set_mask(mask)  # after the data: the loaded weights are zeroed where pruned
             for _, p in named:
                 p.refresh_bf16()
+            for _, mod in self.named_modules():
+                mod._state_loaded()
         return commit
+
+    def _state_loaded(self) -> None:
+        """Called on every module once a load has written its arrays in place: a module
+        that keeps something derived from them (an int8 layer's packed weight) rebuilds it."""
 
     # --- reporting ---------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -4,7 +4,9 @@ fake-quantised forward and the converted model round identically).
 Activations: asymmetric uint8, q = clip(round(x / scale) + zero_point, 0, 255), with the
 range widened to contain 0 (so 0 and ReLU outputs are exact). Weights: symmetric int8
 per output channel, q = clip(round(w / scale), -127, 127), scale = max|w| / 127.
-round() is NumPy's half-to-even, the rounding mode of the SIMD float->int conversions.
+round() is NumPy's half-to-even of the exact quotient (float64 division of float32
+operands is exact enough to round as the true quotient would), the kernels' rule
+(csrc/cpu/quant/quant.h), so fake-quantised codes are the ones the int8 layers compute.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def activation_params(lo, hi) -> tuple[np.ndarray, np.ndarray]:
 
 def quantize_u8(x: np.ndarray, scale, zero_point) -> np.ndarray:
     """uint8 codes of float32 x under (scale, zero_point) broadcast against x."""
-    q = np.round(x.astype(np.float32) / np.asarray(scale, np.float32)) + np.asarray(zero_point, np.float32)
+    q = np.round(np.asarray(x, np.float64) / np.asarray(scale, np.float64)) + np.asarray(zero_point, np.float64)
     return np.clip(q, U8_MIN, U8_MAX).astype(np.uint8)
 
 
@@ -44,7 +46,7 @@ def weight_scales(w: np.ndarray, channel_axis: int) -> np.ndarray:
 def quantize_s8(w: np.ndarray, scales: np.ndarray, channel_axis: int) -> np.ndarray:
     shape = [1] * w.ndim
     shape[channel_axis % w.ndim] = -1
-    q = np.round(w.astype(np.float32) / scales.reshape(shape))
+    q = np.round(np.asarray(w, np.float64) / scales.reshape(shape).astype(np.float64))
     return np.clip(q, -S8_MAX, S8_MAX).astype(np.int8)
 
 

@@ -90,6 +90,17 @@ def _rebuilt(path: str, model: Module, layout_text) -> Module:
     return out
 
 
+def _check_scales(path: str, model: Module, entries: dict) -> None:
+    """Every int8 layer's float scales finite and > 0, checked before the load writes
+    anything (the layers pack their weight from them once loaded)."""
+    for name, m in model.named_modules():
+        if isinstance(m, (QuantizedLinear, QuantizedConv2d)):
+            for field in ("weight_scale", "input_scale"):
+                v = entries.get(f"model/{name}.{field}")
+                if v is not None and v.dtype.kind == "f" and not np.all(np.isfinite(v) & (v > 0)):
+                    raise CheckpointError(f"checkpoint {path} entry 'model/{name}.{field}' must be finite and > 0")
+
+
 def load(path, float_model: Module, *, entries: Optional[dict] = None) -> tuple[Module, dict]:
     """(quantised model rebuilt on a copy of float_model's architecture, extra dict).
     entries: the file's entries already read (and decoded) by the caller."""
@@ -99,6 +110,7 @@ def load(path, float_model: Module, *, entries: Optional[dict] = None) -> tuple[
     if key not in entries:
         raise CheckpointError(f"checkpoint {path} is not a quantised checkpoint (no entry '{key}')")
     model = _rebuilt(str(path), float_model, entries[key])
+    _check_scales(str(path), model, entries)
     extra = _ckpt.load(path, model, entries=entries, restore_rng=False)
     extra.pop(_LAYOUT_KEY)
     return model.eval(), extra

@@ -4,10 +4,12 @@ Weights are int8, symmetric per output channel; inputs are uint8, either per row
 computed on each call (dynamic: input_scale is None) or per tensor with a scale and
 zero point fixed at conversion (static). The product is exact in int32:
     acc[n, j] = sum_k (xq[n, k] - zx[n]) * wq[k, j],   y = acc * sx[n] * sw[j] + b
-then the layer's activation. backward raises: these layers are for inference.
+then the layer's activation, all in one call of ops.qlinear / ops.qconv2d (quantise,
+u8 x s8 GEMM, fused epilogue). backward raises: these layers are for inference.
 
-The integer GEMM is _int_gemm below: the int8 family's exact u8 x s8 -> s32 kernel
-(ops.qgemm_s32: VNNI / AVX2 / generic) with the zero-point compensation.
+The codes are kept as plain buffers (weight_q, weight_scale: what a checkpoint holds);
+the GEMM's packed ops.QuantizedWeight is derived from them once, at construction and
+after every load (_state_loaded), never stored.
 """
 from __future__ import annotations
 
@@ -23,29 +25,10 @@ from . import _affine
 __all__ = ["QuantizedConv2d", "QuantizedLinear"]
 
 
-def _int_gemm(xq: np.ndarray, x_zero: np.ndarray, wq: np.ndarray) -> np.ndarray:
-    """(M, K) uint8 codes minus their (M, 1) or scalar zero points @ (K, N) int8 -> int32:
-    xq @ wq - x_zero * colsum(wq), exact in int32 (_check_no_overflow bounds K)."""
-    col_sums = wq.sum(axis=0, dtype=np.int32)
-    return ops.qgemm_s32(xq, wq) - x_zero.astype(np.int32) * col_sums
-
-
-def _check_no_overflow(k: int, op: str) -> None:
-    if k * _affine.U8_MAX * _affine.S8_MAX >= 2 ** 31:
-        raise ValueError(f"{op}: reduction length {k} could overflow the int32 accumulator")
-
-
-def _apply_activation(y: np.ndarray, activation: Optional[str]) -> np.ndarray:
-    if activation is None:
-        return y
-    if activation == "relu":
-        return ops.relu(y)
-    return ops.gelu(y, "tanh" if activation == "gelu_tanh" else "none")
-
-
 class _Quantized(Module):
     """Shared buffers: weight_q (int8), weight_scale (float32 per output channel),
-    optional bias (float32), and for static layers input_scale / input_zero_point (0-d)."""
+    optional bias (float32), and for static layers input_scale / input_zero_point (0-d);
+    _qweight, the packed form of weight_q (subclasses give its (N, K) view: _codes)."""
 
     def __init__(self, weight_q: np.ndarray, weight_scale: np.ndarray, bias: Optional[np.ndarray],
                  input_scale, input_zero_point, activation: Optional[str]):
@@ -60,23 +43,21 @@ class _Quantized(Module):
             self.register_buffer("input_scale", np.array(input_scale, np.float32))
             self.register_buffer("input_zero_point", np.array(input_zero_point, np.int32))
         self.activation = activation
+        self._state_loaded()
 
-    def _quantize_input(self, x2d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(codes, zero points, scales) of a 2-D float32 input: per row when dynamic."""
+    def _codes(self) -> np.ndarray:
+        """weight_q as the (N out, K in) int8 matrix the packed weight holds."""
+        raise NotImplementedError
+
+    def _state_loaded(self) -> None:
+        self._qweight = ops.QuantizedWeight.from_int8(self._codes(), self.weight_scale)
+
+    def _kernel_args(self) -> dict:
+        """bias, activation and (static) input_scale / input_zero_point for ops.qlinear / qconv2d."""
+        args = {"bias": self.bias if self.has_bias else None, "activation": self.activation}
         if self.static:
-            s, z = self.input_scale, self.input_zero_point
-        else:
-            s, z = _affine.activation_params(x2d.min(axis=1, keepdims=True), x2d.max(axis=1, keepdims=True))
-        return _affine.quantize_u8(x2d, s, z), z, s
-
-    def _matmul(self, x2d: np.ndarray, wq2d: np.ndarray) -> np.ndarray:
-        """float32 (M, K) @ the (K, N) int8 weight, rescaled, plus bias: (M, N) float32."""
-        xq, z, s = self._quantize_input(x2d)
-        acc = _int_gemm(xq, np.asarray(z), wq2d)
-        y = (acc * (np.asarray(s, np.float32) * self.weight_scale)).astype(np.float32)
-        if self.has_bias:
-            y += self.bias
-        return y
+            args.update(input_scale=float(self.input_scale), input_zero_point=int(self.input_zero_point))
+        return args
 
     def backward(self, *grad_outputs):
         raise RuntimeError(f"{type(self).__name__} is inference-only (int8 weights have no gradient); "
@@ -95,7 +76,9 @@ class QuantizedLinear(_Quantized):
                  activation: Optional[str] = None):
         super().__init__(weight_q, weight_scale, bias, input_scale, input_zero_point, activation)
         self.in_features, self.out_features = self.weight_q.shape
-        _check_no_overflow(self.in_features, "QuantizedLinear")
+
+    def _codes(self) -> np.ndarray:
+        return self.weight_q.T
 
     @classmethod
     def from_float(cls, layer, input_range: Optional[tuple[float, float]] = None) -> "QuantizedLinear":
@@ -113,15 +96,14 @@ class QuantizedLinear(_Quantized):
         x = _float32_input(x, "QuantizedLinear")
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"QuantizedLinear expected input of shape (N, {self.in_features}), got {x.shape}")
-        return _apply_activation(self._matmul(x, self.weight_q), self.activation)
+        return ops.qlinear(x, self._qweight, **self._kernel_args())
 
     def _shape_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
 class QuantizedConv2d(_Quantized):
-    """int8 Conv2d (groups=1, static input scale): weight_q (K, C, R, S) int8, weight_scale (K,).
-    Lowered to one int GEMM over the im2col patches."""
+    """int8 Conv2d (groups=1, static input scale): weight_q (K, C, R, S) int8, weight_scale (K,)."""
 
     def __init__(self, weight_q, weight_scale, bias=None, *, input_scale, input_zero_point, stride=(1, 1),
                  padding=(0, 0, 0, 0), dilation=(1, 1), activation: Optional[str] = None):
@@ -131,7 +113,9 @@ class QuantizedConv2d(_Quantized):
         self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
         self.out_channels, self.in_channels, r, s = self.weight_q.shape
         self.kernel_size = (r, s)
-        _check_no_overflow(self.in_channels * r * s, "QuantizedConv2d")
+
+    def _codes(self) -> np.ndarray:
+        return self.weight_q.reshape(self.weight_q.shape[0], -1)
 
     @classmethod
     def from_float(cls, layer, input_range: tuple[float, float]) -> "QuantizedConv2d":
@@ -145,27 +129,16 @@ class QuantizedConv2d(_Quantized):
                    stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                    activation=layer.activation)
 
-    def _patches(self, x: np.ndarray) -> tuple[np.ndarray, int, int]:
-        """x (N, C, H, W) -> (N * Ho * Wo, C * R * S) float32 patches, Ho, Wo. Padding is
-        filled with 0.0, which quantises exactly (0 is in every range)."""
-        top, bottom, left, right = self.padding
-        xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-        (r, s), (dh, dw), (sh, sw) = self.kernel_size, self.dilation, self.stride
-        span_h, span_w = (r - 1) * dh + 1, (s - 1) * dw + 1
-        if xp.shape[2] < span_h or xp.shape[3] < span_w:
-            raise ValueError(f"QuantizedConv2d: input {x.shape} is smaller than the dilated kernel")
-        win = np.lib.stride_tricks.sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
-        win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, Ho, Wo, R, S)
-        n, c, ho, wo = win.shape[:4]
-        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * r * s)
-        return np.ascontiguousarray(cols), ho, wo
-
     def forward(self, x):
         x = _nchw(x, "QuantizedConv2d", self.in_channels)
-        cols, ho, wo = self._patches(x)
-        y = self._matmul(cols, self.weight_q.reshape(self.out_channels, -1).T)
-        y = np.ascontiguousarray(y.reshape(x.shape[0], ho, wo, self.out_channels).transpose(0, 3, 1, 2))
-        return _apply_activation(y, self.activation)
+        top, bottom, left, right = self.padding
+        ph, pw = min(top, bottom), min(left, right)
+        if (top, bottom, left, right) != (ph, ph, pw, pw):
+            # qconv2d pads symmetrically; the rest is explicit 0.0, which quantises to the
+            # zero point exactly as the kernel's own padding does
+            x = np.pad(x, ((0, 0), (0, 0), (top - ph, bottom - ph), (left - pw, right - pw)))
+        return ops.qconv2d(x, self._qweight, self.weight_q.shape, stride=self.stride, padding=(ph, pw),
+                           dilation=self.dilation, **self._kernel_args())
 
     def _shape_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
