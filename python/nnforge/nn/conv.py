@@ -28,7 +28,8 @@ class Conv2d(Module):
     W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C // groups * R * S.
     Set needs_input_grad = False on a first layer to skip computing dL/dx.
     precision "bf16" (Module.set_precision): forward and backward convolve bf16-rounded
-    x, W and dy with float32 accumulation (ops.conv2d's precision="bf16").
+    x, W and dy with float32 accumulation (ops.conv2d's precision="bf16"; db is the sum of
+    the rounded dy).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
