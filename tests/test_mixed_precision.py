@@ -446,3 +446,19 @@ def test_train_gpt_bf16_and_resume(tmp_path, capsys, threads):
     assert re.search(r"val loss \d+\.\d{4} after 8 steps, training \d+\.\ds, bf16", out), out
     info = _history(tmp_path, "g")
     assert info["options"]["precision"] == "bf16" and len(info["history"]["loss"]) == 8
+
+
+def test_precision_bench_prints_one_table(capsys, threads):
+    from nnforge import cli
+    assert cli.main(["--threads", "1", "bench", "precision", "--models", "mlp", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    fp32, bf16, diff = [line.split() for line in out.splitlines() if line.lstrip().startswith("mlp")]
+    assert fp32[1:4] == ["1", "epoch", "fp32"] and bf16[3] == "bf16" and diff[1:4] == ["bf16", "-", "fp32"], out
+    assert float(diff[-2]) == pytest.approx(float(bf16[-2]) - float(fp32[-2]), abs=0.011)  # test acc %
+    assert _cli_error(["bench", "precision", "--models", "mlp,vgg"], capsys) == "--models: choose from mlp,cnn,gpt"
+
+
+def _cli_error(argv, capsys) -> str:
+    from nnforge import cli
+    assert cli.main(argv) == 2
+    return capsys.readouterr().err.strip().split("error: ", 1)[1].split(", got")[0]

@@ -252,7 +252,8 @@ def run(args) -> int:
     with open(os.path.join(out, "history.json"), "w") as f:
         json.dump({"history": history, "test": result, "options": {**opts, "model": args.model, "seed": args.seed,
                                                                    "dataset": dataset,
-                                                                   "precision": model.precision}}, f, indent=1)
+                                                                   "precision": model.precision},
+                   "training_s": elapsed}, f, indent=1)
     note = _plot(history, os.path.join(out, "curves.png"))
     print(f"test accuracy {result['accuracy'] * 100:.2f}% (loss {result['loss']:.4f}) after "
           f"{opts['epochs']} epochs, training {elapsed:.1f}s, {model.precision}", flush=True)
