@@ -6,7 +6,8 @@ resumable with --resume), history.json and curves.png (loss and accuracy per epo
 The models are the library's registry (nnforge.nn.register_model / model_names): a
 ModelSpec's build(input_shape, num_classes) -> Module, its layout "flat" (N, features)
 or "image" (N, 1, H, W), and default options. --augment (image models) applies
-nnforge.data.Augment to the training batches. Models of layout "text" (--model gpt, lstm)
+nnforge.data.Augment to the training batches. --precision bf16 trains in mixed precision
+(Model.compile(precision=...)); history.json and the summary line record the precision. Models of layout "text" (--model gpt, lstm)
 train by steps over token windows instead: cli/train_text.py.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from . import distributed as _distributed
 from . import train_text as _text
 from .text_jobs import text_models
 from .errors import CliError
-from .runs import resumed_precision, saved_int, saved_json
+from .runs import check_resume_precision, saved_int, saved_json
 
 __all__ = ["add_arguments", "run"]
 
@@ -214,7 +215,7 @@ def run(args) -> int:
         history = saved_json(args.resume, entries, "extra/history") if "extra/history" in entries else {}
         if start >= opts["epochs"]:
             raise CliError(f"--resume: checkpoint is already at epoch {start}; pass --epochs > {start}")
-        resumed_precision(args.resume, entries, args.precision)  # checkpoint.load restores it
+        check_resume_precision(args.resume, entries, args.precision)  # checkpoint.load restores it
         try:
             checkpoint.load(args.resume, model, model.optimizer, schedule=sched, entries=entries)
         except checkpoint.CheckpointError as exc:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import CliError
 from .distributed import run_folder
-from .runs import resumed_precision, saved_int, saved_json
+from .runs import check_resume_precision, saved_int, saved_json
 from .text_jobs import JOBS, text_models
 
 __all__ = ["TEXT_OPTIONS", "add_arguments", "build_from_checkpoint", "run"]
@@ -242,7 +242,7 @@ def _resume(path: str, job, model, opt, windows, config: dict, tok, steps: int, 
     start = saved_int(path, entries, "extra/step")
     if start >= steps:
         raise CliError(f"--resume: checkpoint is already at step {start}; pass --steps > {start}")
-    resumed_precision(path, entries, precision)  # checkpoint.load restores it
+    check_resume_precision(path, entries, precision)  # checkpoint.load restores it
     history = saved_json(path, entries, "extra/history")
     windows_state = saved_json(path, entries, "extra/windows_rng")
     before = windows.state()

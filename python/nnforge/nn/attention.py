@@ -46,6 +46,8 @@ class MultiheadAttention(Module):
     causal=True: query i sees keys j <= i + (Lk - Lq). dropout: on the attention weights
     in training mode. Weights stored (in, out) like nn.Linear: w_qkv (E, (H + 2 Hkv) D)
     with q, k, v columns in that order, w_out (E, E); init N(0, 0.02), biases 0 (GPT-2).
+    precision "bf16" (Module.set_precision): the projection GEMMs (forward and backward)
+    on bf16-rounded operands; the attention core (ops.attention) stays float32.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, *, num_kv_heads: Optional[int] = None,

@@ -6,6 +6,9 @@ an output head tied to the token embedding, and a fused cross-entropy.
 loss(idx, targets) runs ops.cross_entropy once for the loss and dlogits together,
 writing dlogits over the logits (out=logits), so only one logits-sized buffer ever
 exists. generate() samples with a key/value cache per layer.
+set_precision("bf16"): the attention projections, the MLP and the output head run their
+GEMMs on bf16-rounded operands (float32 accumulation); embeddings, LayerNorm, the
+attention core and the loss stay float32.
 Init as GPT-2 / nanoGPT: weights N(0, 0.02), the residual projections (attention out,
 fc2) N(0, 0.02 / sqrt(2 n_layer)), biases 0, LayerNorm 1 / 0.
 """
