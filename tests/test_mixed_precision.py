@@ -169,10 +169,6 @@ def accumulation_tol(k: int, abs_products, result) -> np.ndarray:
     return (k + 2) * EPS32 * f64(abs_products) + EPS32 * np.abs(f64(result))
 
 
-def _bf16_layer(layer):
-    return layer.set_precision("bf16")
-
-
 def _view(a, how: str):
     """a (2-D float32) as a C-contiguous array, a transposed copy's view or a sliced view."""
     if how == "transposed":
@@ -188,7 +184,7 @@ def _view(a, how: str):
 @pytest.mark.parametrize("activation", [None, "relu"])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
 def test_linear_bf16_forward_backward(isa, rng, n, i, o, activation, layout):
-    lin = _bf16_layer(nn.Linear(i, o, activation=activation))
+    lin = nn.Linear(i, o, activation=activation).set_precision("bf16")
     x = _view(randn(rng, n, i), layout)
     dy = randn(rng, n, o)
     g0 = randn(rng, i, o)  # .grad accumulates onto what is there
@@ -223,7 +219,7 @@ CONV_CASES = [  # (n, c, h, w, k, r, geometry): small-C direct, implicit GEMM, s
 @pytest.mark.parametrize("n,c,h,w,k,r,geo", CONV_CASES)
 @pytest.mark.parametrize("activation", [None, "relu"])
 def test_conv2d_bf16_forward_backward(isa, rng, n, c, h, w, k, r, geo, activation):
-    conv = _bf16_layer(nn.Conv2d(c, k, r, activation=activation, **geo))
+    conv = nn.Conv2d(c, k, r, activation=activation, **geo).set_precision("bf16")
     x = randn(rng, n, c, h, w)
     conv.weight.data[...] = randn(rng, *conv.weight.shape)
     y = conv.forward(x)
