@@ -7,7 +7,7 @@ import time
 
 from .errors import CliError
 
-__all__ = ["out_dir", "saved_int", "saved_json"]
+__all__ = ["check_resume_precision", "out_dir", "saved_int", "saved_json"]
 
 
 def out_dir(args, model_name: str, dataset: str) -> str:
@@ -47,3 +47,13 @@ def saved_json(path: str, entries: dict, key: str, kind: type = dict):
     if not isinstance(out, kind):
         raise CliError(f"checkpoint {path} entry '{key}' must be a JSON {kind.__name__}")
     return out
+
+
+def check_resume_precision(path: str, entries: dict, asked) -> None:
+    """A resumed run trains in its checkpoint's precision (meta/precision, absent = fp32;
+    checkpoint.load restores it). asked (--precision, None when not given) must agree: a
+    run never silently changes its arithmetic."""
+    saved = str(entries.get("meta/precision", "fp32"))
+    if asked is not None and asked != saved:
+        raise CliError(f"--resume: {path} was trained with --precision {saved}, this run asks for --precision "
+                       f"{asked} (drop --precision to keep {saved})")

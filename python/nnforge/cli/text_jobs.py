@@ -21,6 +21,7 @@ class TextJob:
     describe: Callable               # opts -> the model part of the start line
     stream: bool                      # True: TextStream windows, state carried across them (truncated BPTT)
     check: Callable = lambda opts: None  # further option checks (raise CliError)
+    bf16: bool = True                 # --precision bf16 allowed (its GEMMs honour Module.set_precision)
 
 
 def _gpt_check(opts: dict) -> None:
@@ -41,7 +42,7 @@ LSTM_JOB = TextJob(
                                       hidden=o["hidden"], dropout=o["dropout"]),
     lambda o: (f"embedding {o['n_embd']}, {o['n_layer']} x LSTM {o['hidden']}, truncated BPTT over "
                f"{o['context']}-token windows, grad clip {o['clip_grad_norm']:g}"),
-    stream=True)
+    stream=True, bf16=False)  # the fused LSTM kernels (ops.lstm) compute in float32 only
 
 JOBS = {job.name: job for job in (GPT_JOB, LSTM_JOB)}
 

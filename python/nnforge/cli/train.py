@@ -6,7 +6,8 @@ resumable with --resume), history.json and curves.png (loss and accuracy per epo
 The models are the library's registry (nnforge.nn.register_model / model_names): a
 ModelSpec's build(input_shape, num_classes) -> Module, its layout "flat" (N, features)
 or "image" (N, 1, H, W), and default options. --augment (image models) applies
-nnforge.data.Augment to the training batches. Models of layout "text" (--model gpt, lstm)
+nnforge.data.Augment to the training batches. --precision bf16 trains in mixed precision
+(Model.compile(precision=...)); history.json and the summary line record the precision. Models of layout "text" (--model gpt, lstm)
 train by steps over token windows instead: cli/train_text.py.
 """
 from __future__ import annotations
@@ -20,12 +21,13 @@ from typing import Optional
 import numpy as np
 
 from .. import nn
+from ..nn.module import PRECISIONS
 from ..nn.registry import ModelSpec
 from . import distributed as _distributed
 from . import train_text as _text
 from .text_jobs import text_models
 from .errors import CliError
-from .runs import saved_int, saved_json
+from .runs import check_resume_precision, saved_int, saved_json
 
 __all__ = ["add_arguments", "run"]
 
@@ -46,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", default=None, help="checkpoint.npz to continue from")
     parser.add_argument("--augment", action="store_true",
                         help="augment training batches with a random 1-pixel crop (image models only)")
+    parser.add_argument("--precision", default=None, choices=PRECISIONS,
+                        help="fp32, or bf16 mixed precision: GEMMs and convolutions on bf16-rounded operands, "
+                        "float32 master weights, gradients and optimizer state (default fp32; --resume: the "
+                        "checkpoint's); not for --model lstm")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="0 quiet, 1 progress bars, 2 one line per epoch")
     _text.add_arguments(parser)
@@ -182,7 +188,8 @@ def run(args) -> int:
     model = spec.build(input_shape, 10)
     opt_kwargs = {} if opts["lr"] is None else {"lr": opts["lr"]}
     model.compile(opts["optimizer"], loss="cross_entropy", metrics=["accuracy"], **opt_kwargs,
-                  distributed=dist is not None and {"shard_optimizer": args.shard_optimizer})
+                  distributed=dist is not None and {"shard_optimizer": args.shard_optimizer},
+                  precision=args.precision or "fp32")
     n_train = len(train[0]) if dist is None else data.shard_length(len(train[0]), opts["batch_size"],
                                                                    dist.world_size())
     steps = -(-n_train // opts["batch_size"])
@@ -208,6 +215,7 @@ def run(args) -> int:
         history = saved_json(args.resume, entries, "extra/history") if "extra/history" in entries else {}
         if start >= opts["epochs"]:
             raise CliError(f"--resume: checkpoint is already at epoch {start}; pass --epochs > {start}")
+        check_resume_precision(args.resume, entries, args.precision)  # checkpoint.load restores it
         try:
             checkpoint.load(args.resume, model, model.optimizer, schedule=sched, entries=entries)
         except checkpoint.CheckpointError as exc:
@@ -218,7 +226,7 @@ def run(args) -> int:
         print(f"nnforge train: {args.model} on {dataset} ({len(train[0])} train / {len(val[0])} val / "
               f"{len(test[0])} test), {opts['optimizer']} lr {model.optimizer.lr:g}, batch {opts['batch_size']}"
               f"{'' if dist is None else f' x {dist.world_size()} ranks'}, "
-              f"{opts['epochs']} epochs, {nnforge.get_num_threads()} threads -> {out}", flush=True)
+              f"{opts['epochs']} epochs, {model.precision}, {nnforge.get_num_threads()} threads -> {out}", flush=True)
 
     class _SaveEachEpoch(nn.Callback):
         """checkpoint.npz after each epoch with the full history so far (for --resume)."""
@@ -243,12 +251,13 @@ def run(args) -> int:
     if dist is not None and not dist.is_main():
         return 0
     with open(os.path.join(out, "history.json"), "w") as f:
-        json.dump({"history": history, "test": result, "options": {**opts, "model": args.model,
-                                                                   "seed": args.seed, "dataset": dataset}}, f,
-                  indent=1)
+        json.dump({"history": history, "test": result, "options": {**opts, "model": args.model, "seed": args.seed,
+                                                                   "dataset": dataset,
+                                                                   "precision": model.precision},
+                   "training_s": elapsed}, f, indent=1)
     note = _plot(history, os.path.join(out, "curves.png"))
     print(f"test accuracy {result['accuracy'] * 100:.2f}% (loss {result['loss']:.4f}) after "
-          f"{opts['epochs']} epochs, training {elapsed:.1f}s", flush=True)
+          f"{opts['epochs']} epochs, training {elapsed:.1f}s, {model.precision}", flush=True)
     print(f"checkpoint: {ckpt_path}" + ("" if note else f"\ncurves: {os.path.join(out, 'curves.png')}"))
     if note:
         print(f"note: {note}")

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import CliError
 from .distributed import run_folder
-from .runs import saved_int, saved_json
+from .runs import check_resume_precision, saved_int, saved_json
 from .text_jobs import JOBS, text_models
 
 __all__ = ["TEXT_OPTIONS", "add_arguments", "build_from_checkpoint", "run"]
@@ -80,6 +80,9 @@ def _options(args, job, defaults: dict) -> dict:
         raise CliError(f"--schedule is not supported for --model {name} (constant lr, as the nanoGPT CPU recipe)")
     if getattr(args, "augment", False):
         raise CliError("--augment is for image models")
+    if getattr(args, "precision", None) == "bf16" and not job.bf16:
+        raise CliError(f"--precision bf16 is not supported for --model {name}: its fused recurrent kernels "
+                       f"compute in float32 (use --precision fp32)")
     return opts
 
 
@@ -216,10 +219,11 @@ def _carry_entries(carry, windows, dist) -> dict:
     return {} if carry is None else {f"carry_{i}": windows.all_rows(a, dist) for i, a in enumerate(carry)}
 
 
-def _resume(path: str, job, model, opt, windows, config: dict, tok, steps: int):
-    """Load model, optimizer, nnforge's RNG, the training windows' position and the carried
-    state from a checkpoint of this job; returns (step, history, carry). The run then
-    continues bitwise as if it had never stopped."""
+def _resume(path: str, job, model, opt, windows, config: dict, tok, steps: int, precision):
+    """Load model, optimizer, nnforge's RNG, the training windows' position, the carried
+    state and the precision (precision: --precision, None = the checkpoint's) from a
+    checkpoint of this job; returns (step, history, carry). The run then continues bitwise
+    as if it had never stopped."""
     from ..nn import checkpoint
     try:
         entries = checkpoint.read(path)
@@ -238,6 +242,7 @@ def _resume(path: str, job, model, opt, windows, config: dict, tok, steps: int):
     start = saved_int(path, entries, "extra/step")
     if start >= steps:
         raise CliError(f"--resume: checkpoint is already at step {start}; pass --steps > {start}")
+    check_resume_precision(path, entries, precision)  # checkpoint.load restores it
     history = saved_json(path, entries, "extra/history")
     windows_state = saved_json(path, entries, "extra/windows_rng")
     before = windows.state()
@@ -323,6 +328,7 @@ def run(args, spec, dist=None) -> int:
     opt = nn.AdamW(nn.decay_groups(model, opts["weight_decay"]), lr=opts["lr"], betas=tuple(opts["betas"]),
                    clip_grad_norm=opts.get("clip_grad_norm"))
     model.flatten_parameters(opt.group_parameters())  # one fused AdamW call per group
+    model.set_precision(args.precision or "fp32")  # after flattening: the bf16 copies share the flat layout
     dp = None if dist is None else dist.DataParallel(model, optimizer=opt, shard_optimizer=args.shard_optimizer)
     eval_train = lambda: source(train_ids, args.seed + 1)
     eval_val = lambda: source(val_ids, args.seed + 2)
@@ -333,10 +339,6 @@ def run(args, spec, dist=None) -> int:
     except OSError as exc:
         raise CliError(f"--out: cannot create {out}: {exc}") from None
     steps, every, verbose = opts["steps"], opts["eval_every"], args.verbose
-    if verbose:
-        print(f"nnforge train: {job.name} on {dataset} ({len(train_ids):,} train / {len(val_ids):,} val tokens, "
-              f"vocab {tok.vocab_size}), {job.describe(opts)}, {model.num_parameters():,} parameters, AdamW lr "
-              f"{opts['lr']:g}, batch {bs}, {steps} steps, {nnforge.get_num_threads()} threads -> {out}", flush=True)
     # what a resumed run must share with the saved one for "continues bitwise" to hold
     config = {k: opts[k] for k in (*job.model_keys, "batch_size", "lr", "weight_decay")}
     config["betas"] = [float(b) for b in opts["betas"]]
@@ -346,7 +348,12 @@ def run(args, spec, dist=None) -> int:
     history = {"loss": [], "eval_step": [], "train_loss": [], "val_loss": []}
     start, carry = 0, None
     if args.resume is not None:
-        start, history, carry = _resume(args.resume, job, model, opt, windows, config, tok, steps)
+        start, history, carry = _resume(args.resume, job, model, opt, windows, config, tok, steps, args.precision)
+    if verbose:
+        print(f"nnforge train: {job.name} on {dataset} ({len(train_ids):,} train / {len(val_ids):,} val tokens, "
+              f"vocab {tok.vocab_size}), {job.describe(opts)}, {model.num_parameters():,} parameters, AdamW lr "
+              f"{opts['lr']:g}, batch {bs}, {steps} steps, {model.precision}, {nnforge.get_num_threads()} threads -> "
+              f"{out}", flush=True)
 
     def save(step: int) -> None:  # at every evaluation, so an interrupted run can --resume
         (checkpoint.save if dist is None else dist.save_checkpoint)(ckpt, model, opt, extra={
@@ -387,14 +394,16 @@ def run(args, spec, dist=None) -> int:
     with open(os.path.join(out, "sample.txt"), "w", encoding="utf-8") as f:
         f.write(sample)
     with open(os.path.join(out, "history.json"), "w") as f:
-        json.dump({"history": history, "options": {**opts, "model": job.name, "seed": args.seed, "dataset": dataset},
+        json.dump({"history": history, "options": {**opts, "model": job.name, "seed": args.seed, "dataset": dataset,
+                                                   "precision": model.precision},
                    "training_s": elapsed, "step_ms": 1e3 * step_s / (steps - start)}, f, indent=1)
     note = _plot(history, os.path.join(out, "curves.png"))
     if verbose:
         n = steps - start
         print(f"{1e3 * step_s / n:.1f} ms/step, {n * tokens / step_s:,.0f} tokens/s (steps only; evaluation "
               f"{elapsed - step_s:.1f}s)")
-    print(f"val loss {history['val_loss'][-1]:.4f} after {steps} steps, training {elapsed:.1f}s", flush=True)
+    print(f"val loss {history['val_loss'][-1]:.4f} after {steps} steps, training {elapsed:.1f}s, {model.precision}",
+          flush=True)
     print(f"sample:\n{sample}\n")
     print(f"checkpoint: {ckpt}" + ("" if note else f"\ncurves: {os.path.join(out, 'curves.png')}"))
     if note:

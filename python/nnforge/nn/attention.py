@@ -46,6 +46,8 @@ class MultiheadAttention(Module):
     causal=True: query i sees keys j <= i + (Lk - Lq). dropout: on the attention weights
     in training mode. Weights stored (in, out) like nn.Linear: w_qkv (E, (H + 2 Hkv) D)
     with q, k, v columns in that order, w_out (E, E); init N(0, 0.02), biases 0 (GPT-2).
+    precision "bf16" (Module.set_precision): the projection GEMMs (forward and backward)
+    on bf16-rounded operands; the attention core (ops.attention) stays float32.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, *, num_kv_heads: Optional[int] = None,
@@ -103,7 +105,7 @@ class MultiheadAttention(Module):
         x2 = x.reshape(b * lq, e)
         if memory is None:
             lk, m2 = lq, None
-            qkv = ops.matmul(x2, wq, bias=bq)                       # (B*L, (H + 2Hkv) D): one GEMM
+            qkv = ops.matmul(x2, wq, bias=bq, precision=self.precision)   # (B*L, (H + 2Hkv) D): one GEMM
             q = self._heads(qkv, b, lq, 0, h)
             k = self._heads(qkv, b, lq, h, hkv)
             v = self._heads(qkv, b, lq, h + hkv, hkv)
@@ -114,8 +116,10 @@ class MultiheadAttention(Module):
                 raise ValueError(f"MultiheadAttention: x {x.shape} and memory {memory.shape} differ in batch size")
             lk = memory.shape[1]
             m2 = memory.reshape(b * lk, e)
-            qp = ops.matmul(x2, wq[:, :h * d], bias=None if bq is None else bq[:h * d])
-            kvp = ops.matmul(m2, wq[:, h * d:], bias=None if bq is None else bq[h * d:])
+            qp = ops.matmul(x2, wq[:, :h * d], bias=None if bq is None else bq[:h * d],
+                            precision=self.precision)
+            kvp = ops.matmul(m2, wq[:, h * d:], bias=None if bq is None else bq[h * d:],
+                             precision=self.precision)
             q = self._heads(qp, b, lq, 0, h)
             k = self._heads(kvp, b, lk, 0, hkv)
             v = self._heads(kvp, b, lk, hkv, hkv)
@@ -127,7 +131,8 @@ class MultiheadAttention(Module):
         _, lse = self._attn(q, k, v, causal=self.causal, mask=mask, dropout_p=p, return_lse=True,
                             out=ctx.transpose(0, 2, 1, 3), seed=seed)
         ctx2 = ctx.reshape(b * lq, e)
-        y = ops.matmul(ctx2, self.w_out.data, bias=None if self.b_out is None else self.b_out.data)
+        y = ops.matmul(ctx2, self.w_out.data, bias=None if self.b_out is None else self.b_out.data,
+                       precision=self.precision)
         self._cache = (x2, m2, proj, q, k, v, ctx, lse, mask, p, seed, (b, lq, lk))
         return y.reshape(b, lq, e)
 
@@ -137,10 +142,10 @@ class MultiheadAttention(Module):
         e, h, hkv, d = self.embed_dim, self.num_heads, self.num_kv_heads, self.head_dim
         dy = _check_grad(grad_out, (b, lq, e), "MultiheadAttention").reshape(b * lq, e)
         ctx2 = ctx.reshape(b * lq, e)
-        ops.matmul(ctx2.T, dy, out=self.w_out.grad, beta=1.0)     # dW_out += ctx^T dy
+        ops.matmul(ctx2.T, dy, out=self.w_out.grad, beta=1.0, precision=self.precision)     # dW_out += ctx^T dy
         if self.b_out is not None:
             ops.sum_rows(dy, self.b_out.grad, accumulate=True)
-        dctx = ops.matmul(dy, self.w_out.data.T)                   # (B*L, E) = (B, L, H, D)
+        dctx = ops.matmul(dy, self.w_out.data.T, precision=self.precision)  # (B*L, E) = (B, L, H, D)
         dout = dctx.reshape(b, lq, h, d).transpose(0, 2, 1, 3)
         dq, dk, dv = self._attn_backward(dout, q, k, v, ctx.transpose(0, 2, 1, 3), lse, causal=self.causal,
                                          mask=mask, dropout_p=p, seed=seed)
@@ -151,22 +156,22 @@ class MultiheadAttention(Module):
             dqkv[:, :, h:h + hkv] = dk.transpose(0, 2, 1, 3)
             dqkv[:, :, h + hkv:] = dv.transpose(0, 2, 1, 3)
             dqkv = dqkv.reshape(b * lq, -1)
-            ops.matmul(x2.T, dqkv, out=self.w_qkv.grad, beta=1.0)
+            ops.matmul(x2.T, dqkv, out=self.w_qkv.grad, beta=1.0, precision=self.precision)
             if self.b_qkv is not None:
                 ops.sum_rows(dqkv, self.b_qkv.grad, accumulate=True)
-            return ops.matmul(dqkv, wq.T).reshape(b, lq, e)
+            return ops.matmul(dqkv, wq.T, precision=self.precision).reshape(b, lq, e)
         dqp = np.ascontiguousarray(dq.transpose(0, 2, 1, 3)).reshape(b * lq, h * d)
         dkv = np.empty((b, lk, 2 * hkv, d), np.float32)
         dkv[:, :, :hkv] = dk.transpose(0, 2, 1, 3)
         dkv[:, :, hkv:] = dv.transpose(0, 2, 1, 3)
         dkv = dkv.reshape(b * lk, -1)
-        ops.matmul(x2.T, dqp, out=self.w_qkv.grad[:, :h * d], beta=1.0)
-        ops.matmul(m2.T, dkv, out=self.w_qkv.grad[:, h * d:], beta=1.0)
+        ops.matmul(x2.T, dqp, out=self.w_qkv.grad[:, :h * d], beta=1.0, precision=self.precision)
+        ops.matmul(m2.T, dkv, out=self.w_qkv.grad[:, h * d:], beta=1.0, precision=self.precision)
         if self.b_qkv is not None:
             ops.sum_rows(dqp, self.b_qkv.grad[:h * d], accumulate=True)
             ops.sum_rows(dkv, self.b_qkv.grad[h * d:], accumulate=True)
-        dx = ops.matmul(dqp, wq[:, :h * d].T).reshape(b, lq, e)
-        dm = ops.matmul(dkv, wq[:, h * d:].T).reshape(b, lk, e)
+        dx = ops.matmul(dqp, wq[:, :h * d].T, precision=self.precision).reshape(b, lq, e)
+        dm = ops.matmul(dkv, wq[:, h * d:].T, precision=self.precision).reshape(b, lk, e)
         return dx, dm
 
     # --- generation -------------------------------------------------------------------
@@ -187,14 +192,16 @@ class MultiheadAttention(Module):
         n = cache.length
         if n + t > cache.k.shape[2]:
             raise ValueError(f"KVCache holds {cache.k.shape[2]} positions; {n} used, {t} more requested")
-        qkv = ops.matmul(x.reshape(b * t, e), self.w_qkv.data, bias=None if self.b_qkv is None else self.b_qkv.data)
+        qkv = ops.matmul(x.reshape(b * t, e), self.w_qkv.data, bias=None if self.b_qkv is None else self.b_qkv.data,
+                         precision=self.precision)
         cache.k[:, :, n:n + t] = self._heads(qkv, b, t, h, hkv)
         cache.v[:, :, n:n + t] = self._heads(qkv, b, t, h + hkv, hkv)
         cache.length = n + t
         ctx = np.empty((b, t, h, self.head_dim), np.float32)
         self._attn(self._heads(qkv, b, t, 0, h), cache.k[:, :, :n + t], cache.v[:, :, :n + t], causal=True,
                    out=ctx.transpose(0, 2, 1, 3))
-        y = ops.matmul(ctx.reshape(b * t, e), self.w_out.data, bias=None if self.b_out is None else self.b_out.data)
+        y = ops.matmul(ctx.reshape(b * t, e), self.w_out.data, bias=None if self.b_out is None else self.b_out.data,
+                       precision=self.precision)
         return y.reshape(b, t, e)
 
     def extra_repr(self) -> str:

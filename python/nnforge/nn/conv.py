@@ -27,6 +27,9 @@ class Conv2d(Module):
     kernel's epilogue and its backward uses the saved output. Init as torch:
     W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C // groups * R * S.
     Set needs_input_grad = False on a first layer to skip computing dL/dx.
+    precision "bf16" (Module.set_precision): forward and backward convolve bf16-rounded
+    x, W and dy with float32 accumulation (ops.conv2d's precision="bf16"; db is the sum of
+    the rounded dy).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
@@ -60,7 +63,8 @@ class Conv2d(Module):
     def forward(self, x):
         x = _nchw(x, "Conv2d", self.in_channels)
         b = self.bias.data if self.bias is not None else None
-        y = ops.conv2d(x, self.weight.data, b, activation=self.activation, **self._geometry())
+        y = ops.conv2d(x, self.weight.data, b, activation=self.activation, precision=self.precision,
+                       **self._geometry())
         self._x = x
         self._y = y if self.activation == "relu" else None
         self._y_shape = y.shape
@@ -76,7 +80,8 @@ class Conv2d(Module):
                 self._dbuf = np.empty(dy.shape, np.float32)
             dy = ops.relu_backward(dy, self._y, out=self._dbuf)
         dx, dw, db = ops.conv2d_backward(dy, x, self.weight.data, need_input=self.needs_input_grad,
-                                         need_weight=True, need_bias=self.bias is not None, **self._geometry())
+                                         need_weight=True, need_bias=self.bias is not None,
+                                         precision=self.precision, **self._geometry())
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

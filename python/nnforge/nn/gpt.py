@@ -6,6 +6,9 @@ an output head tied to the token embedding, and a fused cross-entropy.
 loss(idx, targets) runs ops.cross_entropy once for the loss and dlogits together,
 writing dlogits over the logits (out=logits), so only one logits-sized buffer ever
 exists. generate() samples with a key/value cache per layer.
+set_precision("bf16"): the attention projections, the MLP and the output head run their
+GEMMs on bf16-rounded operands (float32 accumulation); embeddings, LayerNorm, the
+attention core and the loss stay float32.
 Init as GPT-2 / nanoGPT: weights N(0, 0.02), the residual projections (attention out,
 fc2) N(0, 0.02 / sqrt(2 n_layer)), biases 0, LayerNorm 1 / 0.
 """
@@ -97,7 +100,7 @@ class GPT(Module):
         h = self.ln_f.forward(x.reshape(b * t, self.n_embd))
         self._cache = (h, (b, t))
         self._dlogits = None
-        return ops.matmul(h, self._head())                        # (B*T, V)
+        return ops.matmul(h, self._head(), precision=self.precision)  # (B*T, V)
 
     def loss(self, idx, targets) -> float:
         """Mean next-token cross-entropy of logits(idx) against targets (B, T); keeps only
@@ -126,10 +129,10 @@ class GPT(Module):
                 raise ValueError(f"GPT.backward expects dlogits of shape {(b, t, self.vocab_size)}, got {got}")
             dl = grad_out.reshape(b * t, self.vocab_size)
         if self.tie_weights:  # logits = h @ wte^T: dwte += dl^T h
-            ops.matmul(dl.T, h, out=self.wte.weight.grad, beta=1.0)
+            ops.matmul(dl.T, h, out=self.wte.weight.grad, beta=1.0, precision=self.precision)
         else:
-            ops.matmul(h.T, dl, out=self.lm_head.grad, beta=1.0)
-        dh = ops.matmul(dl, self._head().T)                       # (B*T, E)
+            ops.matmul(h.T, dl, out=self.lm_head.grad, beta=1.0, precision=self.precision)
+        dh = ops.matmul(dl, self._head().T, precision=self.precision)  # (B*T, E)
         self._dlogits = None
         dx = self.ln_f.backward(dh).reshape(b, t, self.n_embd)
         for blk in reversed(self.blocks):
@@ -150,7 +153,7 @@ class GPT(Module):
             x = blk.forward_cached(x, cache)
         last = np.ascontiguousarray(x[:, -1])
         h, _, _ = ops.layer_norm(last, self.ln_f.weight.data, self.ln_f.bias.data, self.ln_f.eps)
-        return ops.matmul(h, self._head())
+        return ops.matmul(h, self._head(), precision=self.precision)
 
     def _logits_full(self, idx) -> np.ndarray:
         logits = self._forward(idx)

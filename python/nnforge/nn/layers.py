@@ -31,6 +31,9 @@ class Linear(Module):
     activation: None, "relu", "gelu_tanh" or "gelu_erf". ReLU is fused into the
     GEMM epilogue; GELU keeps the pre-activation for its backward. Set
     needs_input_grad = False on a first layer to skip computing dL/dx.
+    precision "bf16" (Module.set_precision): the three GEMMs (y = x W, dW += x^T dz,
+    dx = dz W^T) take bf16-rounded operands with float32 accumulation (ops.matmul's
+    precision="bf16"); bias, activation and gradients stay float32.
     Init as torch: W, b ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform, a=sqrt(5)).
     """
 
@@ -56,13 +59,13 @@ class Linear(Module):
             raise ValueError(f"Linear expected input of shape (N, {self.in_features}), got {x.shape}")
         b = self.bias.data if self.bias is not None else None
         if self.activation == "relu":
-            y = ops.matmul(x, self.weight.data, bias=b, activation="relu")
+            y = ops.matmul(x, self.weight.data, bias=b, activation="relu", precision=self.precision)
             self._saved = y
         elif self.activation is None:
-            y = ops.matmul(x, self.weight.data, bias=b)
+            y = ops.matmul(x, self.weight.data, bias=b, precision=self.precision)
             self._saved = None
         else:
-            z = ops.matmul(x, self.weight.data, bias=b)
+            z = ops.matmul(x, self.weight.data, bias=b, precision=self.precision)
             self._saved = z
             y = ops.gelu(z, "tanh" if self.activation == "gelu_tanh" else "none")
         self._x = x
@@ -84,12 +87,12 @@ class Linear(Module):
         if dy.dtype != np.float32:
             raise TypeError(f"Linear.backward expects float32 grad_out, got {dy.dtype}")
         dz = self._pre_activation_grad(dy)
-        ops.matmul(x.T, dz, out=self.weight.grad, beta=1.0)  # dW += x^T dz
+        ops.matmul(x.T, dz, out=self.weight.grad, beta=1.0, precision=self.precision)  # dW += x^T dz
         if self.bias is not None:
             ops.sum_rows(dz, self.bias.grad, accumulate=True)  # db += column sums of dz
         if not self.needs_input_grad:
             return None
-        return ops.matmul(dz, self.weight.data.T)
+        return ops.matmul(dz, self.weight.data.T, precision=self.precision)
 
     def extra_repr(self) -> str:
         act = f", activation={self.activation!r}" if self.activation else ""

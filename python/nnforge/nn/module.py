@@ -278,9 +278,19 @@ class Module:
     def set_precision(self, precision: str) -> "Module":
         """The compute precision of this module and every sub-module (their .precision):
         "fp32", or "bf16" (mixed precision: every Parameter keeps a bfloat16 copy of its
-        float32 master weights, written by the optimizer's fused step, for layers to
-        compute with; gradients, accumulation and optimizer state stay float32).
-        Model.compile(precision=...) calls it. Returns self."""
+        float32 master weights, written by the optimizer's fused step; gradients,
+        accumulation and optimizer state stay float32).
+        Model.compile(precision=...) calls it. Returns self.
+
+        How layers compute in bf16 (one mechanism): every weight GEMM / convolution of a
+        layer (nn.Linear, nn.Conv2d, MultiheadAttention's projections, GPT's head), forward
+        and backward, passes the layer's .precision to ops.matmul / ops.conv2d[_backward],
+        which round the float32 operands (master weights, activations, gradients) to bf16
+        (nearest even) and accumulate in float32 into float32 outputs and .grad. Reading
+        the master weights, not Parameter.bf16, costs little (rounding happens while
+        packing) and can never see a stale copy: weights edited by hand, DataParallel's
+        broadcast or ZeRO's all-gather write .data only. Everything else (softmax and
+        attention core, norms, embeddings' lookup, losses, activations) stays float32."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         for _, mod in self.named_modules():

@@ -84,8 +84,8 @@ class TransformerBlock(Module):
         h2, _, _ = ops.layer_norm(x1, self.ln2.weight.data, self.ln2.bias.data, self.ln2.eps)
         b1 = None if self.fc1.bias is None else self.fc1.bias.data
         b2 = None if self.fc2.bias is None else self.fc2.bias.data
-        z = ops.gelu(ops.matmul(h2, self.fc1.weight.data, bias=b1), "tanh")
-        y = ops.matmul(z, self.fc2.weight.data, bias=b2)
+        z = ops.gelu(ops.matmul(h2, self.fc1.weight.data, bias=b1, precision=self.fc1.precision), "tanh")
+        y = ops.matmul(z, self.fc2.weight.data, bias=b2, precision=self.fc2.precision)
         y += x1
         return y.reshape(b, t, e)
 
