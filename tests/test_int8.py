@@ -261,6 +261,19 @@ def test_qlinear_same_bits_every_path(rng, activation):
                 np.testing.assert_array_equal(ops.quantize(x, 0.037, 131, "uint8"), want_q)
 
 
+@pytest.mark.parametrize("scale", [3.0, 3.890625, 45.5, 459.25, 7958.0, 0.75, 0.3, 1e-3, 7e-41])
+def test_quantize_ties_round_half_even_every_path(isa, scale):
+    """Exact half-integer quotients (and their float neighbours) round half to even of
+    the exact quotient on every path (the SIMD loops multiply by 1 / scale and divide
+    only near a tie)."""
+    s = F32(scale)
+    halves = (np.arange(-600, 601) * 0.5).astype(np.float64)
+    x = (halves * np.float64(s)).astype(F32)
+    x = np.concatenate([x, np.nextafter(x, F32(np.inf)), np.nextafter(x, F32(-np.inf))])
+    want = quant_ref(x, s, 131, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(ops.quantize(x, s, 131, "uint8"), want)
+
+
 def test_qlinear_threads_bitwise(threads, rng):
     x = rng.standard_normal((150, 200)).astype(F32)
     qw = ops.quantize_weight(rng.standard_normal((70, 200)).astype(F32))

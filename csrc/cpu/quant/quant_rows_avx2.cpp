@@ -38,20 +38,28 @@ void row_range(int64_t k, const float* x, float* lo, float* hi) {
   *hi = hv;
 }
 
-// 4 floats -> 4 codes in int32 lanes: clamp(rint(x / scale) + zp, 0, 255).
-inline __m128i codes4(__m128 x, __m256d scale, __m256d zp) {
-  const __m256d q = _mm256_div_pd(_mm256_cvtps_pd(x), scale);
+// 4 floats -> 4 codes in int32 lanes: clamp(rint(x / scale) + zp, 0, 255). The quotient
+// is x * (1 / scale) (within 2^-52 relative of x / scale), divided exactly only in lanes
+// that lie within 1e-12 relative of a half-integer, where the two could round apart.
+inline __m128i codes4(__m128 x, __m256d scale, __m256d inv, __m256d zp) {
+  const __m256d xd = _mm256_cvtps_pd(x), sign = _mm256_set1_pd(-0.0);
+  __m256d q = _mm256_mul_pd(xd, inv);
+  const __m256d frac = _mm256_sub_pd(q, _mm256_floor_pd(q));
+  const __m256d to_half = _mm256_andnot_pd(sign, _mm256_sub_pd(frac, _mm256_set1_pd(0.5)));
+  const __m256d near = _mm256_cmp_pd(to_half, _mm256_mul_pd(_mm256_andnot_pd(sign, q), _mm256_set1_pd(1e-12)),
+                                     _CMP_LE_OQ);
+  if (_mm256_movemask_pd(near)) q = _mm256_blendv_pd(q, _mm256_div_pd(xd, scale), near);
   __m256d r = _mm256_add_pd(_mm256_round_pd(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
   r = _mm256_min_pd(_mm256_set1_pd(255.0), _mm256_max_pd(r, _mm256_setzero_pd()));  // NaN -> 0
   return _mm256_cvttpd_epi32(r);
 }
 
 void quantize_row(int64_t k, const float* x, double scale, int32_t zp, uint8_t* out) {
-  const __m256d s = _mm256_set1_pd(scale), z = _mm256_set1_pd(double(zp));
+  const __m256d s = _mm256_set1_pd(scale), inv = _mm256_set1_pd(1.0 / scale), z = _mm256_set1_pd(double(zp));
   int64_t t = 0;
   for (; t + 8 <= k; t += 8) {
     const __m256 v = _mm256_loadu_ps(x + t);
-    const __m128i lo = codes4(_mm256_castps256_ps128(v), s, z), hi = codes4(_mm256_extractf128_ps(v, 1), s, z);
+    const __m128i lo = codes4(_mm256_castps256_ps128(v), s, inv, z), hi = codes4(_mm256_extractf128_ps(v, 1), s, inv, z);
     const __m128i w16 = _mm_packus_epi32(lo, hi);  // codes are 0..255: packing is exact
     _mm_storel_epi64(reinterpret_cast<__m128i*>(out + t), _mm_packus_epi16(w16, w16));
   }

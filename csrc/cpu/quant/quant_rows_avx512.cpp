@@ -3,6 +3,7 @@
 // the rounding divides in double (8 lanes) to keep the exact quotient.
 // GCC 12 warns on _mm512_undefined_* inside its own intrinsics headers.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 // No FMA contraction of mul + add: the scalar definition rounds twice.
 #pragma GCC optimize("fp-contract=off")
 #include <immintrin.h>
@@ -33,29 +34,37 @@ void row_range(int64_t k, const float* x, float* lo, float* hi) {
   *hi = hv;
 }
 
-// 8 floats -> 8 codes in int32 lanes: clamp(rint(x / scale) + zp, 0, 255).
-inline __m256i codes8(__m256 x, __m512d scale, __m512d zp) {
-  const __m512d q = _mm512_div_pd(_mm512_cvtps_pd(x), scale);
+// 8 floats -> 8 codes in int32 lanes: clamp(rint(x / scale) + zp, 0, 255). The quotient
+// is x * (1 / scale) (within 2^-52 relative of x / scale), divided exactly only in lanes
+// that lie within 1e-12 relative of a half-integer, where the two could round apart.
+inline __m256i codes8(__m256 x, __m512d scale, __m512d inv, __m512d zp) {
+  const __m512d xd = _mm512_cvtps_pd(x);
+  __m512d q = _mm512_mul_pd(xd, inv);
+  const __m512d frac = _mm512_sub_pd(q, _mm512_roundscale_pd(q, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+  const __m512d to_half = _mm512_abs_pd(_mm512_sub_pd(frac, _mm512_set1_pd(0.5)));
+  const __mmask8 near = _mm512_cmp_pd_mask(to_half, _mm512_mul_pd(_mm512_abs_pd(q), _mm512_set1_pd(1e-12)),
+                                           _CMP_LE_OQ);
+  if (near) q = _mm512_mask_div_pd(q, near, xd, scale);
   __m512d r = _mm512_add_pd(_mm512_roundscale_pd(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
   r = _mm512_min_pd(_mm512_set1_pd(255.0), _mm512_max_pd(r, _mm512_setzero_pd()));  // NaN -> 0
   return _mm512_cvttpd_epi32(r);
 }
 
 void quantize_row(int64_t k, const float* x, double scale, int32_t zp, uint8_t* out) {
-  const __m512d s = _mm512_set1_pd(scale), z = _mm512_set1_pd(double(zp));
+  const __m512d s = _mm512_set1_pd(scale), inv = _mm512_set1_pd(1.0 / scale), z = _mm512_set1_pd(double(zp));
   int64_t t = 0;
   for (; t + 16 <= k; t += 16) {
     const __m512 v = _mm512_loadu_ps(x + t);
-    const __m256i lo = codes8(_mm512_castps512_ps256(v), s, z);
-    const __m256i hi = codes8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)), s, z);
+    const __m256i lo = codes8(_mm512_castps512_ps256(v), s, inv, z);
+    const __m256i hi = codes8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)), s, inv, z);
     const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + t), _mm512_cvtepi32_epi8(both));
   }
   if (t < k) {
     const __mmask16 m = __mmask16((1u << (k - t)) - 1u);
     const __m512 v = _mm512_maskz_loadu_ps(m, x + t);
-    const __m256i lo = codes8(_mm512_castps512_ps256(v), s, z);
-    const __m256i hi = codes8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)), s, z);
+    const __m256i lo = codes8(_mm512_castps512_ps256(v), s, inv, z);
+    const __m256i hi = codes8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)), s, inv, z);
     const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     _mm_mask_storeu_epi8(out + t, m, _mm512_cvtepi32_epi8(both));
   }
