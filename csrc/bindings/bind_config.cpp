@@ -4,7 +4,12 @@
 #include <omp.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 #include <utility>
 
 #include "bindings/registry.h"
@@ -12,6 +17,7 @@
 #include "common/dispatch.h"
 #include "common/isa_probe.h"
 #include "common/threads.h"
+#include "common/worker_pool.h"
 
 namespace py = pybind11;
 
@@ -89,6 +95,32 @@ void bind_config(py::module_& m) {
     set_num_threads(n);
   }, py::arg("n"));
   m.def("in_forked_child", &in_forked_child);
+  // Test hook for common/worker_pool.h: `calls` runs of `nchunks` chunks on `threads`;
+  // returns how often each chunk ran (every count must equal calls). A chunk c with
+  // c % fail_every == fail_every - 1 throws (0: none), and a chunk with c % 3 == 0 sleeps
+  // sleep_us first, so workers wake and claim at every moment of a call.
+  m.def("_worker_pool_probe", [](int nchunks, int threads, int calls, int fail_every, int sleep_us) {
+    std::vector<std::atomic<int>> runs(size_t(std::max(nchunks, 0)));
+    int failures = 0;
+    {
+      py::gil_scoped_release nogil;
+      for (int call = 0; call < calls; ++call) {
+        try {
+          run_chunks(nchunks, threads, [&](int c) {
+            runs[size_t(c)].fetch_add(1);
+            if (sleep_us > 0 && c % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+            if (fail_every > 0 && c % fail_every == fail_every - 1) throw std::runtime_error("chunk failed");
+          });
+        } catch (const std::runtime_error&) {
+          ++failures;
+        }
+      }
+    }
+    std::vector<int> out;
+    for (auto& r : runs) out.push_back(r.load());
+    return std::make_pair(out, failures);
+  }, py::arg("nchunks"), py::arg("threads"), py::arg("calls") = 1, py::arg("fail_every") = 0,
+     py::arg("sleep_us") = 0);
   m.def("build_info", [] {
     py::dict d;
     d["build_type"] = NNFORGE_BUILD_TYPE;

@@ -170,6 +170,14 @@ released while the kernel runs.)doc");
       throw py::value_error(e.what());
     }
   }, py::arg("name"), "Force a GEMM micro-kernel variant by name ('auto' to choose per ISA).");
+  m.def("get_gemm_threading", &get_gemm_threading);
+  m.def("set_gemm_threading", [](const std::string& name) {
+    try {
+      set_gemm_threading(name);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }, py::arg("name"), "How multi-threaded GEMM calls run their slabs: 'pool' (claimed slabs) or 'omp'.");
 }
 
 BindingRegistrar reg("gemm", &bind_gemm);

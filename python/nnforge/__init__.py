@@ -7,7 +7,11 @@ Public API:
 """
 from __future__ import annotations
 
-from . import _core
+from . import _wait_policy
+
+_wait_policy.apply()  # before _core loads libgomp: how long its threads spin after a region
+
+from . import _core  # noqa: E402
 from ._config import (
     available_isas,
     cpu_features,

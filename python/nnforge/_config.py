@@ -6,7 +6,7 @@ import contextlib
 import os
 from typing import Iterable, Iterator
 
-from . import _core
+from . import _core, _wait_policy
 from ._args import int_arg
 
 
@@ -112,9 +112,11 @@ def config() -> dict:
         cpu_features=cpu_features(),
         disabled_features=disabled_features(),
         gemm_variant=_core.get_gemm_variant(),
+        gemm_threading=_core.get_gemm_threading(),
         dispatch=dispatch_table(),
         num_threads=get_num_threads(),
         default_num_threads=_core.default_num_threads(),
+        omp_wait=_wait_policy.describe(),
         cuda=cuda.status(),
     )
     return info

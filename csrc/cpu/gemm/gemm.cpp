@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -25,6 +26,7 @@
 #include "common/parallel_errors.h"
 #include "common/threads.h"
 #include "common/variant_table.h"
+#include "common/worker_pool.h"
 #include "cpu/gemm/activation_scalar.h"
 #include "cpu/gemm/gemm_kernel.h"
 #include "cpu/gemm/gemm_pack.h"
@@ -104,6 +106,14 @@ inline void run_tile(const KernelConfig& cfg, bool rowa, int64_t kc, const float
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) cij[i * c.rs + j * c.cs] = tmp[i * nr + j];
 }
+
+// How gemm_threads runs its nt slabs (gemm_variants.h).
+enum class Threading { pool, omp };
+Threading threading_from_env() {
+  const char* env = std::getenv("NNFORGE_GEMM_THREADING");
+  return env && std::strcmp(env, "omp") == 0 ? Threading::omp : Threading::pool;
+}
+std::atomic<Threading> g_threading{threading_from_env()};
 
 // Block sizes of one call; KC depends on k only (never on the thread split), so every
 // element of C sees the same k-blocks and FMA order whatever the thread count.
@@ -236,9 +246,16 @@ void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   const double cost_n = double(ceil_div(nbp, nt) * NR) * double(nap * MR) * kk + pa + pb / nt;
   const bool split_m = cost_m < cost_n || (cost_m == cost_n && n <= m);
 
+  // With the pool, slabs are claimed: when the operand every slab reads is not packed
+  // (direct mode), four slabs per thread cost nothing extra, and a thread that starts
+  // late (its core held by another library's spinning pool) still takes its share of the
+  // rest instead of leaving the caller to run a whole half alone.
+  const bool pool = g_threading.load(std::memory_order_relaxed) == Threading::pool;
+  const bool shared_packs = split_m ? b_packs : a_packs;
+  const int64_t panels = split_m ? nap : nbp, width = split_m ? MR : NR;
+  const int slabs = nt <= 1 ? 1 : int(std::min<int64_t>(panels, pool && !shared_packs ? 4 * nt : nt));
   auto slab = [&](int tid) {
-    const int64_t panels = split_m ? nap : nbp, width = split_m ? MR : NR;
-    const int64_t lo = panels * tid / nt * width, hi = panels * (tid + 1) / nt * width;
+    const int64_t lo = panels * tid / slabs * width, hi = panels * (tid + 1) / slabs * width;
     if (split_m) {
       const int64_t r1 = std::min(hi, m);
       if (r1 <= lo) return;
@@ -253,16 +270,18 @@ void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
                 bias_col ? bias_col + lo : nullptr, act, direct);
     }
   };
-  // A one-thread call skips the OpenMP runtime entirely (~1 us per call otherwise).
+  // A one-thread call skips the thread runtime entirely (~1 us per call otherwise).
   if (nt <= 1) {
     slab(0);
+  } else if (pool) {
+    run_chunks(slabs, nt, slab);
   } else {
     // Each thread grows its own packing buffers here, so std::bad_alloc can be thrown
     // inside the region; it must not escape it (std::terminate), so it is carried out.
     ParallelErrors errors;
     // A nested region may get fewer threads than slabs: each runs every team-th slab.
 #pragma omp parallel num_threads(nt)
-    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) errors.run([&] { slab(t); });
+    for (int t = omp_get_thread_num(); t < slabs; t += omp_get_num_threads()) errors.run([&] { slab(t); });
     errors.rethrow();
   }
 }
@@ -281,6 +300,16 @@ std::vector<std::string> gemm_variants() { return table().runnable_names(); }
 std::string get_gemm_variant() { return table().forced_name(); }
 
 void set_gemm_variant(const std::string& name) { table().force(name); }
+
+std::string get_gemm_threading() {
+  return g_threading.load(std::memory_order_relaxed) == Threading::pool ? "pool" : "omp";
+}
+
+void set_gemm_threading(const std::string& name) {
+  if (name != "pool" && name != "omp")
+    throw std::invalid_argument("gemm threading must be 'pool' or 'omp', got '" + name + "'");
+  g_threading.store(name == "pool" ? Threading::pool : Threading::omp, std::memory_order_relaxed);
+}
 
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, float beta,
            MutMatRef c, const GemmEpilogue& ep, int nthreads) {

@@ -32,4 +32,14 @@ std::vector<std::string> gemm_variants();  // "auto" + every variant this CPU ca
 std::string get_gemm_variant();
 void set_gemm_variant(const std::string& name);  // std::invalid_argument if unknown/unsupported
 
+// How a multi-threaded call runs its slabs (NNFORGE_GEMM_THREADING sets the initial one):
+//   "pool"  v2 (default): common/worker_pool.h; slabs are claimed, so a thread whose core
+//           another library's spinning pool holds does not stall the call (256^3 after
+//           np.matmul: see `nnforge bench mixed`);
+//   "omp"   v1: one OpenMP region, slab t on thread t; its closing barrier waits for
+//           every thread, however late it is scheduled.
+// Same slabs, same arithmetic: results are bitwise identical either way.
+std::string get_gemm_threading();
+void set_gemm_threading(const std::string& name);  // std::invalid_argument unless pool / omp
+
 }  // namespace nnf

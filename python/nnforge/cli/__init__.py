@@ -21,7 +21,7 @@ __all__ = ["BENCH_FAMILIES", "CliError", "main"]
 
 # Benchmark families: name -> module under nnforge.bench exposing add_arguments(parser) and run(args).
 BENCH_FAMILIES = ("gemm", "optim", "train", "conv", "nn", "attention", "rnn", "distributed", "sparse",
-                  "quant", "precision")
+                  "quant", "precision", "mixed")
 
 
 def _build_parser() -> argparse.ArgumentParser:

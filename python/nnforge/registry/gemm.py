@@ -26,7 +26,8 @@ def bytes_(p: dict) -> float:
 
 def _gelu_tanh(x):
     u = np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)
-    return x / (1.0 + np.exp(-2.0 * u))  # 0.5 x (1 + tanh u), without cancellation for x << 0
+    with np.errstate(over="ignore"):  # x <~ -20: exp(-2u) = inf, and x / inf = -0 is the limit
+        return x / (1.0 + np.exp(-2.0 * u))  # 0.5 x (1 + tanh u), without cancellation for x << 0
 
 
 def _is_bf16(x) -> bool:
