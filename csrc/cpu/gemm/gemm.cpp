@@ -311,6 +311,14 @@ void set_gemm_threading(const std::string& name) {
   g_threading.store(name == "pool" ? Threading::pool : Threading::omp, std::memory_order_relaxed);
 }
 
+int sgemm_threads_for(double flops) {
+  // Below ~1 MFLOP per thread (64^3 is 0.5) a second thread saves less than it costs: with
+  // OpenMP the fork-join, and it loses badly when a peer library's spinning threads hold
+  // the other core; on the pool (spinning worker, slabs handed over in well under a
+  // microsecond) 64^3 still goes 6.3 -> 7.1-8.9 us and 96^3 gains only 8% on two threads.
+  return threads_for(flops, 1.0e6);
+}
+
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, float beta,
            MutMatRef c, const GemmEpilogue& ep, int nthreads) {
   if (m < 0 || n < 0 || k < 0)
@@ -345,9 +353,7 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, flo
     if (e.bias_mode == BiasMode::per_row) e.bias_mode = BiasMode::per_column;
     else if (e.bias_mode == BiasMode::per_column) e.bias_mode = BiasMode::per_row;
   }
-  // Below ~1 MFLOP per thread (64^3 is 0.5) a second thread saves less than the fork-join
-  // costs, and loses badly when a peer library's spinning threads hold the other core.
-  int nt = nthreads > 0 ? nthreads : threads_for(2.0 * double(m) * double(n) * double(k), 1.0e6);
+  int nt = nthreads > 0 ? nthreads : sgemm_threads_for(2.0 * double(m) * double(n) * double(k));
   // In place when A + B <= 1.25 MiB (measured: MLP shapes such as 128x784x256 gain
   // ~40% over packing; 512^3 and up still pack).
   const bool direct = double(m) * double(k) + double(k) * double(n) <= 320.0 * 1024;

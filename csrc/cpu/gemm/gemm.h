@@ -41,4 +41,7 @@ struct MutMatRef {
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatRef a, MatRef b, float beta,
            MutMatRef c, const GemmEpilogue& ep = GemmEpilogue{}, int nthreads = 0);
 
+// The thread count sgemm chooses for a product of `flops` (2mnk) when given 0.
+int sgemm_threads_for(double flops);
+
 }  // namespace nnf

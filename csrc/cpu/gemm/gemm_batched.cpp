@@ -14,7 +14,7 @@ void sgemm_batched(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, 
   if (batch <= 0 || m == 0 || n == 0) return;
   const double flops = 2.0 * double(m) * double(n) * double(std::max<int64_t>(k, 1));
   const int max_t = nthreads > 0 ? nthreads : threads_for(flops * double(batch), 1.0e6);
-  const int per_gemm = nthreads > 0 ? nthreads : threads_for(flops, 1.0e6);
+  const int per_gemm = nthreads > 0 ? nthreads : sgemm_threads_for(flops);
   auto one = [&](int64_t i, int nt) {
     MatRef ai{a.data + i * a_batch_stride, a.rs, a.cs};
     MatRef bi{b.data + i * b_batch_stride, b.rs, b.cs};

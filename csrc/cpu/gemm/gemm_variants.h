@@ -15,6 +15,8 @@
 //   avx2_6x16p      v2: avx2_6x16 + prefetch of the C tile before the k loop, AVX2 8x8
 //                   transposing packs (row-major A panels, column-major B panels).
 //   avx2_6x16       v1: AVX2+FMA 6x16 kernel.
+//   avx512_14x32k   v4: v3 with kc 512, mc 112, nc 1024 instead of 256, 168, 2048 (2 threads
+//                   2048^3 175-198 -> 185-209 GF/s; sgemm_14x32e_avx512.cpp).
 //   avx512_14x32t   v3: v2 + AVX-512 16x16 transposing packs (row-major A panels, column-
 //                   major B panels such as W.T) instead of SSE 4x4 + scalar rows
 //                   (128x128x10 x@W ~53 -> ~60 GF/s, 1 thread).

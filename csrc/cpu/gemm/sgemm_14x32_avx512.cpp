@@ -94,7 +94,7 @@ void sgemm_avx512_14x32_rowa(int64_t kc, const float* a, int64_t lda, const floa
 }
 
 // Block sizes: see sgemm_14x32e_avx512.cpp (shared by the avx512_14x32 variants).
-constexpr gemm::KernelConfig kAvx512_14x32{"avx512_14x32", Slot::avx512, 2, 14, 32, 256, 168,
+constexpr gemm::KernelConfig kAvx512_14x32{"avx512_14x32", Slot::avx512, 3, 14, 32, 256, 168,
                                            2048, sgemm_avx512_14x32, sgemm_avx512_14x32_rowa,
                                            nullptr, nullptr, nullptr, 0.6};
 NNF_REGISTER_GEMM_VARIANT(kAvx512_14x32);
