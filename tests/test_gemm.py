@@ -126,6 +126,25 @@ def _variant_family(prefix):
     return [v for v in _core.gemm_variants() if v.startswith(prefix)]
 
 
+def _by_k_blocks(variants):
+    """The variants grouped by k blocking (kc); a group of one is still checked against the
+    reference on every layout."""
+    groups = {}
+    for v in variants:
+        groups.setdefault(_core.gemm_variant_blocking(v)[2], []).append(v)
+    return list(groups.values())
+
+
+def test_variant_blocking_names_tiles_and_blocks():
+    for v in _core.gemm_variants():
+        mr, nr, kc, mc, nc = _core.gemm_variant_blocking(v)
+        assert 1 <= mr <= 16 and nr % 8 == 0 and kc >= 1 and mc % mr == 0 and nc % nr == 0, v
+    in_use = next(r["variant"] for r in nnforge.dispatch_table() if (r["family"], r["op"]) == ("gemm", "sgemm"))
+    assert _core.gemm_variant_blocking("auto") == _core.gemm_variant_blocking(in_use)
+    with pytest.raises(ValueError, match="unknown GEMM variant 'nope'"):
+        _core.gemm_variant_blocking("nope")
+
+
 # Remainders of 14 rows / 16 and 32 columns, in place and packed (A + B > 320K floats),
 # and MLP shapes.
 VARIANT_SHAPES = [(1, 3, 1), (2, 9, 16), (10, 128, 10), (13, 40, 17), (15, 33, 48), (27, 5, 31),
@@ -135,11 +154,17 @@ VARIANT_SHAPES = [(1, 3, 1), (2, 9, 16), (10, 128, 10), (13, 40, 17), (15, 33, 4
 @pytest.mark.parametrize("family", ["avx512", "avx2"])
 @pytest.mark.parametrize("m,k,n", VARIANT_SHAPES)
 def test_variants_bitwise_equal(rng, family, m, k, n):
-    # Variants of one ISA differ in tiling, prefetch and packing only, never in
-    # per-element arithmetic.
-    variants = _variant_family(family)
-    if len(variants) < 2:
+    # Variants of one ISA with the same k blocking differ in tiling, prefetch and packing
+    # only, never in per-element arithmetic (each variant also meets the reference below
+    # and in test_matmul_each_variant).
+    groups = _by_k_blocks(_variant_family(family))
+    if sum(map(len, groups)) < 2:
         pytest.skip(f"needs {family}")
+    for variants in groups:
+        _check_variants_agree(rng, family, variants, m, k, n)
+
+
+def _check_variants_agree(rng, family, variants, m, k, n):
     a_rm, b_rm = randn(rng, m, k), randn(rng, k, n)
     a_t, b_t = np.ascontiguousarray(a_rm.T).T, np.ascontiguousarray(b_rm.T).T
     bias, c0 = randn(rng, n), randn(rng, m, n)
@@ -157,7 +182,7 @@ def test_variants_bitwise_equal(rng, family, m, k, n):
                 # res = [epilogue, plain] per variant; compare each with the first variant's.
                 for i in range(2, len(res)):
                     np.testing.assert_array_equal(res[i], res[i % 2], err_msg=f"variant {variants[i // 2]}")
-                if layout == 0:  # the reference is the slow part; layouts agree bitwise anyway
+                if layout == 0 or len(variants) == 1:  # the reference is the slow part
                     check(res[1], a, b)
                     check(res[0], a, b, beta=0.5, c0=c0, bias=bias, activation="gelu_tanh")
     finally:

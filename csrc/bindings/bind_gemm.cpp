@@ -170,6 +170,13 @@ released while the kernel runs.)doc");
       throw py::value_error(e.what());
     }
   }, py::arg("name"), "Force a GEMM micro-kernel variant by name ('auto' to choose per ISA).");
+  m.def("gemm_variant_blocking", [](const std::string& name) {
+    try {
+      return gemm_variant_blocking(name);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }, py::arg("name"), "A GEMM variant's [mr, nr, kc, mc, nc] ('auto': the one in use).");
   m.def("get_gemm_threading", &get_gemm_threading);
   m.def("set_gemm_threading", [](const std::string& name) {
     try {

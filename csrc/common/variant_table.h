@@ -67,6 +67,12 @@ class VariantTable {
     const int v = forced();
     return v < 0 ? "auto" : entries_[size_t(v)].name;
   }
+  // The named variant's config ("auto": the one pick() returns now); std::invalid_argument
+  // for an unknown name.
+  const Config& named(const std::string& name) const {
+    const int v = find(name);
+    return v < 0 ? pick() : entries_[size_t(v)];
+  }
   // std::invalid_argument for an unknown name or one this CPU cannot run.
   void force(const std::string& name) {
     const int v = find(name);

@@ -301,6 +301,11 @@ std::string get_gemm_variant() { return table().forced_name(); }
 
 void set_gemm_variant(const std::string& name) { table().force(name); }
 
+std::vector<int64_t> gemm_variant_blocking(const std::string& name) {
+  const KernelConfig& c = table().named(name);
+  return {c.mr, c.nr, c.kc, c.mc, c.nc};
+}
+
 std::string get_gemm_threading() {
   return g_threading.load(std::memory_order_relaxed) == Threading::pool ? "pool" : "omp";
 }

@@ -25,6 +25,7 @@
 //                   panels read in place (128x128x10 ~60 -> ~87 GF/s, fc2 ~140 -> ~160+).
 //   avx512_14x32    v1: 14x32 kernel, edge tiles zero-padded to 14x32.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,11 @@ void set_gemm_variant(const std::string& name);  // std::invalid_argument if unk
 //   "omp"   v1: one OpenMP region, slab t on thread t; its closing barrier waits for
 //           every thread, however late it is scheduled.
 // Same slabs, same arithmetic: results are bitwise identical either way.
+// A variant's tile and block sizes {mr, nr, kc, mc, nc}. Variants with the same kc compute
+// every element by the same FMA chain (bitwise equal results); a different kc splits the
+// k loop elsewhere. std::invalid_argument for an unknown name.
+std::vector<int64_t> gemm_variant_blocking(const std::string& name);
+
 std::string get_gemm_threading();
 void set_gemm_threading(const std::string& name);  // std::invalid_argument unless pool / omp
 
