@@ -43,7 +43,7 @@ def bf16_path(request):
     assert _core.get_bf16_gemm_variant() == "auto"
     with nnforge.use_isa(isa), (nnforge.disable_features("avx512_bf16") if off else contextlib.nullcontext()):
         pair = isa == "avx512" and FEATURES["avx512_bf16"] and not off
-        want = "avx512bf16_14x32" if pair else f"bf16_widen_{isa}"
+        want = "avx512bf16_14x32k" if pair else f"bf16_widen_{isa}"
         assert next(r for r in nnforge.dispatch_table() if r["op"] == "bf16")["variant"] == want
         yield want
 
@@ -107,6 +107,29 @@ def test_bf16_matmul_threads_bitwise_and_within_bound(bf16_path, threads, rng, m
     assert np.all(err <= sum_tol(k, np.abs(a64) @ np.abs(b64))), f"{bf16_path}: max error {err.max()}"
     # a bf16 out is the float32 result rounded once (to nearest even)
     np.testing.assert_array_equal(got_bf16[0].view(np.uint16), got[0].astype(BF16).view(np.uint16))
+
+
+@pytest.mark.parametrize("variant", [v for v in _core.bf16_gemm_variants() if v != "auto"])
+def test_every_bf16_variant_within_bound_and_thread_independent(variant, threads, rng):
+    # Variants of one kernel differ in blocking (kc): each must meet the bound on shapes
+    # that cross its k blocks, tile edges and views, bitwise for 1 and 2 threads.
+    prev = _core.get_bf16_gemm_variant()
+    isa = "avx512" if variant.startswith("avx512") else variant.rsplit("_", 1)[-1]
+    try:
+        with nnforge.use_isa(isa):
+            _core.set_bf16_gemm_variant(variant)
+            for m, k, n, la, lb in [(29, 2100, 45, "contiguous", "transposed"), (15, 1025, 33, "bf16-contiguous", "contiguous")]:
+                a, b = operand(rng, m, k, la), operand(rng, k, n, lb)
+                got = []
+                for t in (1, 2):
+                    nnforge.set_num_threads(t)
+                    got.append(ops.matmul(a, b, precision="bf16"))
+                np.testing.assert_array_equal(got[0], got[1], err_msg=variant)
+                a64, b64 = bf16_f64(a), bf16_f64(b)
+                err = np.abs(got[0] - a64 @ b64)
+                assert np.all(err <= sum_tol(k, np.abs(a64) @ np.abs(b64))), f"{variant}: max error {err.max()}"
+    finally:
+        _core.set_bf16_gemm_variant(prev)
 
 
 CONV_CASES = [  # (N, C, H, W), (K, C/groups, R, S), geometry, x layout

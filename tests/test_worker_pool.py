@@ -26,27 +26,33 @@ def gemm_threading():
 @pytest.mark.parametrize("nchunks", [1, 2, 3, 7, 64])
 @pytest.mark.parametrize("threads", [1, 2, 4, 8])
 def test_every_chunk_runs_exactly_once(nchunks, threads):
-    counts, failures = _core._worker_pool_probe(nchunks, threads, calls=300)
+    counts, failures, _ = _core._worker_pool_probe(nchunks, threads, calls=300)
     assert counts == [300] * nchunks and failures == 0
 
 
 @pytest.mark.parametrize("threads", [2, 3])
 def test_workers_that_wake_mid_call_still_claim_each_chunk_once(threads):
     # Every third chunk sleeps, so workers sleep, wake and claim at every point of a call.
-    counts, failures = _core._worker_pool_probe(9, threads, calls=200, sleep_us=30)
+    counts, failures, _ = _core._worker_pool_probe(9, threads, calls=200, sleep_us=30)
     assert counts == [200] * 9 and failures == 0
 
 
+@pytest.mark.parametrize("threads", [2, 4])
+def test_a_call_from_inside_a_chunk_runs_serially(threads):
+    counts, failures, inner = _core._worker_pool_probe(4, threads, calls=200, nested=True)
+    assert counts == [200] * 4 and failures == 0 and inner == 3 * 200
+
+
 def test_a_failing_chunk_is_rethrown_and_the_pool_stays_healthy():
-    counts, failures = _core._worker_pool_probe(6, 2, calls=100, fail_every=3, sleep_us=5)
+    counts, failures, _ = _core._worker_pool_probe(6, 2, calls=100, fail_every=3, sleep_us=5)
     assert failures == 100  # chunk 2 throws in every call, and every call reports it
     assert all(0 < c <= 100 for c in counts)
-    assert _core._worker_pool_probe(6, 2, calls=100) == ([100] * 6, 0)
+    assert _core._worker_pool_probe(6, 2, calls=100) == ([100] * 6, 0, 0)
 
 
 def test_serial_run_keeps_the_contract():
-    assert _core._worker_pool_probe(5, 1, calls=3, fail_every=2) == ([3, 3, 0, 0, 0], 3)
-    assert _core._worker_pool_probe(0, 2, calls=3) == ([], 0)
+    assert _core._worker_pool_probe(5, 1, calls=3, fail_every=2) == ([3, 3, 0, 0, 0], 3, 0)
+    assert _core._worker_pool_probe(0, 2, calls=3) == ([], 0, 0)
 
 
 def test_threading_names(gemm_threading):

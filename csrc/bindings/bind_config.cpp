@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 #include <utility>
 
@@ -98,9 +99,13 @@ void bind_config(py::module_& m) {
   // Test hook for common/worker_pool.h: `calls` runs of `nchunks` chunks on `threads`;
   // returns how often each chunk ran (every count must equal calls). A chunk c with
   // c % fail_every == fail_every - 1 throws (0: none), and a chunk with c % 3 == 0 sleeps
-  // sleep_us first, so workers wake and claim at every moment of a call.
-  m.def("_worker_pool_probe", [](int nchunks, int threads, int calls, int fail_every, int sleep_us) {
+  // sleep_us first, so workers wake and claim at every moment of a call. nested: chunk 0
+  // makes a call of 3 chunks of its own (it must run serially, wherever chunk 0 runs);
+  // the third result counts the nested chunks that ran.
+  m.def("_worker_pool_probe", [](int nchunks, int threads, int calls, int fail_every, int sleep_us,
+                                 bool nested) {
     std::vector<std::atomic<int>> runs(size_t(std::max(nchunks, 0)));
+    std::atomic<int> inner{0};
     int failures = 0;
     {
       py::gil_scoped_release nogil;
@@ -108,6 +113,7 @@ void bind_config(py::module_& m) {
         try {
           run_chunks(nchunks, threads, [&](int c) {
             runs[size_t(c)].fetch_add(1);
+            if (nested && c == 0) run_chunks(3, threads, [&](int) { inner.fetch_add(1); });
             if (sleep_us > 0 && c % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
             if (fail_every > 0 && c % fail_every == fail_every - 1) throw std::runtime_error("chunk failed");
           });
@@ -118,9 +124,9 @@ void bind_config(py::module_& m) {
     }
     std::vector<int> out;
     for (auto& r : runs) out.push_back(r.load());
-    return std::make_pair(out, failures);
+    return std::make_tuple(out, failures, inner.load());
   }, py::arg("nchunks"), py::arg("threads"), py::arg("calls") = 1, py::arg("fail_every") = 0,
-     py::arg("sleep_us") = 0);
+     py::arg("sleep_us") = 0, py::arg("nested") = false);
   m.def("build_info", [] {
     py::dict d;
     d["build_type"] = NNFORGE_BUILD_TYPE;

@@ -57,8 +57,14 @@ class Pool {
 
   // false when the pool is busy (another caller, or a call from inside a chunk).
   bool run(int n, int threads, void* ctx, ChunkFn fn) {
-    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-    if (!busy.owns_lock()) return false;
+    // A flag, not a mutex: a chunk that calls in again on the caller's thread must see
+    // "busy" (try_lock on a mutex the thread holds is undefined).
+    bool idle = false;
+    if (!busy_.compare_exchange_strong(idle, true, std::memory_order_acquire)) return false;
+    struct Release {
+      std::atomic<bool>& flag;
+      ~Release() { flag.store(false, std::memory_order_release); }
+    } release{busy_};
     grow(std::min(threads, n) - 1);
     ctx_ = ctx;
     fn_ = fn;
@@ -159,8 +165,8 @@ class Pool {
   }
 
   const pid_t pid_;
-  std::mutex busy_;  // one call at a time; held by the caller for the whole call
-  int workers_ = 0;  // guarded by busy_
+  std::atomic<bool> busy_{false};  // one call at a time; set by the caller for the whole call
+  int workers_ = 0;                 // guarded by busy_
   std::atomic<uint64_t> claim_{0};
   std::atomic<int> pending_{0};  // chunks of the current job not yet finished
   void* ctx_ = nullptr;

@@ -310,6 +310,8 @@ std::string get_gemm_threading() {
   return g_threading.load(std::memory_order_relaxed) == Threading::pool ? "pool" : "omp";
 }
 
+bool gemm_threads_on_pool() { return g_threading.load(std::memory_order_relaxed) == Threading::pool; }
+
 void set_gemm_threading(const std::string& name) {
   if (name != "pool" && name != "omp")
     throw std::invalid_argument("gemm threading must be 'pool' or 'omp', got '" + name + "'");

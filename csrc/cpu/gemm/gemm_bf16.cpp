@@ -19,11 +19,13 @@
 #include "common/parallel_errors.h"
 #include "common/threads.h"
 #include "common/variant_table.h"
+#include "common/worker_pool.h"
 #include "cpu/gemm/activation_scalar.h"
 #include "cpu/gemm/bf16.h"
 #include "cpu/gemm/bf16_convert_isa.h"
 #include "cpu/gemm/bf16_kernel.h"
 #include "cpu/gemm/bf16_scalar.h"
+#include "cpu/gemm/gemm_variants.h"
 
 namespace nnf {
 namespace {
@@ -261,6 +263,10 @@ void gemm_pairs(const Bf16KernelConfig& cfg, int64_t m, int64_t n, int64_t k, fl
   };
   if (nt <= 1) {
     slab(0);
+    return;
+  }
+  if (gemm_threads_on_pool()) {  // claimed slabs, as sgemm (common/worker_pool.h)
+    run_chunks(nt, nt, slab);
     return;
   }
   ParallelErrors errors;

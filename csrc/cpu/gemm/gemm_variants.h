@@ -41,6 +41,7 @@ void set_gemm_variant(const std::string& name);  // std::invalid_argument if unk
 //           np.matmul: see `nnforge bench mixed`);
 //   "omp"   v1: one OpenMP region, slab t on thread t; its closing barrier waits for
 //           every thread, however late it is scheduled.
+// The bf16 pair-kernel frame (gemm_bf16.cpp) follows the same switch.
 // Same slabs, same arithmetic: results are bitwise identical either way.
 // A variant's tile and block sizes {mr, nr, kc, mc, nc}. Variants with the same kc compute
 // every element by the same FMA chain (bitwise equal results); a different kc splits the
@@ -48,6 +49,7 @@ void set_gemm_variant(const std::string& name);  // std::invalid_argument if unk
 std::vector<int64_t> gemm_variant_blocking(const std::string& name);
 
 std::string get_gemm_threading();
+bool gemm_threads_on_pool();  // the same, for the frames (sgemm, bf16) that branch on it
 void set_gemm_threading(const std::string& name);  // std::invalid_argument unless pool / omp
 
 }  // namespace nnf
