@@ -113,6 +113,20 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: st
     return text
 
 
+def limit_numpy_threads() -> str:
+    """Give NumPy's BLAS pool nnforge's thread count (through threadpoolctl, when installed),
+    so that `nnforge --threads 1 bench gemm` times one OpenBLAS thread too; a header note."""
+    import nnforge
+
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return "numpy blas threads: not limited (pip install threadpoolctl, or set OPENBLAS_NUM_THREADS)"
+    threadpool_limits(limits=nnforge.get_num_threads(), user_api="blas")
+    counts = sorted({p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"})
+    return f"numpy blas threads={','.join(map(str, counts)) or '?'}"
+
+
 def machine_line() -> str:
     import nnforge
 

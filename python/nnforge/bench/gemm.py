@@ -22,7 +22,7 @@ import numpy as np
 from .. import registry
 from ._peak import add_peak_argument, resolve
 from ._table import Row, print_rows
-from ._timing import add_timing_arguments, machine_line, time_rounds, torch_or_none
+from ._timing import add_timing_arguments, limit_numpy_threads, machine_line, time_rounds, torch_or_none
 
 SQUARE = [64, 128, 256, 512, 1024, 2048]
 # (label, m, k, n, a transposed?, b transposed?)
@@ -83,6 +83,7 @@ def run(args) -> int:
     if args.variant:
         _core.set_gemm_variant(args.variant)
     torch = torch_or_none()
+    blas = limit_numpy_threads()
     rng = np.random.default_rng(0)
     table = cases(args.sizes, not args.no_mlp)
     fns = [_case_fns(m, k, n, ta, tb, torch, rng) for _, m, k, n, ta, tb in table]
@@ -90,7 +91,7 @@ def run(args) -> int:
     rows = [Row(label, f"{m}x{k}x{n}", flops(m, k, n), b) for (label, m, k, n, _, _), b in zip(table, best)]
     peak, peak_text = resolve(args.peak)
     title = (f"nnforge bench gemm  ({machine_line()} variant={_core.get_gemm_variant()} "
-             f"torch={'-' if torch is None else torch.__version__})\n{peak_text}\n"
+             f"torch={'-' if torch is None else torch.__version__}; {blas})\n{peak_text}\n"
              f"method: one phase per library (same inputs), {args.settle:g} s idle before each, "
              f"2 warm-up calls, median of {args.repeats} samples of >= 50 ms loops, "
              f"best of {args.rounds} rounds")
