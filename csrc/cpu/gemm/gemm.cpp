@@ -250,7 +250,7 @@ void gemm_threads(const KernelConfig& cfg, int64_t m, int64_t n, int64_t k, floa
   // (direct mode), four slabs per thread cost nothing extra, and a thread that starts
   // late (its core held by another library's spinning pool) still takes its share of the
   // rest instead of leaving the caller to run a whole half alone.
-  const bool pool = g_threading.load(std::memory_order_relaxed) == Threading::pool;
+  const bool pool = gemm_threads_on_pool();
   const bool shared_packs = split_m ? b_packs : a_packs;
   const int64_t panels = split_m ? nap : nbp, width = split_m ? MR : NR;
   const int slabs = nt <= 1 ? 1 : int(std::min<int64_t>(panels, pool && !shared_packs ? 4 * nt : nt));
@@ -306,11 +306,9 @@ std::vector<int64_t> gemm_variant_blocking(const std::string& name) {
   return {c.mr, c.nr, c.kc, c.mc, c.nc};
 }
 
-std::string get_gemm_threading() {
-  return g_threading.load(std::memory_order_relaxed) == Threading::pool ? "pool" : "omp";
-}
-
 bool gemm_threads_on_pool() { return g_threading.load(std::memory_order_relaxed) == Threading::pool; }
+
+std::string get_gemm_threading() { return gemm_threads_on_pool() ? "pool" : "omp"; }
 
 void set_gemm_threading(const std::string& name) {
   if (name != "pool" && name != "omp")

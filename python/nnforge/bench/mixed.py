@@ -40,6 +40,7 @@ import time
 import numpy as np
 
 from ._timing import fmt, print_table
+from .train import skip_first_input_grad
 
 # name -> environment overrides of the child process (None: remove the variable)
 _NNF = {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None, "NNFORGE_GEMM_THREADING": None,
@@ -83,7 +84,7 @@ def _mlp_pair(rng):
     from .. import nn
     model = nn.Sequential(nn.Linear(784, 256, activation="relu"), nn.Linear(256, 128, activation="relu"),
                           nn.Linear(128, 10))
-    model[0].needs_input_grad = False
+    skip_first_input_grad(model)
     opt = nn.Adam(model.parameters(), lr=1e-3)
     x = rng.standard_normal((128, 784), dtype=np.float32)
     y = rng.integers(0, 10, 128)
